@@ -1,0 +1,181 @@
+"""Byte stream <-> PDU frames (RFC 7143 11.2): AHS, header/data digests, padding.
+
+Receiving follows asyncio's buffered-protocol shape without importing asyncio:
+``get_buffer()`` hands out a writable view, ``buffer_updated(n)`` commits it, and
+``next_frame()`` returns complete frames. A data segment that has not fully arrived
+is read straight into its own buffer, so large payloads are never copied twice.
+Every claimed length is bounded before any byte of it is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crc32c import crc32c
+
+from pytgt.iscsi.constants import BHS_LENGTH, RejectReason
+from pytgt.iscsi.errors import ConnectionDropped, ProtocolError
+
+Data = bytes | bytearray | memoryview
+
+_BUFSIZE = 256 * 1024
+_MIN_FREE = 64 * 1024
+_OWN_BUFFER_AT = 8 * 1024  # partial data segments at least this big get their own buffer
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+
+def digest(*parts: Data) -> bytes:
+    """CRC32C over ``parts`` as sent on the wire (little-endian, RFC 7143 13.1, RFC 3720 B.4)."""
+    crc = 0
+    for part in parts:
+        crc = crc32c(part, crc)
+    return crc.to_bytes(4, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One received PDU: 48-byte BHS, AHS bytes and the data segment without padding."""
+
+    bhs: bytes
+    ahs: bytes
+    data: Data
+
+
+class DataDigestError(ProtocolError):
+    """A data segment failed its CRC32C; the PDU is discarded (RFC 7143 7.8)."""
+
+    def __init__(self, bhs: bytes) -> None:
+        super().__init__(RejectReason.DATA_DIGEST_ERROR, "data digest error")
+        self.bhs = bhs
+
+
+class Framer:
+    """Cuts the received byte stream into :class:`Frame` objects.
+
+    ``max_data_segment_length`` is our declared MaxRecvDataSegmentLength (any larger
+    claim is a protocol error); digests apply once set after login.
+    """
+
+    def __init__(self, max_data_segment_length: int = 8192) -> None:
+        self.max_data_segment_length = max_data_segment_length
+        self.header_digest = False
+        self.data_digest = False
+        self._buf = bytearray(_BUFSIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._pending: tuple[bytes, bytes, int] | None = None  # header, ahs, data length
+        self._seg: bytearray | None = None
+        self._seg_pos = 0
+
+    # -- receiving -------------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A writable view to receive into (asyncio BufferedProtocol.get_buffer)."""
+        if self._seg is not None:
+            return memoryview(self._seg)[self._seg_pos :]
+        if len(self._buf) - self._end < _MIN_FREE:
+            live = self._end - self._start
+            self._view[:live] = self._view[self._start : self._end]
+            self._start, self._end = 0, live
+        return self._view[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Commit ``nbytes`` written into the last :meth:`get_buffer` view."""
+        if self._seg is not None:
+            self._seg_pos += nbytes
+        else:
+            self._end += nbytes
+
+    def receive_data(self, data: Data) -> None:
+        """Feed bytes (the sans-I/O entry point; copies into the receive buffer)."""
+        view = memoryview(data)
+        while view:
+            buf = self.get_buffer()
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
+            if self._seg is None and n == 0:
+                raise ConnectionDropped("receive buffer full")
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or None when more bytes are needed.
+
+        Raises ConnectionDropped (header digest, oversized segment) or
+        DataDigestError (the PDU is dropped; the caller rejects it).
+        """
+        if self._seg is not None:
+            return self._finish_own_segment()
+        if self._pending is None and not self._read_header():
+            return None
+        assert self._pending is not None
+        bhs, ahs, dlen = self._pending
+        total = dlen + (-dlen % 4) + (4 if self.data_digest and dlen else 0)
+        have = self._end - self._start
+        if have < total:
+            if total - have >= _OWN_BUFFER_AT or total > len(self._buf) - _MIN_FREE:
+                self._seg = bytearray(total)
+                self._seg[:have] = self._view[self._start : self._end]
+                self._seg_pos = have
+                self._start = self._end = 0
+                return self._finish_own_segment()
+            return None
+        raw = bytes(self._view[self._start : self._start + total])
+        self._start += total
+        self._pending = None
+        return self._complete(bhs, ahs, memoryview(raw), dlen)
+
+    def _read_header(self) -> bool:
+        have = self._end - self._start
+        if have < BHS_LENGTH:
+            return False
+        v = self._view[self._start : self._end]
+        ahs_len = v[4] * 4
+        hlen = BHS_LENGTH + ahs_len + (4 if self.header_digest else 0)
+        if have < hlen:
+            return False
+        header = bytes(v[: BHS_LENGTH + ahs_len])
+        if self.header_digest and digest(header) != v[hlen - 4 : hlen]:
+            raise ConnectionDropped("header digest error")  # 7.8: the header can't be trusted
+        dlen = int.from_bytes(header[5:8], "big")
+        if dlen > self.max_data_segment_length:
+            raise ProtocolError(
+                RejectReason.PROTOCOL_ERROR,
+                f"DataSegmentLength {dlen} > MaxRecvDataSegmentLength "
+                f"{self.max_data_segment_length}",
+                fatal=True,
+            )
+        self._start += hlen
+        self._pending = (header[:BHS_LENGTH], header[BHS_LENGTH:], dlen)
+        return True
+
+    def _finish_own_segment(self) -> Frame | None:
+        assert self._seg is not None and self._pending is not None
+        if self._seg_pos < len(self._seg):
+            return None
+        bhs, ahs, dlen = self._pending
+        seg = self._seg
+        self._seg, self._pending = None, None
+        return self._complete(bhs, ahs, memoryview(seg), dlen)
+
+    def _complete(self, bhs: bytes, ahs: bytes, raw: memoryview, dlen: int) -> Frame:
+        data = raw[:dlen]
+        if self.data_digest and dlen:
+            end = dlen + (-dlen % 4)
+            if digest(raw[:end]) != raw[end : end + 4]:
+                raise DataDigestError(bhs)
+        return Frame(bhs, ahs, data)
+
+    # -- sending ---------------------------------------------------------------
+    def frame(self, header: bytes, data: Data = b"") -> list[Data]:
+        """Buffers for one PDU: header (+digest), data untouched, padding (+digest)."""
+        out: list[Data] = [header + digest(header) if self.header_digest else header]
+        n = len(data)
+        if n:
+            out.append(data)
+            tail = _PAD[n % 4]
+            if self.data_digest:
+                tail += digest(data, tail)
+            if tail:
+                out.append(tail)
+        return out

@@ -1,0 +1,265 @@
+"""The asyncio adapter: portal listeners feeding :class:`TargetConnection` objects.
+
+One small class per connection does: receive into the core's buffer -> drain
+events -> run SCSI commands as tasks -> transmit with ``writelines`` -> re-arm the
+core's timer. Back-pressure: when the socket's write buffer is full we stop reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytgt.iscsi.connection import TargetConnection
+from pytgt.iscsi.events import (
+    CommandReady,
+    ConnectionClosed,
+    SessionEnded,
+    SessionStarted,
+    TaskManagement,
+)
+from pytgt.iscsi.session import Session, SessionTable
+from pytgt.scsi.task import ItNexus, ScsiTask, Status
+
+log = logging.getLogger("pytgt.net")
+
+
+@dataclass
+class PortalOptions:
+    """Per-portal settings, named as tgtd's ``--iscsi`` options."""
+
+    nop_interval: float = 0.0
+    nop_count: int = 0
+    login_timeout: float = 15.0
+
+
+@dataclass
+class IscsiService:
+    """What the adapter needs from the daemon: login policy, sessions, TMF executor."""
+
+    policy: Any
+    sessions: SessionTable = field(default_factory=SessionTable)
+    options: PortalOptions = field(default_factory=PortalOptions)
+    portal_group_tag: int = 1
+    connections: set[IscsiProtocol] = field(default_factory=set)
+
+
+class IscsiProtocol(asyncio.BufferedProtocol):
+    """One TCP connection on a portal."""
+
+    def __init__(self, service: IscsiService) -> None:
+        self.service = service
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.conn: TargetConnection | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._pump_scheduled = False
+
+    # -- asyncio callbacks -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        opts = self.service.options
+        self.conn = TargetConnection(
+            self.service.policy, self.service.sessions, str(peer[0]),
+            portal_group_tag=self.service.portal_group_tag, nop_interval=opts.nop_interval,
+            nop_count=opts.nop_count, login_timeout=opts.login_timeout, now=self.loop.time())
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.conn.local_address = _format_address(str(local[0]), int(local[1]))
+        self.conn.wakeup = self._schedule_pump
+        self.service.connections.add(self)
+        self._arm_timer()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        assert self.conn is not None
+        return self.conn.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self.conn is not None
+        self.conn.buffer_updated(nbytes)
+        self._pump()
+
+    def eof_received(self) -> bool:
+        assert self.conn is not None
+        self.conn.eof_received()
+        self._pump()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close("connection lost")
+            self._pump()
+        self.service.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- event handling ------------------------------------------------------------
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        conn = self.conn
+        assert conn is not None
+        now = self.loop.time()
+        while (event := conn.next_event(now)) is not None:
+            handler = _EVENT_HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self._transmit()
+        self._arm_timer()
+
+    def _transmit(self) -> None:
+        assert self.conn is not None and self.transport is not None
+        out = self.conn.data_to_send()
+        if out and not self.transport.is_closing():
+            self.transport.writelines(out)
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert self.conn is not None
+        when = self.conn.get_timer()
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self.conn is not None
+        self.conn.handle_timer(self.loop.time())
+        self._pump()
+
+    def _on_session_started(self, ev: SessionStarted) -> None:
+        old = ev.reinstated
+        if old is not None:
+            for c in list(old.connections.values()):
+                c.close("session reinstated")
+            _end_session(old)
+        if ev.replaced_connection is not None and ev.replaced_connection is not self.conn:
+            ev.replaced_connection.close("connection reinstated")
+        s = ev.session
+        if ev.new_session and s.session_type == "Normal" and s.target is not None:
+            s.nexus = ItNexus(
+                key=f"{s.initiator_name},i,{s.isid:#014x},tsih={s.tsih}",
+                initiator_name=s.initiator_name,
+                initiator_port=f"{s.initiator_name},i,{s.isid:#014x}",
+                relative_port=self.service.portal_group_tag,
+                port_group=self.service.portal_group_tag)
+            s.target.scsi.add_nexus(s.nexus)
+        if s.target is not None:
+            hook = getattr(self.service.policy, "session_started", None)
+            if hook is not None:
+                assert self.conn is not None
+                hook(s, self.conn)
+
+    def _on_command(self, ev: CommandReady) -> None:
+        t = asyncio.ensure_future(self._execute(ev.task))
+        self._running.add(t)
+        t.add_done_callback(self._running.discard)
+
+    async def _execute(self, task: Any) -> None:
+        conn = self.conn
+        assert conn is not None and conn.session is not None
+        s = conn.session
+        cmd = task.command
+        scsi = s.target.scsi
+        write_length = scsi.expected_data_out(cmd.lun, cmd.cdb) if cmd.write else None
+        st = ScsiTask(s.nexus, cmd.lun, cmd.cdb, cmd.itt, data_out=task.data_out_buffer(),
+                      expected_in=cmd.expected_data_transfer_length if cmd.read else 0,
+                      expected_out=task.edtl)
+        task.scsi_task = st
+        try:
+            result = await scsi.execute(st)
+        except Exception:  # the SCSI layer answers errors itself; this is a bug
+            log.exception("SCSI command %s failed", cmd.cdb[:1].hex())
+            conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
+        else:
+            conn.complete_command(task, result.status, result.data, result.sense, write_length)
+        self._transmit()
+
+    def _on_tmf(self, ev: TaskManagement) -> None:
+        conn = self.conn
+        assert conn is not None and conn.session is not None
+        for task in ev.aborted:
+            st = getattr(task, "scsi_task", None)
+            if st is not None:
+                st.aborted = True
+        hook = getattr(self.service.policy, "task_management", None)
+        response = 0 if hook is None else hook(conn.session, ev, self.service)
+        conn.complete_tmf(ev.itt, response)
+
+    def _on_session_ended(self, ev: SessionEnded) -> None:
+        _end_session(ev.session)
+
+    def _on_closed(self, ev: ConnectionClosed) -> None:
+        self._transmit()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _end_session(s: Session) -> None:
+    if getattr(s, "_ended", False):
+        return
+    s._ended = True  # type: ignore[attr-defined]
+    if s.nexus is not None and s.target is not None:
+        s.target.scsi.remove_nexus(s.nexus)
+    nexuses = getattr(s.target, "nexuses", None)
+    if isinstance(nexuses, dict):
+        nexuses.pop(s.tsih, None)
+
+
+_HARDWARE_ERROR = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0, 0, 0, 0, 0])
+
+_EVENT_HANDLERS: dict[type, Any] = {
+    SessionStarted: IscsiProtocol._on_session_started,
+    CommandReady: IscsiProtocol._on_command,
+    TaskManagement: IscsiProtocol._on_tmf,
+    SessionEnded: IscsiProtocol._on_session_ended,
+    ConnectionClosed: IscsiProtocol._on_closed,
+}
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_portal(text: str, default_port: int = 3260) -> tuple[str, int]:
+    """``HOST[:PORT]`` / ``[V6]:PORT`` -> (host, port); raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = int(p)
+    else:
+        host, port = text, default_port
+    if not host or not 0 <= port <= 65535:
+        raise ValueError(f"bad portal {text!r}")
+    return host, port
+
+
+async def listen(service: IscsiService, host: str, port: int) -> asyncio.AbstractServer:
+    """Start accepting iSCSI connections on one portal (only that address)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: IscsiProtocol(service), host, port,
+                                    reuse_address=True, backlog=128)
