@@ -1,0 +1,139 @@
+"""``pytgtd``: the daemon's command line (tgtd's flags)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from pytgt.daemon.server import Daemon
+from pytgt.net.portal import PortalOptions, parse_portal
+
+DEFAULT_PORTAL = ("0.0.0.0", 3260)
+QUICKSTART_IQN = "iqn.2026-11.org.pytgt:default"
+
+
+class CliError(Exception):
+    """A bad command line; printed as one line, exit status 1."""
+
+
+def parse_iscsi_options(values: list[str]) -> tuple[list[tuple[str, int]], PortalOptions]:
+    """tgtd's ``--iscsi portal=H:P,portal=...,nop_interval=S,nop_count=N``."""
+    portals: list[tuple[str, int]] = []
+    opts = PortalOptions()
+    for value in values:
+        for item in filter(None, value.split(",")):
+            key, sep, val = item.partition("=")
+            if not sep:
+                raise CliError(f"bad --iscsi option: {item}")
+            try:
+                if key == "portal":
+                    portals.append(parse_portal(val))
+                elif key == "nop_interval":
+                    opts.nop_interval = float(int(val))
+                elif key == "nop_count":
+                    opts.nop_count = int(val)
+                else:
+                    raise CliError(f"unknown --iscsi option: {key}")
+            except ValueError as exc:
+                raise CliError(f"bad --iscsi option {item}: {exc}") from None
+    return portals or [DEFAULT_PORTAL], opts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pytgtd", description="pytgt iSCSI target daemon")
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
+    p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
+                   help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]")
+    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
+    p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
+                   help="create and export a sparse-file LUN (default 1G) in the state dir")
+    p.add_argument("-V", "--version", action="version", version="pytgtd 0.1.0")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        portals, opts = parse_iscsi_options(args.iscsi)
+    except CliError as exc:
+        print(f"pytgtd: {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s pytgtd[%(process)d] %(name)s: %(message)s")
+    if not args.foreground and os.fork() > 0:
+        return 0
+    try:
+        import uvloop  # libuv event loop when installed (the Linux default)
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - non-Linux
+        runner = asyncio.run
+    try:
+        return int(runner(_run(portals, opts, args)))
+    except OSError as exc:
+        print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except CliError as exc:
+        print(f"pytgtd: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
+               args: argparse.Namespace) -> int:
+    daemon = Daemon(portals, control_port=args.control_port, options=opts)
+    await daemon.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.quickstart:
+        await _quickstart(daemon, args.quickstart)
+    await stop.wait()
+    logging.getLogger("pytgt.daemon").info("shutting down")
+    await daemon.stop()
+    return 0
+
+
+async def _quickstart(daemon: Daemon, size: str) -> None:
+    """Create target 1 with LUN 1 on a sparse file in the state dir, open to all."""
+    from pytgt.daemon.paths import state_dir
+
+    path = os.path.join(state_dir(), "quickstart-lun1.img")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.truncate(_parse_size(size))
+    mgmt = daemon.management
+    for request in (
+        {"mode": "target", "op": "new", "tid": 1, "targetname": QUICKSTART_IQN},
+        {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1, "backing_store": path},
+        {"mode": "target", "op": "bind", "tid": 1, "initiator_address": "ALL"},
+    ):
+        rc, out = await mgmt.handle(request)
+        if rc:
+            raise CliError(out.strip())
+    for host, port in daemon.portals:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"pytgtd: serving {path} as iscsi://{shown}:{port}/{QUICKSTART_IQN}/1", flush=True)
+    print("pytgtd: connect with e.g. `iscsi-ls -s iscsi://HOST:PORT/` or "
+          "`iscsiadm -m discovery -t sendtargets -p HOST:PORT`", flush=True)
+
+
+def _parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().rstrip("B")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise CliError(f"bad size: {text}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

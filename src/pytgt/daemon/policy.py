@@ -1,0 +1,147 @@
+"""The daemon's answers to the iSCSI core's questions, read from the config model.
+
+Login (target lookup, ACL, admin overrides, CHAP accounts), discovery (SendTargets
+filtered by ACL, RFC 7143 Appendix C), session bookkeeping for ``--op show`` and the
+target-wide part of task management (SAM-5 7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
+from pytgt.iscsi.constants import TmfFunction, TmfResponse
+
+_SHOWN_PARAMS = (
+    "HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", "MaxXmitDataSegmentLength",
+    "MaxBurstLength", "FirstBurstLength", "ImmediateData", "InitialR2T", "MaxOutstandingR2T",
+    "MaxConnections", "ErrorRecoveryLevel", "DataPDUInOrder", "DataSequenceInOrder",
+    "DefaultTime2Wait", "DefaultTime2Retain",
+)
+
+
+class RegistryPolicy:
+    """Login/discovery policy over a :class:`Registry` for one portal group."""
+
+    def __init__(self, registry: Registry, portals: list[tuple[str, int]],
+                 portal_group_tag: int = 1) -> None:
+        self.registry = registry
+        self.portals = portals
+        self.portal_group_tag = portal_group_tag
+
+    # -- login ---------------------------------------------------------------------
+    def find_target(self, name: str) -> Target | None:
+        return self.registry.by_name(name)
+
+    def target_allows(self, target: Target, initiator_name: str, address: str) -> bool:
+        return target.allows(initiator_name, address)
+
+    def target_ready(self, target: Target | None) -> bool:
+        if self.registry.state != "ready":
+            return False
+        return target is None or target.state == "ready"
+
+    def target_settings(self, target: Target | None) -> dict[str, str]:
+        return dict(target.iscsi_params) if target is not None else {}
+
+    def target_alias(self, target: Target | None) -> str:
+        return target.alias if target is not None else ""
+
+    def auth_required(self, target: Target | None) -> bool:
+        return bool(target is not None and target.incoming_accounts)
+
+    def chap_secret(self, target: Target | None, user: str) -> str | None:
+        """The CHAP secret of ``user`` if it is bound to ``target`` (incoming)."""
+        if target is None or user not in target.incoming_accounts:
+            return None
+        acct = self.registry.accounts.get(user)
+        return acct.password if acct else None
+
+    # -- discovery -----------------------------------------------------------------
+    def send_targets(self, initiator_name: str, address: str, value: str,
+                     session_type: str, local_address: str = "") -> list[tuple[str, str]]:
+        """TargetName/TargetAddress pairs the initiator may see (RFC 7143 Appendix C)."""
+        out: list[tuple[str, str]] = []
+        for target in sorted(self.registry.targets.values(), key=lambda t: t.tid):
+            if value not in ("All", "") and value.lower() != target.name.lower():
+                continue
+            if value == "" and session_type != "Normal":
+                continue
+            if not target.allows(initiator_name, address):
+                continue
+            out.append(("TargetName", target.name))
+            for addr in self._addresses(local_address):
+                out.append(("TargetAddress", f"{addr},{self.portal_group_tag}"))
+        return out
+
+    def _addresses(self, local_address: str) -> list[str]:
+        out = []
+        for host, port in self.portals:
+            if host in ("0.0.0.0", "::", ""):
+                if local_address:
+                    out.append(local_address)
+                continue
+            out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return list(dict.fromkeys(out))
+
+    # -- sessions --------------------------------------------------------------------
+    def session_started(self, session: Any, conn: Any) -> None:
+        target = session.target
+        info = target.nexuses.get(session.tsih)
+        if info is None:
+            info = NexusInfo(session.tsih, session.initiator_name, session.initiator_alias)
+            target.nexuses[session.tsih] = info
+        info.connections[conn.cid] = ConnectionInfo(conn.cid, conn.address)
+        p = session.params
+        if p is not None:
+            info.params = _describe(p)
+
+    def task_management(self, session: Any, ev: Any, service: Any) -> int:
+        """Target-wide TMF effects beyond this session's own tasks (SAM-5 7)."""
+        scsi = session.target.scsi
+        fn = ev.function
+        if fn == TmfFunction.LOGICAL_UNIT_RESET:
+            _abort_elsewhere(service, session, lambda t: t.command.lun == ev.lun)
+            return int(scsi.lu_reset(session.nexus, ev.lun))
+        if fn == TmfFunction.CLEAR_TASK_SET:
+            _abort_elsewhere(service, session, lambda t: t.command.lun == ev.lun)
+            return int(scsi.clear_task_set(session.nexus, ev.lun))
+        if fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+            _abort_elsewhere(service, session, lambda t: True)
+            return int(scsi.target_reset(session.nexus, fn == TmfFunction.TARGET_COLD_RESET))
+        if fn == TmfFunction.ABORT_TASK_SET and ev.lun not in getattr(scsi, "luns", {ev.lun: 1}):
+            return int(TmfResponse.LUN_DOES_NOT_EXIST) if ev.lun else 0
+        return int(TmfResponse.FUNCTION_COMPLETE)
+
+
+def _abort_elsewhere(service: Any, session: Any, pred: Any) -> None:
+    for other in list(service.sessions.sessions.values()):
+        if other is session or other.target is not session.target:
+            continue
+        for conn in list(other.connections.values()):
+            victims = [t for t in conn.tasks.values() if pred(t)]
+            conn._abort(victims)
+            for t in victims:
+                st = getattr(t, "scsi_task", None)
+                if st is not None:
+                    st.aborted = True
+
+
+def _describe(p: Any) -> dict[str, str]:
+    def fmt(v: Any) -> str:
+        return ("Yes" if v else "No") if isinstance(v, bool) else str(v)
+
+    names = {
+        "HeaderDigest": "CRC32C" if p.header_digest else "None",
+        "DataDigest": "CRC32C" if p.data_digest else "None",
+        "MaxRecvDataSegmentLength": p.max_recv_data_segment_length,
+        "MaxXmitDataSegmentLength": p.max_xmit_data_segment_length,
+        "MaxBurstLength": p.max_burst_length, "FirstBurstLength": p.first_burst_length,
+        "ImmediateData": bool(p.immediate_data), "InitialR2T": bool(p.initial_r2t),
+        "MaxOutstandingR2T": p.max_outstanding_r2t, "MaxConnections": p.max_connections,
+        "ErrorRecoveryLevel": p.error_recovery_level,
+        "DataPDUInOrder": bool(p.data_pdu_in_order),
+        "DataSequenceInOrder": bool(p.data_sequence_in_order),
+        "DefaultTime2Wait": p.default_time2wait, "DefaultTime2Retain": p.default_time2retain,
+    }
+    return {k: fmt(names[k]) for k in _SHOWN_PARAMS}

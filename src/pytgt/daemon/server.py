@@ -1,0 +1,93 @@
+"""The daemon composed of objects (no globals): registry, portals, control socket.
+
+Usable as a library: ``async with Daemon([("127.0.0.1", 0)]) as d: ...`` starts a
+target on an ephemeral port (see ``d.portals`` for the bound addresses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from pytgt.config.model import Registry
+from pytgt.daemon.policy import RegistryPolicy
+from pytgt.net.portal import IscsiService, PortalOptions, listen
+
+log = logging.getLogger("pytgt.daemon")
+
+
+class Daemon:
+    """pytgtd's state and servers. ``control_port=None`` runs without a control socket."""
+
+    def __init__(self, portals: list[tuple[str, int]], *, control_port: int | None = None,
+                 options: PortalOptions | None = None, registry: Registry | None = None) -> None:
+        self.registry = registry or Registry()
+        self.requested_portals = portals
+        self.portals: list[tuple[str, int]] = []
+        self.control_port = control_port
+        self.control_path: str | None = None
+        self.policy = RegistryPolicy(self.registry, self.portals)
+        self.service = IscsiService(self.policy, options=options or PortalOptions())
+        self.management: Any = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._control: asyncio.AbstractServer | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Listen on every portal (only those addresses) and on the control socket."""
+        for host, port in self.requested_portals:
+            server = await listen(self.service, host, port)
+            self._servers.append(server)
+            for sock in server.sockets:
+                addr = sock.getsockname()
+                self.portals.append((str(addr[0]), int(addr[1])))
+        from pytgt.daemon.mgmt import Management
+
+        self.management = Management(self.registry, portals=self.portals,
+                                     control_port=self.control_port or 0)
+        setattr(self.management, "service", self.service)
+        if self.control_port is not None:
+            from pytgt.daemon.control import serve_control
+            from pytgt.daemon.paths import control_socket_path
+
+            self.control_path = control_socket_path(self.control_port)
+            os.makedirs(os.path.dirname(self.control_path), mode=0o700, exist_ok=True)
+            self._control = await serve_control(self.control_path, self.management)
+        log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.portals))
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection, flush and close every store."""
+        for server in self._servers:
+            server.close()
+        if self._control is not None:
+            self._control.close()
+        for proto in list(self.service.connections):
+            if proto.conn is not None:
+                proto.conn.close("target shutting down")
+        for proto in list(self.service.connections):
+            for t in list(proto._running):
+                await asyncio.wait([t], timeout=5)
+        for target in self.registry.targets.values():
+            for lu in list(getattr(target.scsi, "luns", {}).values()):
+                store = getattr(lu, "store", None)
+                if store is not None:
+                    try:
+                        await store.flush()
+                        await store.close()
+                    except Exception:  # report, keep shutting down the rest
+                        log.exception("closing store of LUN %s", getattr(lu, "lun", "?"))
+        if self.control_path and os.path.exists(self.control_path):
+            os.unlink(self.control_path)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
