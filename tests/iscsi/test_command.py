@@ -1,0 +1,76 @@
+"""Data-Out accounting for one task: immediate, unsolicited and solicited data (RFC 7143 4.2.2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytgt.iscsi.command import Limits, Task
+from pytgt.iscsi.constants import RESERVED_TAG
+from pytgt.iscsi.errors import ProtocolError
+from pytgt.iscsi.pdu import DataOut, ScsiCommand
+
+
+def write(edtl: int, data: bytes = b"", final: bool = True) -> ScsiCommand:
+    return ScsiCommand(1, bytes(16), 0, edtl, write=True, final=final, data=data)
+
+
+def test_immediate_data_covers_all() -> None:
+    t = Task.start(write(512, b"x" * 512), Limits())
+    assert t.data_complete and t.next_r2ts(1) == []
+    assert bytes(t.data_out_buffer()) == b"x" * 512
+
+
+def test_r2ts_respect_burst_and_outstanding_limits() -> None:
+    lim = Limits(immediate_data=True, initial_r2t=True, first_burst_length=1024,
+                 max_burst_length=4096, max_outstanding_r2t=2)
+    t = Task.start(write(10240, b"a" * 1024), lim)
+    r2ts = t.next_r2ts(100)
+    assert [(r.ttt, r.offset, r.length, r.r2t_sn) for r in r2ts] == [
+        (100, 1024, 4096, 0), (101, 5120, 4096, 1)]
+    assert t.next_r2ts(102) == []  # MaxOutstandingR2T reached
+    assert t.data_out(DataOut(1, 100, 0, 1024, b"b" * 4096, final=True))
+    (third,) = t.next_r2ts(102)
+    assert (third.offset, third.length, third.r2t_sn) == (9216, 1024, 2)
+
+
+def test_unsolicited_data_out_until_first_burst() -> None:
+    lim = Limits(immediate_data=True, initial_r2t=False, first_burst_length=2048)
+    t = Task.start(write(4096, b"a" * 512, final=False), lim)
+    assert t.unsolicited_end == 2048 and not t.unsolicited_done
+    t.data_out(DataOut(1, RESERVED_TAG, 0, 512, b"b" * 1536, final=True))
+    (r2t,) = t.next_r2ts(7)
+    assert (r2t.offset, r2t.length) == (2048, 2048)
+    t.data_out(DataOut(1, 7, 0, 2048, b"c" * 2048, final=True))
+    assert t.data_complete
+    assert bytes(t.data_out_buffer()) == b"a" * 512 + b"b" * 1536 + b"c" * 2048
+
+
+@pytest.mark.parametrize(("data_sn", "offset", "length"), [
+    (1, 0, 512),      # DataSN must start at 0 for each R2T
+    (0, 512, 512),    # outside the solicited burst
+    (0, 0, 1024),     # longer than the burst
+])
+def test_bad_data_out_is_a_protocol_error(data_sn: int, offset: int, length: int) -> None:
+    t = Task.start(write(512), Limits(initial_r2t=True))
+    (r2t,) = t.next_r2ts(5)
+    with pytest.raises(ProtocolError):
+        t.data_out(DataOut(1, 5, data_sn, offset, b"z" * length, final=True))
+
+
+def test_unknown_ttt_and_unexpected_unsolicited() -> None:
+    t = Task.start(write(512), Limits(initial_r2t=True))
+    with pytest.raises(ProtocolError):
+        t.data_out(DataOut(1, 99, 0, 0, b"z" * 512))
+    with pytest.raises(ProtocolError):
+        t.data_out(DataOut(1, RESERVED_TAG, 0, 0, b"z" * 512))
+
+
+@pytest.mark.parametrize(("limits", "cmd"), [
+    (Limits(immediate_data=False), write(512, b"x" * 512)),
+    (Limits(first_burst_length=512), write(4096, b"x" * 1024)),
+    (Limits(), ScsiCommand(1, bytes(16), 0, 0, read=True, data=b"x")),
+    (Limits(initial_r2t=True), write(4096, b"", final=False)),
+])
+def test_immediate_data_rules(limits: Limits, cmd: ScsiCommand) -> None:
+    with pytest.raises(ProtocolError):
+        Task.start(cmd, limits)
