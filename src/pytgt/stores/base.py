@@ -2,7 +2,8 @@
 
 A store is opened by :func:`pytgt.stores.open_store` from a registry filled by the
 ``pytgt.backing_stores`` entry-point group, so a third-party package adds a store by
-declaring an entry point (tgt's ``bs_*.c`` modules, the Python way).
+declaring an entry point (tgt's ``bs_*.c`` modules, the Python way). A store class
+provides ``open(path, *, bsopts, bsoflags, size)`` returning an open instance.
 
 Every coroutine runs its blocking work off the event loop (a thread pool or a
 native asynchronous API); a failed I/O raises :class:`StoreIOError` with the errno,
@@ -12,6 +13,7 @@ which the SCSI layer turns into MEDIUM ERROR / HARDWARE ERROR for that command o
 from __future__ import annotations
 
 import enum
+import re
 from typing import ClassVar, Protocol, runtime_checkable
 
 
@@ -57,3 +59,50 @@ class BackingStore(Protocol):
     async def unmap(self, offset: int, length: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+
+
+def parse_size(text: str) -> int:
+    """``"64M"``, ``"1G"``, ``"4096"``, ``"2TiB"`` -> bytes (binary units, as tgtadm).
+
+    Raises :class:`StoreError` for anything else.
+    """
+    m = _SIZE.match(text)
+    if m is None:
+        raise StoreError(f"bad size: {text!r}")
+    return int(m.group(1)) << _UNITS[m.group(2).lower()]
+
+
+def parse_options(bsopts: str) -> dict[str, str]:
+    """tgt's ``--bsopts "a=1;b=2"`` (``;`` or ``,`` separated) -> dict."""
+    out: dict[str, str] = {}
+    for item in re.split(r"[;,]", bsopts):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise StoreError(f"bad backing store option: {item!r} (expected key=value)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_oflags(bsoflags: str, allowed: frozenset[str]) -> set[str]:
+    """tgt's ``--bsoflags sync,direct`` (``,`` or ``:`` separated) -> set; rejects unknown."""
+    flags = {f.strip() for f in re.split(r"[,:]", bsoflags) if f.strip()}
+    bad = flags - allowed
+    if bad:
+        raise StoreError(f"unsupported bsoflags: {', '.join(sorted(bad))} "
+                         f"(supported: {', '.join(sorted(allowed)) or 'none'})")
+    return flags
+
+
+def check_range(size: int, offset: int, length: int) -> None:
+    """Raise ``StoreIOError(EINVAL)`` unless ``[offset, offset+length)`` lies inside the store."""
+    if offset < 0 or length < 0 or offset + length > size:
+        import errno
+
+        raise StoreIOError(errno.EINVAL, f"I/O beyond end of store ({offset}+{length} > {size})")

@@ -1,0 +1,227 @@
+"""The rdwr store (``--bstype rdwr``, tgt's default): a regular file or a block device.
+
+Every ``pread``/``pwrite``/``fdatasync``/``fallocate`` runs in this store's thread pool
+(``loop.run_in_executor``), so the event loop never waits for the disk.
+
+``bsoflags``: ``sync`` opens with ``O_SYNC``; ``direct`` opens with ``O_DIRECT``. Direct
+I/O needs buffers, offsets and lengths aligned to the device's logical block size: reads
+land in page-aligned ``mmap`` buffers and writes are staged through one; an I/O whose
+offset or length is not a multiple of 4096 goes through a second, buffered descriptor.
+A file that cannot be opened read-write (``EACCES``/``EROFS``) is opened read-only and the
+store reports ``readonly = True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import errno
+import mmap
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar, TypeVar
+
+from pytgt.stores.base import (
+    StoreCapability,
+    StoreError,
+    StoreIOError,
+    check_range,
+    parse_oflags,
+    parse_options,
+)
+
+T = TypeVar("T")
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+DIRECT_ALIGN = 4096
+_ZERO_CHUNK = 1 << 20
+_OFLAGS = frozenset({"sync", "direct"})
+
+
+def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6", use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_fallocate = _libc_fallocate()
+
+
+class RdwrStore:
+    """A file or block device accessed with positioned reads and writes."""
+
+    name: ClassVar[str] = "rdwr"
+
+    def __init__(self, path: str, fd: int, size: int, *, readonly: bool = False,
+                 direct_fd: int | None = None, block_device: bool = False,
+                 workers: int = 16) -> None:
+        self.path = path
+        self.size = size
+        self.readonly = readonly
+        self.block_device = block_device
+        caps = StoreCapability.FLUSH | StoreCapability.UNMAP
+        self.capabilities = caps if block_device else caps | StoreCapability.THIN
+        self._fd = fd  # buffered (or O_SYNC) descriptor
+        self._direct_fd = direct_fd  # O_DIRECT descriptor, when asked for
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytgt-rdwr")
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
+             size: int | None = None) -> RdwrStore:
+        """Open ``path``; raises :class:`StoreError` ("No such file or directory", ...)."""
+        opts = parse_options(bsopts)
+        if opts:
+            raise StoreError(f"unknown rdwr store option: {', '.join(sorted(opts))}")
+        oflags = parse_oflags(bsoflags, _OFLAGS)
+        if not path:
+            raise StoreError("rdwr store needs a backing store path")
+        base = os.O_CLOEXEC | (os.O_SYNC if "sync" in oflags else 0)
+        fd, readonly = _open(path, base)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISBLK(st.st_mode):
+                real_size, blk = os.lseek(fd, 0, os.SEEK_END), True
+            elif stat.S_ISREG(st.st_mode):
+                real_size, blk = st.st_size, False
+            else:
+                raise StoreError(f"{path}: not a regular file or block device")
+            direct_fd = None
+            if "direct" in oflags:
+                direct_fd, _ = _open(path, base | os.O_DIRECT, readonly)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, real_size, readonly=readonly, direct_fd=direct_fd,
+                   block_device=blk)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise StoreIOError(errno.EBADF, "store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def read(self, offset: int, length: int) -> bytes | memoryview:
+        check_range(self.size, offset, length)
+        if length == 0:
+            return b""
+        return await self._run(self._read_sync, offset, length)
+
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        check_range(self.size, offset, view.nbytes)
+        if self.readonly:
+            raise StoreIOError(errno.EROFS, f"{self.path} is read-only")
+        if view.nbytes:
+            await self._run(self._write_sync, offset, view)
+
+    async def flush(self) -> None:
+        await self._run(self._flush_sync)
+
+    async def unmap(self, offset: int, length: int) -> None:
+        check_range(self.size, offset, length)
+        if self.readonly:
+            raise StoreIOError(errno.EROFS, f"{self.path} is read-only")
+        if length:
+            await self._run(self._unmap_sync, offset, length)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        for fd in (self._fd, self._direct_fd):
+            if fd is not None:
+                os.close(fd)
+
+    # Blocking halves, run in the pool.
+    def _direct(self, offset: int, length: int) -> int | None:
+        fd = self._direct_fd
+        if fd is not None and not (offset | length) % DIRECT_ALIGN:
+            return fd
+        return None
+
+    def _read_sync(self, offset: int, length: int) -> bytes | memoryview:
+        try:
+            fd = self._direct(offset, length)
+            if fd is not None:
+                buf = mmap.mmap(-1, length)
+                got = os.preadv(fd, [buf], offset)
+                view = memoryview(buf)
+                if got < length:
+                    view[got:] = bytes(length - got)
+                return view
+            data = os.pread(self._fd, length, offset)
+            while len(data) < length:  # short read: keep going, zeros past EOF
+                more = os.pread(self._fd, length - len(data), offset + len(data))
+                if not more:
+                    return data + bytes(length - len(data))
+                data += more
+            return data
+        except OSError as exc:
+            raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
+
+    def _write_sync(self, offset: int, view: memoryview) -> None:
+        try:
+            fd = self._direct(offset, view.nbytes)
+            if fd is not None:
+                buf = mmap.mmap(-1, view.nbytes)
+                buf[:] = view
+                view, fd_ = memoryview(buf), fd
+            else:
+                fd_ = self._fd
+            while view.nbytes:
+                n = os.pwritev(fd_, [view], offset)
+                if n <= 0:
+                    raise StoreIOError(errno.EIO, "short write")
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
+
+    def _flush_sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
+
+    def _unmap_sync(self, offset: int, length: int) -> None:
+        if _fallocate is not None:
+            mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+            if _fallocate(self._fd, mode, offset, length) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV):
+                raise StoreIOError(err, os.strerror(err))
+        zeros = memoryview(bytes(min(length, _ZERO_CHUNK)))
+        while length:
+            n = min(length, zeros.nbytes)
+            self._write_sync(offset, zeros[:n])
+            offset, length = offset + n, length - n
+
+
+def _open(path: str, flags: int, readonly: bool = False) -> tuple[int, bool]:
+    """os.open read-write, falling back to read-only on EACCES/EROFS."""
+    try:
+        if not readonly:
+            try:
+                return os.open(path, flags | os.O_RDWR), False
+            except PermissionError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+        return os.open(path, flags | os.O_RDONLY), True
+    except FileNotFoundError:
+        raise StoreError(f"{path}: No such file or directory") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: {exc.strerror or exc}") from None
