@@ -1,0 +1,161 @@
+"""Initiator login against hand-built Login Responses (RFC 7143 6, 11.12, 11.13, 12.1.3)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import pytest
+
+from pytgt.initiator.core import InitiatorConnection
+from pytgt.initiator.errors import LoginFailed, NegotiationError
+from pytgt.initiator.events import ConnectionClosed, LoginComplete, RequestFailed
+from pytgt.initiator.options import InitiatorOptions
+from pytgt.iscsi.pdu import LoginRequest
+
+from .util import IQN, Peer, logged_in, login_rsp, text
+
+
+def start(**kw: object) -> tuple[InitiatorConnection, Peer, LoginRequest]:
+    kw.setdefault("target_name", IQN)
+    conn = InitiatorConnection(InitiatorOptions(**kw))  # type: ignore[arg-type]
+    peer = Peer(conn)
+    conn.start_login()
+    (req,) = peer.sent()
+    return conn, peer, req
+
+
+def test_first_request_security_stage() -> None:
+    conn, peer, req = start(initiator_name="iqn.x:i", isid=0x800000123400, cmd_sn=5)
+    assert isinstance(req, LoginRequest)
+    assert (req.csg, req.nsg, req.transit, req.cont) == (0, 1, True, False)
+    assert (req.isid, req.tsih, req.cmd_sn, req.itt) == (0x800000123400, 0, 5, 0)
+    assert text(req) == {"InitiatorName": "iqn.x:i", "SessionType": "Normal",
+                         "TargetName": IQN, "AuthMethod": "None"}
+
+
+def test_discovery_session_keys() -> None:
+    conn, peer, req = start(target_name=None)
+    assert text(req)["SessionType"] == "Discovery"
+    assert "TargetName" not in text(req)
+    peer.feed(login_rsp(req, [("AuthMethod", "None")]))
+    (op,) = peer.sent()
+    assert set(text(op)) == {"HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength"}
+
+
+def test_operational_negotiation_applies_answers() -> None:
+    conn, peer, req = start(header_digest=True, immediate_data=True, initial_r2t=False,
+                            max_burst_length=65536, first_burst_length=32768,
+                            max_recv_data_segment_length=16384)
+    assert peer.feed(login_rsp(req, [("AuthMethod", "None"), ("TargetPortalGroupTag", "1")])) == []
+    (op,) = peer.sent()
+    assert (op.csg, op.nsg, op.transit) == (1, 3, True)
+    keys = text(op)
+    assert keys["HeaderDigest"] == "CRC32C" and keys["DataDigest"] == "None"
+    assert keys["InitialR2T"] == "No" and keys["ImmediateData"] == "Yes"
+    assert keys["MaxRecvDataSegmentLength"] == "16384"
+    answers = [("HeaderDigest", "CRC32C"), ("DataDigest", "None"), ("InitialR2T", "Yes"),
+               ("ImmediateData", "No"), ("MaxBurstLength", "32768"),
+               ("FirstBurstLength", "16384"), ("MaxRecvDataSegmentLength", "4096"),
+               ("TargetAlias", "disk")]
+    (ev,) = peer.feed(login_rsp(op, answers, nsg=3, stat_sn=1, tsih=9))
+    assert isinstance(ev, LoginComplete) and ev.tsih == 9
+    n = conn.negotiated
+    assert n.header_digest and not n.data_digest and n.initial_r2t and not n.immediate_data
+    assert (n.max_burst_length, n.first_burst_length) == (32768, 16384)
+    assert (n.max_xmit_data_segment_length, n.max_recv_data_segment_length) == (4096, 16384)
+    assert n.target_alias == "disk" and n.target_portal_group_tag == 1
+    assert conn.full_feature and conn.exp_stat_sn == 2 and conn.framer.header_digest
+
+
+def test_login_failure_status() -> None:
+    conn, peer, req = start()
+    events = peer.feed(login_rsp(req, [], transit=False, status=0x0203))
+    assert isinstance(events[0], RequestFailed) and isinstance(events[0].error, LoginFailed)
+    assert events[0].error.status == 0x0203
+    assert (events[0].error.status_class, events[0].error.status_detail) == (2, 3)
+    assert isinstance(events[-1], ConnectionClosed) and conn.closed
+
+
+def test_redirect_reports_target_address() -> None:
+    conn, peer, req = start()
+    (ev, _) = peer.feed(login_rsp(req, [("TargetAddress", "10.0.0.1:3260,1")], transit=False,
+                                  status=0x0101))
+    assert ev.error.redirect == "10.0.0.1:3260,1"
+
+
+def test_answer_out_of_rule_fails_login() -> None:
+    conn, peer, req = start(max_burst_length=65536)
+    peer.feed(login_rsp(req, [("AuthMethod", "None")]))
+    (op,) = peer.sent()
+    (ev, closed) = peer.feed(login_rsp(op, [("MaxBurstLength", "131072")], nsg=3))
+    assert isinstance(ev.error, NegotiationError) and isinstance(closed, ConnectionClosed)
+
+
+def test_target_offered_key_is_answered_then_login_completes() -> None:
+    conn, peer, req = start(max_outstanding_r2t=4)
+    peer.feed(login_rsp(req, [("AuthMethod", "None")]))
+    (op,) = peer.sent()
+    # The target answers nothing yet, offers a lower MaxOutstandingR2T... stays in stage 1
+    assert peer.feed(login_rsp(op, [("MaxOutstandingR2T", "1"), ("X-vendor-key", "1"),
+                                    ("OFMarker", "Yes")], transit=False)) == []
+    (again,) = peer.sent()
+    assert (again.csg, again.nsg, again.transit) == (1, 3, True)
+    assert text(again) == {"X-vendor-key": "NotUnderstood", "OFMarker": "NotUnderstood"}
+    assert conn.negotiated.max_outstanding_r2t == 1
+    (ev,) = peer.feed(login_rsp(again, [], nsg=3))
+    assert isinstance(ev, LoginComplete)
+
+
+def test_text_continuation_in_login() -> None:
+    conn, peer, req = start()
+    first = replace(login_rsp(req, [], transit=False), cont=True, data=b"AuthMe")
+    assert peer.feed(first) == []
+    (empty,) = peer.sent()
+    assert empty.data == b"" and not empty.transit and empty.csg == 0
+    rest = replace(login_rsp(req, [], transit=True), data=b"thod=None\0")
+    assert peer.feed(rest) == []
+    (op,) = peer.sent()
+    assert op.csg == 1 and conn.negotiated.keys["AuthMethod"] == "None"
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_chap_md5(mutual: bool) -> None:
+    conn, peer, req = start(chap=("alice", "secret-12345"),
+                            mutual_chap=("tgt", "tsecret-1234") if mutual else None)
+    assert text(req)["AuthMethod"] == "CHAP,None" and not req.transit
+    peer.feed(login_rsp(req, [("AuthMethod", "CHAP")], transit=False))
+    (a,) = peer.sent()
+    assert text(a) == {"CHAP_A": "5"} and not a.transit
+    challenge = bytes(range(16))
+    peer.feed(login_rsp(req, [("CHAP_A", "5"), ("CHAP_I", "7"),
+                              ("CHAP_C", "0x" + challenge.hex())], transit=False))
+    (r,) = peer.sent()
+    keys = text(r)
+    assert keys["CHAP_N"] == "alice" and r.transit and r.nsg == 1
+    want = hashlib.md5(bytes([7]) + b"secret-12345" + challenge).hexdigest()
+    assert keys["CHAP_R"] == "0x" + want
+    answer: list[tuple[str, str]] = []
+    if mutual:
+        ident, chal = int(keys["CHAP_I"]), bytes.fromhex(keys["CHAP_C"][2:])
+        resp = hashlib.md5(bytes([ident]) + b"tsecret-1234" + chal).hexdigest()
+        answer = [("CHAP_N", "tgt"), ("CHAP_R", "0x" + resp)]
+    assert peer.feed(login_rsp(req, answer)) == []
+    (op,) = peer.sent()
+    assert op.csg == 1
+
+
+def test_mutual_chap_wrong_target_response_fails() -> None:
+    conn, peer, req = start(chap=("a", "secret-12345"), mutual_chap=("t", "tsecret-1234"))
+    peer.feed(login_rsp(req, [("AuthMethod", "CHAP")], transit=False))
+    peer.sent()
+    peer.feed(login_rsp(req, [("CHAP_A", "5"), ("CHAP_I", "1"), ("CHAP_C", "0x00ff")],
+                        transit=False))
+    peer.sent()
+    events = peer.feed(login_rsp(req, [("CHAP_N", "t"), ("CHAP_R", "0x" + "00" * 16)]))
+    assert isinstance(events[0].error, NegotiationError)
+
+
+def test_logged_in_helper_window() -> None:
+    conn, peer = logged_in(window=4)
+    assert (conn.cmd_sn, conn.exp_cmd_sn, conn.max_cmd_sn, conn.tsih) == (1, 1, 4, 7)
