@@ -1,0 +1,101 @@
+"""The results as a Markdown table and, when matplotlib is installed, a PNG bar chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}"
+
+
+def write_markdown(result: dict[str, Any]) -> str:
+    """A table of medians per workload with the pytgt/tgt ratio, plus notes."""
+    env = result["environment"]
+    names: list[str] = env["targets"]
+    lines = [
+        f"## pytgt vs tgt — {env['date']}",
+        "",
+        f"{env['cpus']} CPUs, kernel {env['kernel']}, Python {env['python']}, "
+        f"pytgt {env['pytgt_commit']}, tgt {env['tgt']}, libiscsi {env['libiscsi']}, "
+        f"qemu {env['qemu']}; medians of {env['runs']} alternation(s) of "
+        f"{env['duration_s']:g} s; file LUN {env['file_size'] >> 20} MiB (prefilled, cached); "
+        f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}.",
+        "",
+        "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt |",
+        "|---|---|---|" + "---:|" * len(names) + "---:|",
+    ]
+    for w in result["workloads"].values():
+        cells = [fmt(w["median"].get(n)) for n in names]
+        ratio = w.get("ratio")
+        arrow = "" if w["higher_is_better"] else " (lower is better)"
+        rtxt = f"{ratio:.2f}{arrow}" if ratio is not None else "—"
+        lines.append(f"| {w['title']} | {w['client']} | {w['unit']} | "
+                     + " | ".join(cells) + f" | {rtxt} |")
+        p99 = {n: w["extra_median"].get(n, {}).get("p99_us") for n in names}
+        if any(v is not None for v in p99.values()):
+            r = (p99["pytgt"] / p99["tgt"]) if p99.get("pytgt") and p99.get("tgt") else None
+            lines.append(f"| ↳ same, p99 | | µs | " + " | ".join(fmt(p99[n]) for n in names)
+                         + f" | {f'{r:.2f} (lower is better)' if r else '—'} |")
+    cost = result.get("digest_cost_pct") or {}
+    if cost:
+        lines += ["", "HeaderDigest=CRC32C cost at 1 MiB reads (vs digests off): "
+                  + ", ".join(f"{n} {c:.1f}%" if c is not None else f"{n} —"
+                              for n, c in cost.items())
+                  + ". libiscsi clients never offer DataDigest, so data digests are not measured."]
+    rss = result.get("rss_kib_after_runs") or {}
+    if rss:
+        lines += ["", "Daemon RSS after the runs: "
+                  + ", ".join(f"{n} {v / 1024:.1f} MiB" for n, v in rss.items() if v) + "."]
+    for n, fp in (result.get("footprint") or {}).items():
+        if fp.get("error"):
+            lines.append(f"Footprint {n}: error: {fp['error']}")
+        else:
+            lines.append(f"Footprint {n}: {fp['luns']} null LUNs configured in "
+                         f"{fp['configure_s']:.1f} s; idle RSS {fp['rss_kib'] / 1024:.1f} MiB "
+                         f"(empty daemon {fp['rss_kib_empty'] / 1024:.1f} MiB).")
+    errors = [(wn, n, e) for wn, w in result["workloads"].items()
+              for n, es in w["errors"].items() for e in es]
+    if errors:
+        lines += ["", "Errors:", ""]
+        lines += [f"- {wn} / {n}: `{e.splitlines()[0][:300]}`" for wn, n, e in errors]
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(result: dict[str, Any], path: Path) -> Path | None:
+    """Bars of each target's median normalised to tgt (=1); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names: list[str] = result["environment"]["targets"]
+    base = "tgt" if "tgt" in names else names[0]
+    rows = [(k, w) for k, w in result["workloads"].items() if w["median"].get(base)]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.5))
+    height = 0.8 / len(names)
+    for i, n in enumerate(names):
+        vals = []
+        for _, w in rows:
+            v, b = w["median"].get(n), w["median"][base]
+            rel = (v / b if w["higher_is_better"] else b / v) if v else 0.0
+            vals.append(rel)
+        ax.barh([j + i * height for j in range(len(rows))], vals, height=height, label=n)
+    ax.set_yticks([j + height * (len(names) - 1) / 2 for j in range(len(rows))])
+    ax.set_yticklabels([k for k, _ in rows])
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel(f"relative to {base} (higher is better; latency inverted)")
+    ax.set_title(f"pytgt vs tgt — {result['environment']['date']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,266 @@
+"""pytgt vs tgt, side by side, one command (issue 5).
+
+    python -m bench.run                      # all workloads, 3 alternations of 10 s
+    python -m bench.run --quick              # a few seconds per run, 1 alternation
+    python -m bench.run --only 4k_randread_qd32,16sess_qd4 --runs 5 --duration 20
+    python -m bench.run --targets pytgt      # pytgt alone (no ratios)
+    python -m bench.run --footprint          # also: idle RSS with 1,000 null LUNs
+
+Starts pytgtd (this checkout) and tgtd (Debian tgt, when installed) on 127.0.0.1 with the
+same LUNs -- a prefilled 1 GiB file and the null store -- and, per workload, runs the
+targets in turn A B A B ... so that drift of the machine hits both. Writes
+``results.md``, ``results.json`` and, with matplotlib, ``results.png`` to ``--results-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.footprint import footprint  # noqa: E402
+from bench.report import write_chart, write_markdown  # noqa: E402
+from bench.targets import REPO, TARGETS, Target, TargetError, TgtTarget, rss_kib  # noqa: E402
+from bench.workloads import BY_NAME, WORKLOADS, ClientError, Workload  # noqa: E402
+
+GIB = 1 << 30
+TOOLS = ("iscsi-perf", "qemu-img", "iscsi-readcapacity16")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run",
+                                description="pytgt vs tgt iSCSI benchmark (issue 5)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke mode: 1 alternation, 2 s runs, 64 MiB file unless --size")
+    p.add_argument("--runs", type=int, help="alternations per workload (default 3)")
+    p.add_argument("--duration", type=float, help="seconds per run (default 10)")
+    p.add_argument("--only", help="comma-separated workload names (see --list)")
+    p.add_argument("--targets", default="pytgt,tgt",
+                   help="comma-separated, in alternation order (default pytgt,tgt)")
+    p.add_argument("--size", help="file LUN size, e.g. 1G, 64M (default 1G)")
+    p.add_argument("--workdir", type=Path, default=Path("/var/tmp/pytgt-bench"),
+                   help="prefilled disk image and daemon state (default /var/tmp/pytgt-bench)")
+    p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
+    p.add_argument("--footprint", action="store_true",
+                   help="also measure idle RSS with --footprint-luns null LUNs per daemon")
+    p.add_argument("--footprint-luns", type=int, default=1000)
+    p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    args = p.parse_args(argv)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.duration = args.duration or (2.0 if args.quick else 10.0)
+    args.size = parse_size(args.size or ("64M" if args.quick else "1G"))
+    return args
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def select_workloads(only: str | None) -> list[Workload]:
+    if not only:
+        return list(WORKLOADS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise SystemExit(f"unknown workload(s): {', '.join(unknown)}; see --list")
+    return [BY_NAME[n] for n in names]
+
+
+def select_targets(spec: str) -> list[str]:
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for n in names:
+        if n not in TARGETS:
+            raise SystemExit(f"unknown target {n!r}; choose from {', '.join(TARGETS)}")
+    if "tgt" in names and not TgtTarget.installed():
+        print("bench: tgtd/tgtadm not installed; running pytgt alone", file=sys.stderr)
+        names.remove("tgt")
+    if not names:
+        raise SystemExit("no targets to run")
+    return names
+
+
+def prefill(path: Path, size: int) -> None:
+    """A file of ``size`` non-zero bytes, written once and reused; then read into cache."""
+    if not (path.exists() and path.stat().st_size == size and _nonzero(path)):
+        print(f"bench: prefilling {path} ({size >> 20} MiB)", file=sys.stderr)
+        chunk = bytearray(os.urandom(4 << 20))
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for off in range(0, size, len(chunk)):
+                chunk[:8] = off.to_bytes(8, "little")  # every chunk distinct
+                f.write(chunk[: min(len(chunk), size - off)])
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    with open(path, "rb") as f:  # warm the page cache: both targets then read from RAM
+        while f.readinto(buf := bytearray(8 << 20)):
+            del buf
+
+
+def _nonzero(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return any(f.read(1 << 16))
+
+
+def start_targets(names: list[str], workdir: Path, disk: Path) -> dict[str, Target]:
+    started: dict[str, Target] = {}
+    try:
+        for n in names:
+            t = TARGETS[n](workdir)
+            t.start()
+            started[n] = t
+            t.setup(disk)
+    except (TargetError, OSError, subprocess.TimeoutExpired):
+        stop_all(started)
+        raise
+    return started
+
+
+def stop_all(targets: dict[str, Target]) -> None:
+    for t in targets.values():
+        try:
+            t.stop()
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"bench: stopping {t.name}: {exc}", file=sys.stderr)
+
+
+def run_workload(w: Workload, targets: dict[str, Target], runs: int,
+                 duration: float) -> dict[str, Any]:
+    """Alternate the targets ``runs`` times; collect values, extras and errors."""
+    res: dict[str, Any] = {
+        "title": w.title, "client": w.client, "unit": w.unit,
+        "higher_is_better": w.higher_is_better,
+        "runs": {n: [] for n in targets}, "extra": {n: [] for n in targets},
+        "errors": {n: [] for n in targets},
+    }
+    calibration: dict[str, int] = {}
+    for i in range(runs):
+        for name, t in targets.items():
+            if not t.alive():
+                res["errors"][name].append(f"daemon exited (rc {t.proc.returncode if t.proc else '?'})"
+                                           f": {t.log_tail(5)}")
+                continue
+            try:
+                s = w.run(t, duration, calibration)
+            except (ClientError, TargetError, subprocess.TimeoutExpired, OSError) as exc:
+                res["errors"][name].append(str(exc))
+                print(f"  {w.name} run {i + 1} {name}: ERROR {exc}", file=sys.stderr)
+                continue
+            res["runs"][name].append(s.value)
+            res["extra"][name].append(s.extra)
+            print(f"  {w.name} run {i + 1} {name}: {s.value:,.1f} {w.unit}", file=sys.stderr)
+    summarize(res)
+    return res
+
+
+def summarize(res: dict[str, Any]) -> None:
+    """Medians per target (and of each extra metric) and the pytgt/tgt ratio."""
+    res["median"] = {n: statistics.median(v) if v else None for n, v in res["runs"].items()}
+    res["extra_median"] = {}
+    for n, extras in res["extra"].items():
+        keys = {k for e in extras for k in e}
+        res["extra_median"][n] = {k: statistics.median(e[k] for e in extras if k in e)
+                                  for k in sorted(keys)}
+    m = res["median"]
+    res["ratio"] = (m["pytgt"] / m["tgt"]) if m.get("pytgt") and m.get("tgt") else None
+
+
+def digest_cost(workloads: dict[str, Any]) -> dict[str, float | None]:
+    """Per target: how much slower 1 MiB reads are with HeaderDigest=CRC32C, in percent."""
+    on, off = workloads.get("1m_read_qd16_hdigest"), workloads.get("1m_read_qd16_nodigest")
+    if not on or not off:
+        return {}
+    cost: dict[str, float | None] = {}
+    for n in on["median"]:
+        a, b = on["median"].get(n), off["median"].get(n)
+        cost[n] = (1.0 - a / b) * 100.0 if a and b else None
+    return cost
+
+
+def environment(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    def version(pkg: str) -> str | None:
+        if not shutil.which("dpkg-query"):
+            return None
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True,
+                           text=True)
+        return r.stdout.strip() or None
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "pytgt_commit": commit or None,
+        "tgt": version("tgt"), "libiscsi": version("libiscsi-bin"),
+        "qemu": version("qemu-utils"), "targets": names, "runs": args.runs,
+        "duration_s": args.duration, "file_size": args.size, "quick": args.quick,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for w in WORKLOADS:
+            print(f"{w.name:24} {w.unit:6} {w.client:28} {w.title}")
+        return 0
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(f"missing clients: {', '.join(missing)} "
+                         "(apt-get install libiscsi-bin qemu-utils qemu-block-extra)")
+    workloads, names = select_workloads(args.only), select_targets(args.targets)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    disk = args.workdir / f"disk-{args.size}.img"
+    prefill(disk, args.size)
+    result: dict[str, Any] = {"environment": environment(args, names), "workloads": {}}
+    targets = start_targets(names, args.workdir, disk)
+    try:
+        result["rss_kib_after_setup"] = {n: rss_kib(t.pid) for n, t in targets.items()}
+        for w in workloads:
+            print(f"bench: {w.name} ({w.title})", file=sys.stderr)
+            result["workloads"][w.name] = run_workload(w, targets, args.runs, args.duration)
+        result["rss_kib_after_runs"] = {n: rss_kib(t.pid) for n, t in targets.items()}
+        result["daemon_log_tail"] = {n: t.log_tail(10) for n, t in targets.items()
+                                     if not t.alive()}
+    finally:
+        stop_all(targets)
+    result["digest_cost_pct"] = digest_cost(result["workloads"])
+    if args.footprint:
+        result["footprint"] = {n: footprint(n, args.workdir, args.footprint_luns) for n in names}
+    return write_results(result, args.results_dir)
+
+
+def write_results(result: dict[str, Any], outdir: Path) -> int:
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md = write_markdown(result)
+    (outdir / "results.md").write_text(md)
+    chart = write_chart(result, outdir / "results.png")
+    print(md)
+    print(f"bench: wrote {outdir / 'results.json'}, {outdir / 'results.md'}"
+          + (f", {chart}" if chart else " (no chart: pip install '.[bench]')"), file=sys.stderr)
+    failed = any(not v for w in result["workloads"].values() for v in w["runs"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    rc = main()
+    print(f"bench: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    sys.exit(rc)

@@ -1,0 +1,214 @@
+"""Workloads (issue 5) and the real clients that drive them.
+
+- ``iscsi-perf`` (libiscsi): READ(16) only; ``-m`` queue depth, ``-b`` blocks per command,
+  ``-t`` seconds, ``-r`` random. Reports ``iops average N`` at the end. It always offers
+  ``HeaderDigest=None,CRC32C`` whatever the URL says, so it cannot force digests.
+- ``qemu-img bench`` (QEMU's libiscsi block driver): reads or writes (``-w``) a fixed count
+  of commands at depth ``-d``; reports the elapsed time. Used for writes and for the digest
+  pair, since ``--image-opts ... header-digest=crc32c`` makes QEMU require CRC32C.
+- ``bench/latency.py`` (libiscsi's synchronous API via ctypes): QD1 with per-command timing.
+
+No libiscsi-based client offers DataDigest (it always sends ``DataDigest=None``), so the
+digest workload measures header digests only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.targets import FILE_LUN, IQN, NULL_LUN, Target
+
+MIB = 1 << 20
+IOPS_LINE = re.compile(r"iops average (\d+)")
+QEMU_DONE = re.compile(r"Run completed in ([0-9.]+) seconds")
+
+
+class ClientError(RuntimeError):
+    """A client exited with an error or printed no result."""
+
+
+@dataclass
+class Sample:
+    """One run of one workload against one target."""
+
+    value: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Workload:
+    """A named measurement: which client, what it reports, and how to run it."""
+
+    name: str
+    title: str
+    client: str
+    unit: str
+    higher_is_better: bool
+    run: Callable[[Target, float, dict[str, int]], Sample]
+
+
+def _cmd(cmd: list[str], timeout: float) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         errors="replace")
+    out = res.stdout.replace("\r", "\n")
+    if res.returncode != 0:
+        tail = "\n".join((out + res.stderr).strip().splitlines()[-5:])
+        raise ClientError(f"`{' '.join(cmd)}` -> rc {res.returncode}: {tail}")
+    return out
+
+
+def iscsi_perf_cmd(url: str, depth: int, blocks: int, seconds: int, rand: bool,
+                   initiator: str | None = None) -> list[str]:
+    cmd = ["iscsi-perf", "-m", str(depth), "-b", str(blocks), "-t", str(seconds)]
+    if rand:
+        cmd.append("-r")
+    if initiator:
+        cmd += ["-i", initiator]
+    return [*cmd, url]
+
+
+def parse_iscsi_perf(out: str, cmd: list[str]) -> float:
+    found = IOPS_LINE.findall(out)
+    if not found:
+        raise ClientError(f"`{' '.join(cmd)}` printed no 'iops average': {out[-300:]!r}")
+    return float(found[-1])
+
+
+def iscsi_perf(lun: int, size: int, depth: int, rand: bool) -> Callable[..., Sample]:
+    """A workload body: one iscsi-perf for ``duration`` seconds; IOPS, or MiB/s if 1 MiB."""
+
+    def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
+        secs = max(1, round(duration))
+        cmd = iscsi_perf_cmd(t.url(lun), depth, size // t.blocksize(lun), secs, rand)
+        iops = parse_iscsi_perf(_cmd(cmd, secs + 60), cmd)
+        if size >= MIB:
+            return Sample(iops * size / MIB, {"iops": iops})
+        return Sample(iops)
+
+    return run
+
+
+def many_sessions(sessions: int, depth: int, size: int) -> Callable[..., Sample]:
+    """``sessions`` iscsi-perf processes at once (own initiator names); summed IOPS."""
+
+    def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
+        secs = max(1, round(duration))
+        cmds = [iscsi_perf_cmd(t.url(FILE_LUN), depth, size // t.blocksize(FILE_LUN), secs, True,
+                               f"iqn.2026-11.org.pytgt:bench-s{i}") for i in range(sessions)]
+        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace") for c in cmds]
+        total, errors = 0.0, []
+        for cmd, p in zip(cmds, procs, strict=True):
+            try:
+                out, _ = p.communicate(timeout=secs + 60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+            out = out.replace("\r", "\n")
+            try:
+                if p.returncode != 0:
+                    raise ClientError(f"rc {p.returncode}: {out.strip()[-200:]}")
+                total += parse_iscsi_perf(out, cmd)
+            except ClientError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ClientError(f"{len(errors)}/{sessions} sessions failed; first: {errors[0]}")
+        return Sample(total, {"sessions": sessions})
+
+    return run
+
+
+def image_opts(t: Target, lun: int, digest: str | None) -> str:
+    opts = (f"driver=iscsi,transport=tcp,portal={t.portal()},target={IQN},lun={lun},"
+            f"initiator-name=iqn.2026-11.org.pytgt:bench-qemu")
+    return opts + (f",header-digest={digest}" if digest else "")
+
+
+def qemu_bench(lun: int, size: int, depth: int, write: bool,
+               digest: str | None = None) -> Callable[..., Sample]:
+    """A workload body: ``qemu-img bench`` with a count calibrated to ``duration``.
+
+    The count is measured once (first target, first run) and reused for every run of the
+    workload so all targets do the same work; IOPS = count / elapsed.
+    """
+
+    def once(t: Target, count: int) -> float:
+        cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
+               "-t", "none"]
+        if write:
+            cmd.append("-w")
+        cmd += ["--image-opts", image_opts(t, lun, digest)]
+        out = _cmd(cmd, 600)
+        m = QEMU_DONE.search(out)
+        if not m:
+            raise ClientError(f"`{' '.join(cmd)}` printed no run time: {out[-300:]!r}")
+        return count / max(float(m.group(1)), 1e-6)
+
+    def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
+        if "count" not in cal:
+            pilot = max(depth * 4, int(200 * MIB / size) if size >= MIB else 2000)
+            rate = once(t, pilot)
+            cal["count"] = max(pilot, int(rate * duration))
+        iops = once(t, cal["count"])
+        if size >= MIB:
+            return Sample(iops * size / MIB, {"iops": iops, "count": cal["count"]})
+        return Sample(iops, {"count": cal["count"]})
+
+    return run
+
+
+def latency(lun: int, size: int) -> Callable[..., Sample]:
+    """A workload body: bench/latency.py, QD1 random reads; median µs (p99 in extra)."""
+
+    def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
+        cmd = [sys.executable, str(Path(__file__).with_name("latency.py")),
+               "--portal", t.portal(), "--target", IQN, "--lun", str(lun),
+               "--size", str(size), "--duration", str(duration), "--random"]
+        out = _cmd(cmd, duration + 60)
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise ClientError(f"latency client printed {out[-300:]!r}") from exc
+        return Sample(res["median_us"], {k: res[k] for k in ("p99_us", "mean_us", "iops",
+                                                                 "count")})
+
+    return run
+
+
+K4, M1 = 4096, MIB
+WORKLOADS: list[Workload] = [
+    Workload("4k_randread_qd32", "4 KiB random read QD32 (file)", "iscsi-perf", "IOPS", True,
+             iscsi_perf(FILE_LUN, K4, 32, True)),
+    Workload("4k_seqread_qd32", "4 KiB sequential read QD32 (file)", "iscsi-perf", "IOPS",
+             True, iscsi_perf(FILE_LUN, K4, 32, False)),
+    Workload("4k_write_qd32", "4 KiB sequential write QD32 (file)", "qemu-img bench", "IOPS",
+             True, qemu_bench(FILE_LUN, K4, 32, True)),
+    Workload("1m_seqread_qd16", "1 MiB sequential read QD16 (file)", "iscsi-perf", "MiB/s",
+             True, iscsi_perf(FILE_LUN, M1, 16, False)),
+    Workload("1m_write_qd16", "1 MiB sequential write QD16 (file)", "qemu-img bench", "MiB/s",
+             True, qemu_bench(FILE_LUN, M1, 16, True)),
+    Workload("4k_randread_qd32_null", "4 KiB random read QD32 (null store)", "iscsi-perf",
+             "IOPS", True, iscsi_perf(NULL_LUN, K4, 32, True)),
+    Workload("4k_randread_qd1_lat", "4 KiB random read QD1 latency, median (file)",
+             "libiscsi sync (latency.py)", "µs", False, latency(FILE_LUN, K4)),
+    Workload("16sess_qd4", "16 sessions x 4 KiB random read QD4 (file)", "16 x iscsi-perf",
+             "IOPS", True, many_sessions(16, 4, K4)),
+    Workload("1m_read_qd16_nodigest", "1 MiB read QD16, digests off (file)", "qemu-img bench",
+             "MiB/s", True, qemu_bench(FILE_LUN, M1, 16, False, "none")),
+    Workload("1m_read_qd16_hdigest", "1 MiB read QD16, HeaderDigest=CRC32C (file)",
+             "qemu-img bench", "MiB/s", True, qemu_bench(FILE_LUN, M1, 16, False, "crc32c")),
+]
+BY_NAME = {w.name: w for w in WORKLOADS}
+
+
+def timed(fn: Callable[[], Sample]) -> tuple[Sample, float]:
+    t0 = time.monotonic()
+    s = fn()
+    return s, time.monotonic() - t0
