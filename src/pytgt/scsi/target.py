@@ -1,51 +1,188 @@
-"""A SCSI target device: the LUN map, LUN 0 handling, REPORT LUNS, unit attentions, TMFs.
+"""A SCSI target device: the LUN map, LUN 0, REPORT LUNS, unit attentions, TMFs.
 
-INTERFACE STUB (to be implemented): the iSCSI layer uses exactly these methods.
+The transport calls ``add_nexus`` at login (POWER ON unit attention for that nexus on
+every LU), ``execute`` per command, the TMF methods, and ``remove_nexus`` at session
+end. LUNs arrive as the transport decoded them: either a LUN number or the raw 64-bit
+LUN field (SAM-5 4.6: peripheral or flat space addressing), both accepted.
 """
 
 from __future__ import annotations
 
-from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask
+import struct
+
+from pytgt.scsi import spc
+from pytgt.scsi.cdb import Opcode
+from pytgt.scsi.lu import LogicalUnit, create_lu
+from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field, sense_bytes
+from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
+
+TMF_COMPLETE = 0
+TMF_TASK_DOES_NOT_EXIST = 1
+TMF_LUN_DOES_NOT_EXIST = 2
+
+_LUN_NOT_SUPPORTED = CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
+
+
+def decode_lun(lun: int) -> int:
+    """LUN number from a raw 8-byte LUN field (SAM-5 4.6.6/4.6.7), or a plain number."""
+    if lun < 1 << 48:
+        return lun  # already a LUN number (the top two bytes of a raw field would be set)
+    top = lun >> 48
+    method = top >> 14
+    if method == 0b00:  # peripheral device addressing: bus 0, target/LUN in byte 1
+        return top & 0xFF if not (top >> 8) & 0x3F else -1
+    if method == 0b01:  # flat space addressing
+        return top & 0x3FFF
+    return -1
+
+
+def encode_lun(lun: int) -> bytes:
+    """The 8-byte LUN for REPORT LUNS: peripheral addressing below 256, flat above."""
+    if lun < 256:
+        return struct.pack(">H6x", lun)
+    return struct.pack(">H6x", 0x4000 | lun)
 
 
 class ScsiTarget:
     """The logical units of one target, addressed by LUN (SAM-5 4.6).
 
-    Lifecycle per nexus: ``add_nexus`` at login (sets the POWER ON/RESET unit
-    attention for that nexus on every LU), ``remove_nexus`` at session end.
+    LUN 0 is a "controller" LU (peripheral type 0Ch, like tgt) until replaced.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tid: int = 0) -> None:
         self.name = name
+        self.tid = tid
+        self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
+        self.nexuses: dict[str, ItNexus] = {}
 
-    def add_lu(self, lu: object) -> None:
-        """Add a logical unit; other nexuses get REPORTED LUNS DATA HAS CHANGED."""
-        raise NotImplementedError
+    # LU and nexus lifecycle.
+    def add_lu(self, lu: LogicalUnit) -> None:
+        """Add a logical unit; raises ValueError if the LUN is taken.
 
-    def remove_lu(self, lun: int) -> None:
-        raise NotImplementedError
+        Every nexus gets REPORTED LUNS DATA HAS CHANGED on the other LUs and POWER ON
+        on the new one.
+        """
+        if lu.lun in self.luns:
+            raise ValueError(f"LUN {lu.lun} already exists in target {self.tid}")
+        keys = list(self.nexuses)
+        for other in self.luns.values():
+            other.ua_add_all(keys, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
+        lu.nexus_keys = set(keys)
+        lu.ua_add_all(keys, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
+        self.luns[lu.lun] = lu
+
+    def remove_lu(self, lun: int) -> LogicalUnit:
+        """Remove and return a LU (KeyError if absent).
+
+        Every nexus gets REPORTED LUNS DATA HAS CHANGED on the remaining LUs.
+        """
+        lu = self.luns.pop(lun)
+        if lun == 0:
+            self.luns[0] = create_lu("controller", 0, None, tid=self.tid)
+            self.luns[0].nexus_keys = set(self.nexuses)
+        for other in self.luns.values():
+            other.ua_add_all(list(self.nexuses), Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
+        return lu
 
     def add_nexus(self, nexus: ItNexus) -> None:
-        raise NotImplementedError
+        """A new I_T nexus (login): POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LU."""
+        self.nexuses[nexus.key] = nexus
+        for lu in self.luns.values():
+            lu.nexus_keys.add(nexus.key)
+            lu.ua_add(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
 
     def remove_nexus(self, nexus: ItNexus) -> None:
-        raise NotImplementedError
+        """The nexus is gone: drop its UAs, PREVENT and reservations."""
+        self.nexuses.pop(nexus.key, None)
+        for lu in self.luns.values():
+            lu.nexus_keys.discard(nexus.key)
+            lu.nexus_lost(nexus)
 
+    def lu(self, lun: int) -> LogicalUnit | None:
+        return self.luns.get(decode_lun(lun))
+
+    # Commands.
     async def execute(self, task: ScsiTask) -> ScsiResult:
         """Run one command: LUN lookup, unit attentions, preflight, then the device's handler."""
-        raise NotImplementedError
+        lu = self.luns.get(task.lun) if task.lun < 1 << 48 else self.lu(task.lun)
+        cdb = task.cdb
+        if cdb and cdb[0] == Opcode.REPORT_LUNS:
+            return self._report_luns(task, lu)
+        if lu is None:
+            return self._no_lu(task)
+        return await lu.execute(task)
+
+    def _no_lu(self, task: ScsiTask) -> ScsiResult:
+        cdb = task.cdb
+        try:
+            if cdb and cdb[0] == Opcode.INQUIRY:
+                _, _, alloc = spc.check_inquiry_cdb(cdb)
+                return spc.data_in(spc.not_supported_inquiry(), alloc)
+            if cdb and cdb[0] == Opcode.REQUEST_SENSE:
+                return spc.request_sense_no_lu(cdb)
+            raise _LUN_NOT_SUPPORTED
+        except CheckCondition as exc:
+            return ScsiResult(Status.CHECK_CONDITION, b"", sense_bytes(exc))
+
+    def _report_luns(self, task: ScsiTask, lu: LogicalUnit | None) -> ScsiResult:
+        """REPORT LUNS (SPC-4 6.33), valid on any LUN."""
+        cdb = task.cdb
+        try:
+            select = cdb[2]
+            if select not in (0x00, 0x01, 0x02):
+                raise invalid_field(2)
+            alloc = struct.unpack_from(">I", cdb, 6)[0]
+            if alloc < 16:
+                raise invalid_field(6)
+        except CheckCondition as exc:
+            d_sense = lu.mode.d_sense if lu is not None else False
+            return ScsiResult(Status.CHECK_CONDITION, b"", sense_bytes(exc, d_sense))
+        luns = [] if select == 0x01 else sorted(self.luns)
+        body = b"".join(encode_lun(n) for n in luns)
+        for each in self.luns.values():
+            each.ua_clear(task.nexus.key, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
+        return spc.data_in(struct.pack(">I4x", len(body)) + body, alloc)
 
     def expected_data_out(self, lun: int, cdb: bytes) -> int | None:
         """Bytes of Data-Out the CDB asks for (None if unknown / not a data-out command)."""
-        raise NotImplementedError
+        lu = self.lu(lun)
+        if lu is None or not cdb:
+            return None
+        try:
+            row = lu.lookup(cdb)
+        except CheckCondition:
+            return None
+        if row.data_out is None:
+            return 0
+        try:
+            return row.data_out(cdb, lu.block_size)
+        except (IndexError, struct.error):  # CDB too short for its opcode
+            return None
 
     # Task management (SAM-5 7). Return a TMF response code (iSCSI values: 0 complete,
     # 1 task does not exist, 2 LUN does not exist, 5 not supported, 6 authorization failed).
     def lu_reset(self, nexus: ItNexus, lun: int) -> int:
-        raise NotImplementedError
+        """LOGICAL UNIT RESET: LU state back to defaults, UA 29/03 for every nexus."""
+        lu = self.lu(lun)
+        if lu is None:
+            return TMF_LUN_DOES_NOT_EXIST
+        lu.reset()
+        lu.ua_add_all(list(self.nexuses), Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED)
+        return TMF_COMPLETE
 
     def target_reset(self, nexus: ItNexus, cold: bool) -> int:
-        raise NotImplementedError
+        """TARGET WARM/COLD RESET: every LU reset; UA 29/02 (warm) or 29/01 (cold)."""
+        asc = Asc.POWER_ON_OCCURRED if cold else Asc.SCSI_BUS_RESET_OCCURRED
+        for lu in self.luns.values():
+            lu.reset()
+            lu.ua_add_all(list(self.nexuses), asc)
+        return TMF_COMPLETE
 
     def clear_task_set(self, nexus: ItNexus, lun: int) -> int:
-        raise NotImplementedError
+        """CLEAR TASK SET: other nexuses learn that their commands were cleared."""
+        lu = self.lu(lun)
+        if lu is None:
+            return TMF_LUN_DOES_NOT_EXIST
+        lu.ua_add_all(list(self.nexuses), Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
+                      except_key=nexus.key)
+        return TMF_COMPLETE

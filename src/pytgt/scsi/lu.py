@@ -1,0 +1,299 @@
+"""A logical unit: its settings, unit attentions, preflight checks and dispatch.
+
+``execute`` runs SAM-5's order for one command: look up the opcode in the device
+type's command table, report a pending unit attention (except INQUIRY, REPORT LUNS,
+REQUEST SENSE), check readiness and reservations, then await the handler. Every
+``CheckCondition`` and store error is turned into sense bytes here, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from typing import TYPE_CHECKING
+
+from pytgt.scsi.cdb import Command
+from pytgt.scsi.modepages import ModePages
+from pytgt.scsi.sense import (
+    Asc,
+    CheckCondition,
+    SenseKey,
+    build_sense,
+    invalid_field,
+    invalid_opcode,
+    sense_bytes,
+)
+from pytgt.scsi.task import ScsiResult, ScsiTask, Status
+from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
+
+if TYPE_CHECKING:
+    from pytgt.scsi.task import ItNexus
+
+DEVICE_TYPES = {"disk": 0x00, "controller": 0x0C}
+BLOCK_SIZES = (512, 1024, 2048, 4096)
+
+# Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
+# clears what was pending before).
+_RESET_UAS = frozenset({0x29})
+
+_TEXT_LIMITS = {"vendor_id": 8, "product_id": 16, "product_rev": 4, "scsi_id": 40,
+                "scsi_sn": 40}
+_BOOL_PARAMS = ("readonly", "removable", "online", "thin_provisioning", "swp")
+_TRUE = {"1", "yes", "on", "true"}
+_FALSE = {"0", "no", "off", "false"}
+
+_MEDIUM_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODATA, errno.EBADMSG,
+                            errno.EILSEQ})
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"bad value for {key}: {value!r} (expected 0 or 1)")
+
+
+class LogicalUnit:
+    """One LU of a target: a device type, a backing store (None for the controller), settings."""
+
+    def __init__(self, device_type: str, lun: int, store: BackingStore | None, *, tid: int,
+                 path: str = "", bstype: str = "rdwr", bsoflags: str = "",
+                 block_size: int = 512) -> None:
+        from pytgt.scsi import sbc, spc  # command tables import this module's names
+
+        self.device_type = device_type
+        self.peripheral_type = DEVICE_TYPES[device_type]
+        self.lun = lun
+        self.tid = tid
+        self.store = store
+        self.path = path if store is not None else "None"
+        self.bstype = bstype if store is not None else "null"
+        self.bsoflags = bsoflags
+        self.block_size = block_size
+        disk = device_type == "disk"
+        self.vendor_id = "IET"
+        self.product_id = "VIRTUAL-DISK" if disk else "Controller"
+        self.product_rev = "0001"
+        self.scsi_id = f"IET     {tid:04x}{lun:04x}"
+        self.scsi_sn = f"beaf{tid}{lun}"
+        self.online = True
+        self.removable = False
+        self.readonly = bool(getattr(store, "readonly", False))
+        self.swp = False
+        self.thin_provisioning = False
+        self.loaded = True  # medium present (removable media may be ejected)
+        self.nexus_keys: set[str] = set()  # I_T nexuses of the target, kept by ScsiTarget
+        self.mode = ModePages()
+        self.commands: dict[int, Command] = {}
+        self.service_actions: dict[int, dict[int, Command]] = {}
+        self._prevent: set[str] = set()  # nexus keys holding PREVENT MEDIUM REMOVAL
+        self.ua: dict[str, list[tuple[int, int]]] = {}  # nexus key -> pending (asc, ascq)
+        self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
+        self.caw_lock = asyncio.Lock()
+        self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
+
+    def _install(self, rows: list[Command]) -> None:
+        for row in rows:
+            if row.service_action is None:
+                self.commands[row.opcode] = row
+            else:
+                self.service_actions.setdefault(row.opcode, {})[row.service_action] = row
+
+    # Settings (tgtadm --op show / update).
+    @property
+    def size(self) -> int:
+        """Capacity in bytes (0 for the controller LU)."""
+        return self.store.size if self.store is not None else 0
+
+    @property
+    def num_blocks(self) -> int:
+        return self.size // self.block_size
+
+    @property
+    def sense_format(self) -> int:
+        """0: fixed format sense, 1: descriptor format (control mode page D_SENSE)."""
+        return 1 if self.mode.d_sense else 0
+
+    @sense_format.setter
+    def sense_format(self, value: int) -> None:
+        self.mode.d_sense = bool(value)
+
+    @property
+    def prevent_removal(self) -> bool:
+        return bool(self._prevent)
+
+    @property
+    def write_protected(self) -> bool:
+        return self.readonly or self.swp
+
+    def update_params(self, params: dict[str, str]) -> None:
+        """Apply ``tgtadm --op update --params k=v,...``; raises ValueError, applying nothing."""
+        staged: dict[str, object] = {}
+        for key, text in params.items():
+            staged[key] = self._check_param(key, text)
+        for key, value in staged.items():
+            setattr(self, key, value)
+
+    def _check_param(self, key: str, value: str) -> object:
+        if key in _TEXT_LIMITS:
+            if len(value) > _TEXT_LIMITS[key] or not value.isprintable():
+                raise ValueError(f"{key} too long or not printable: {value!r}")
+            return value
+        if key in _BOOL_PARAMS:
+            flag = _parse_bool(key, value)
+            if key == "thin_provisioning" and flag and not self._can_unmap():
+                raise ValueError("thin_provisioning needs a backing store that can unmap")
+            return flag
+        if key == "sense_format":
+            if value.strip() not in ("0", "1"):
+                raise ValueError(f"bad value for sense_format: {value!r} (0 or 1)")
+            return int(value)
+        if key == "block_size":
+            raise ValueError("block_size can only be set when the logical unit is created")
+        raise ValueError(f"unknown logical unit parameter: {key}")
+
+    def _can_unmap(self) -> bool:
+        return self.store is not None and StoreCapability.UNMAP in self.store.capabilities
+
+    # Unit attentions (SAM-5 5.14).
+    def ua_add(self, nexus_key: str, asc: Asc | tuple[int, int]) -> None:
+        """Queue a unit attention for one I_T nexus."""
+        code = (asc[0], asc[1])
+        pending = self.ua.setdefault(nexus_key, [])
+        if code[0] in _RESET_UAS:
+            pending.clear()
+        if code not in pending:
+            pending.append(code)
+
+    def ua_add_all(self, nexus_keys: list[str], asc: Asc | tuple[int, int],
+                   except_key: str | None = None) -> None:
+        for key in nexus_keys:
+            if key != except_key:
+                self.ua_add(key, asc)
+
+    def ua_clear(self, nexus_key: str, asc: Asc | tuple[int, int] | None = None) -> None:
+        """Drop one kind of pending UA (or all) for a nexus."""
+        if asc is None:
+            self.ua.pop(nexus_key, None)
+            return
+        pending = self.ua.get(nexus_key)
+        if pending and (asc[0], asc[1]) in pending:
+            pending.remove((asc[0], asc[1]))
+
+    def ua_take(self, nexus_key: str) -> tuple[int, int] | None:
+        """Pop the oldest pending UA for a nexus."""
+        pending = self.ua.get(nexus_key)
+        if not pending:
+            return None
+        code = pending.pop(0)
+        if not pending:
+            del self.ua[nexus_key]
+        return code
+
+    def nexus_lost(self, nexus: ItNexus) -> None:
+        """The nexus ended: its UAs, PREVENT state and SPC-2 reservation go (SAM-5 6.3.4)."""
+        self.ua.pop(nexus.key, None)
+        self._prevent.discard(nexus.key)
+        if self.reservation == nexus.key:
+            self.reservation = None
+
+    def set_prevent(self, nexus_key: str, prevent: bool) -> None:
+        if prevent:
+            self._prevent.add(nexus_key)
+        else:
+            self._prevent.discard(nexus_key)
+
+    def reset(self) -> None:
+        """LOGICAL UNIT RESET effects on LU state (SAM-5 6.3.3): PREVENT, reservation, modes."""
+        self._prevent.clear()
+        self.reservation = None
+        self.mode.reset()
+
+    # Command execution.
+    def lookup(self, cdb: bytes) -> Command:
+        """The command-table row for a CDB; raises CheckCondition for unknown opcodes."""
+        row = self.commands.get(cdb[0])
+        if row is not None:
+            return row
+        sas = self.service_actions.get(cdb[0])
+        if sas is None:
+            raise invalid_opcode()
+        row = sas.get(cdb[1] & 0x1F) if len(cdb) > 1 else None
+        if row is None:
+            raise invalid_field(1, 4)
+        return row
+
+    async def execute(self, task: ScsiTask) -> ScsiResult:
+        """Preflight then run one command; always returns a result (never raises CheckCondition)."""
+        row: Command | None = None
+        try:
+            if not task.cdb:
+                raise invalid_opcode()
+            row = self.lookup(task.cdb)
+            if self.ua and not row.skip_ua:
+                code = self.ua_take(task.nexus.key)
+                if code is not None:
+                    raise CheckCondition(SenseKey.UNIT_ATTENTION, code)
+            if row.medium and not (self.online and self.loaded):
+                raise self._not_ready()
+            if self.reservation is not None and row.conflicts \
+                    and self.reservation != task.nexus.key:
+                return ScsiResult(Status.RESERVATION_CONFLICT)
+            if row.writes and (self.readonly or self.swp):
+                raise CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+            result = await row.handler(self, task)
+        except CheckCondition as exc:
+            return self.check_condition(exc)
+        except StoreIOError as exc:
+            return self.check_condition(store_error(exc, row is not None and row.writes))
+        if task.aborted:
+            return ScsiResult(Status.TASK_ABORTED)
+        return result
+
+    def _not_ready(self) -> CheckCondition:
+        return CheckCondition(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+
+    def check_condition(self, exc: CheckCondition) -> ScsiResult:
+        """CHECK CONDITION with sense in this LU's format (D_SENSE)."""
+        return ScsiResult(Status.CHECK_CONDITION, b"", sense_bytes(exc, self.mode.d_sense))
+
+    def sense_data(self, key: int, asc: tuple[int, int], descriptor: bool) -> bytes:
+        return build_sense(key, asc[0], asc[1], descriptor=descriptor)
+
+
+def store_error(exc: StoreIOError, writing: bool) -> CheckCondition:
+    """SBC-3 mapping of a failed store I/O to sense for that command only."""
+    if exc.errno in _SPACE_ERRNOS:
+        return CheckCondition(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+    if exc.errno == errno.EROFS:
+        return CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+    if exc.errno in _MEDIUM_ERRNOS:
+        asc = Asc.WRITE_ERROR if writing else Asc.UNRECOVERED_READ_ERROR
+        return CheckCondition(SenseKey.MEDIUM_ERROR, asc)
+    return CheckCondition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)
+
+
+def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: int,
+              path: str = "", bstype: str = "rdwr", bsoflags: str = "", block_size: int = 512,
+              params: dict[str, str] | None = None) -> LogicalUnit:
+    """Build a logical unit ("disk" needs a store; "controller" is LUN 0's SPC-only LU).
+
+    Raises ValueError for an unknown device type, a bad block size or bad params.
+    """
+    if device_type not in DEVICE_TYPES:
+        raise ValueError(f"unsupported device type: {device_type} "
+                         f"(supported: {', '.join(DEVICE_TYPES)})")
+    if device_type == "disk" and store is None:
+        raise ValueError("a disk logical unit needs a backing store")
+    if block_size not in BLOCK_SIZES:
+        raise ValueError(f"bad block size {block_size} (one of {BLOCK_SIZES})")
+    if not 0 <= lun < 16384:
+        raise ValueError(f"bad LUN {lun} (0..16383)")
+    lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
+                     bsoflags=bsoflags, block_size=block_size)
+    if params:
+        lu.update_params(params)
+    return lu

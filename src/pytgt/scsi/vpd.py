@@ -1,0 +1,121 @@
+"""Vital product data pages (SPC-4 7.8, SBC-3 6.6) for INQUIRY with EVPD=1."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytgt.scsi.lu import LogicalUnit
+    from pytgt.scsi.task import ItNexus
+
+SUPPORTED_VPD_PAGES = 0x00
+UNIT_SERIAL_NUMBER = 0x80
+DEVICE_IDENTIFICATION = 0x83
+BLOCK_LIMITS = 0xB0
+BLOCK_DEVICE_CHARACTERISTICS = 0xB1
+LOGICAL_BLOCK_PROVISIONING = 0xB2
+
+PROTOCOL_ISCSI = 0x5
+CODE_SET_BINARY, CODE_SET_ASCII, CODE_SET_UTF8 = 1, 2, 3
+ASSOC_LU, ASSOC_TARGET_PORT = 0, 1
+DESIG_T10_VENDOR, DESIG_NAA, DESIG_RELATIVE_PORT, DESIG_PORT_GROUP = 1, 3, 4, 5
+
+# Block limits we advertise (SBC-3 6.6.4).
+MAX_TRANSFER_BLOCKS = 0  # no limit beyond the transport's
+MAX_COMPARE_AND_WRITE = 1
+MAX_UNMAP_LBA_COUNT = 0xFFFFFFFF
+MAX_UNMAP_DESCRIPTORS = 256
+MAX_WRITE_SAME_BLOCKS = 0x10000
+
+
+def _header(lu: LogicalUnit, code: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", lu.peripheral_type, code, len(body)) + body
+
+
+def _designator(code_set: int, assoc: int, kind: int, value: bytes, piv: bool = False) -> bytes:
+    b0 = (PROTOCOL_ISCSI << 4 if piv else 0) | code_set
+    b1 = (0x80 if piv else 0) | (assoc << 4) | kind
+    return bytes((b0, b1, 0, len(value))) + value
+
+
+def naa_id(scsi_id: str) -> bytes:
+    """A stable 16-byte NAA 6 (IEEE registered extended) identifier from the SCSI ID."""
+    digest = bytearray(hashlib.sha256(scsi_id.encode()).digest()[:16])
+    digest[0] = 0x60 | (digest[0] & 0x0F)
+    return bytes(digest)
+
+
+def supported_pages(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    return _header(lu, SUPPORTED_VPD_PAGES, bytes(sorted(pages_for(lu))))
+
+
+def unit_serial_number(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    return _header(lu, UNIT_SERIAL_NUMBER, lu.scsi_sn.encode("ascii", "replace"))
+
+
+def device_identification(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    vendor = lu.vendor_id.encode("ascii", "replace").ljust(8)[:8]
+    body = b"".join((
+        _designator(CODE_SET_BINARY, ASSOC_LU, DESIG_NAA, naa_id(lu.scsi_id)),
+        _designator(CODE_SET_ASCII, ASSOC_LU, DESIG_T10_VENDOR,
+                    vendor + lu.scsi_id.encode("ascii", "replace")),
+        _designator(CODE_SET_BINARY, ASSOC_TARGET_PORT, DESIG_RELATIVE_PORT,
+                    struct.pack(">HH", 0, nexus.relative_port & 0xFFFF), piv=True),
+        _designator(CODE_SET_BINARY, ASSOC_TARGET_PORT, DESIG_PORT_GROUP,
+                    struct.pack(">HH", 0, nexus.port_group & 0xFFFF), piv=True),
+    ))
+    return _header(lu, DEVICE_IDENTIFICATION, body)
+
+
+def block_limits(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    thin = lu.thin_provisioning
+    body = struct.pack(
+        ">BBHIIIIIIIQ16x",
+        0x01,  # WSNZ: a WRITE SAME NUMBER OF LOGICAL BLOCKS of zero is refused
+        MAX_COMPARE_AND_WRITE,
+        0,  # OPTIMAL TRANSFER LENGTH GRANULARITY
+        MAX_TRANSFER_BLOCKS,
+        0,  # OPTIMAL TRANSFER LENGTH
+        0,  # MAXIMUM PREFETCH LENGTH
+        MAX_UNMAP_LBA_COUNT if thin else 0,
+        MAX_UNMAP_DESCRIPTORS if thin else 0,
+        1 if thin else 0,  # OPTIMAL UNMAP GRANULARITY
+        0,  # UGAVALID=0, UNMAP GRANULARITY ALIGNMENT
+        MAX_WRITE_SAME_BLOCKS,
+    )
+    return _header(lu, BLOCK_LIMITS, body)
+
+
+def block_device_characteristics(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    body = struct.pack(">HBB56x", 1, 0, 0)  # MEDIUM ROTATION RATE 1: non-rotating
+    return _header(lu, BLOCK_DEVICE_CHARACTERISTICS, body)
+
+
+def logical_block_provisioning(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    # LBPU, LBPWS, LBPWS10, LBPRZ; PROVISIONING TYPE 010b (thin) or 000b (full).
+    thin = lu.thin_provisioning
+    body = bytes((0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0)) if thin else bytes(4)
+    return _header(lu, LOGICAL_BLOCK_PROVISIONING, body)
+
+
+VpdBuilder = Callable[["LogicalUnit", "ItNexus"], bytes]
+
+_COMMON: dict[int, VpdBuilder] = {
+    SUPPORTED_VPD_PAGES: supported_pages,
+    UNIT_SERIAL_NUMBER: unit_serial_number,
+    DEVICE_IDENTIFICATION: device_identification,
+}
+_DISK: dict[int, VpdBuilder] = {
+    **_COMMON,
+    BLOCK_LIMITS: block_limits,
+    BLOCK_DEVICE_CHARACTERISTICS: block_device_characteristics,
+    LOGICAL_BLOCK_PROVISIONING: logical_block_provisioning,
+}
+
+
+def pages_for(lu: LogicalUnit) -> dict[int, VpdBuilder]:
+    """The VPD pages this LU's device type supports."""
+    return _DISK if lu.device_type == "disk" else _COMMON
