@@ -57,6 +57,8 @@ def write_markdown(result: dict[str, Any]) -> str:
             lines.append(f"Footprint {n}: {fp['luns']} null LUNs configured in "
                          f"{fp['configure_s']:.1f} s; idle RSS {fp['rss_kib'] / 1024:.1f} MiB "
                          f"(empty daemon {fp['rss_kib_empty'] / 1024:.1f} MiB).")
+    for n, e in (result.get("start_errors") or {}).items():
+        lines += ["", f"{n} could not be started or configured: `{e.splitlines()[0][:400]}`"]
     errors = [(wn, n, e) for wn, w in result["workloads"].items()
               for n, es in w["errors"].items() for e in es]
     if errors:

@@ -32,7 +32,16 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 from bench.footprint import footprint  # noqa: E402
 from bench.report import write_chart, write_markdown  # noqa: E402
-from bench.targets import REPO, TARGETS, Target, TargetError, TgtTarget, rss_kib  # noqa: E402
+from bench.targets import (  # noqa: E402
+    FILE_LUN,
+    NULL_LUN,
+    REPO,
+    TARGETS,
+    Target,
+    TargetError,
+    TgtTarget,
+    rss_kib,
+)
 from bench.workloads import BY_NAME, WORKLOADS, ClientError, Workload  # noqa: E402
 
 GIB = 1 << 30
@@ -118,17 +127,23 @@ def _nonzero(path: Path) -> bool:
         return any(f.read(1 << 16))
 
 
-def start_targets(names: list[str], workdir: Path, disk: Path) -> dict[str, Target]:
+def start_targets(names: list[str], workdir: Path, disk: Path,
+                  errors: dict[str, str]) -> dict[str, Target]:
+    """Start and configure each target; one that fails is left out, its error kept."""
     started: dict[str, Target] = {}
-    try:
-        for n in names:
-            t = TARGETS[n](workdir)
+    for n in names:
+        t = TARGETS[n](workdir)
+        try:
             t.start()
-            started[n] = t
             t.setup(disk)
-    except (TargetError, OSError, subprocess.TimeoutExpired):
-        stop_all(started)
-        raise
+            for lun in (FILE_LUN, NULL_LUN):
+                t.blocksize(lun)
+        except (TargetError, OSError, subprocess.TimeoutExpired) as exc:
+            errors[n] = f"{exc}\n{t.log_tail(10)}".strip()
+            print(f"bench: {n} left out: {errors[n]}", file=sys.stderr)
+            stop_all({n: t})
+            continue
+        started[n] = t
     return started
 
 
@@ -228,8 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     disk = args.workdir / f"disk-{args.size}.img"
     prefill(disk, args.size)
-    result: dict[str, Any] = {"environment": environment(args, names), "workloads": {}}
-    targets = start_targets(names, args.workdir, disk)
+    result: dict[str, Any] = {"environment": environment(args, names), "workloads": {},
+                              "start_errors": {}}
+    targets = start_targets(names, args.workdir, disk, result["start_errors"])
+    if not targets:
+        write_results(result, args.results_dir)
+        return 2
+    result["environment"]["targets"] = list(targets)
     try:
         result["rss_kib_after_setup"] = {n: rss_kib(t.pid) for n, t in targets.items()}
         for w in workloads:
@@ -255,7 +275,8 @@ def write_results(result: dict[str, Any], outdir: Path) -> int:
     print(md)
     print(f"bench: wrote {outdir / 'results.json'}, {outdir / 'results.md'}"
           + (f", {chart}" if chart else " (no chart: pip install '.[bench]')"), file=sys.stderr)
-    failed = any(not v for w in result["workloads"].values() for v in w["runs"].values())
+    failed = result.get("start_errors") or any(
+        not v for w in result["workloads"].values() for v in w["runs"].values())
     return 1 if failed else 0
 
 
