@@ -86,6 +86,9 @@ class Registry:
     targets: dict[int, Target] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
     state: str = "ready"  # system state: "ready" or "offline"
+    # accounts bound without --tid: used for discovery sessions (tgt's global accounts)
+    incoming_accounts: list[str] = field(default_factory=list)
+    outgoing_account: str | None = None
 
     def by_name(self, name: str) -> Target | None:
         """Find a target by IQN (case-insensitive, as iSCSI names compare)."""
