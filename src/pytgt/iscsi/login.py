@@ -186,8 +186,8 @@ class TargetLogin:
         if not self._identified:
             self._identify(req, keys)
         answers = self._answer_all(req, keys)
-        transit = self._may_transit(req)
         answers += self._declarations(req)
+        transit = self._may_transit(req)
         reply = LoginReply(LoginStatus.SUCCESS, transit, False, req.csg,
                            req.nsg if transit else 0, encode_text(answers))
         self._sent_first = True
