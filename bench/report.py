@@ -38,7 +38,7 @@ def write_markdown(result: dict[str, Any]) -> str:
         p99 = {n: w["extra_median"].get(n, {}).get("p99_us") for n in names}
         if any(v is not None for v in p99.values()):
             r = (p99["pytgt"] / p99["tgt"]) if p99.get("pytgt") and p99.get("tgt") else None
-            lines.append(f"| ↳ same, p99 | | µs | " + " | ".join(fmt(p99[n]) for n in names)
+            lines.append("| ↳ same, p99 | | µs | " + " | ".join(fmt(p99[n]) for n in names)
                          + f" | {f'{r:.2f} (lower is better)' if r else '—'} |")
     cost = result.get("digest_cost_pct") or {}
     if cost:

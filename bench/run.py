@@ -168,8 +168,8 @@ def run_workload(w: Workload, targets: dict[str, Target], runs: int,
     for i in range(runs):
         for name, t in targets.items():
             if not t.alive():
-                res["errors"][name].append(f"daemon exited (rc {t.proc.returncode if t.proc else '?'})"
-                                           f": {t.log_tail(5)}")
+                rc = t.proc.returncode if t.proc else "?"
+                res["errors"][name].append(f"daemon exited (rc {rc}): {t.log_tail(5)}")
                 continue
             try:
                 s = w.run(t, duration, calibration)
