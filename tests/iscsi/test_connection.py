@@ -1,0 +1,283 @@
+"""TargetConnection driven in memory with hand-built PDUs: login, discovery, NOP,
+a SCSI command, logout (RFC 7143 6, 11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytgt.iscsi.connection import TargetConnection
+from pytgt.iscsi.constants import RESERVED_TAG, LoginStatus
+from pytgt.iscsi.events import CommandReady, ConnectionClosed, SessionEnded, SessionStarted
+from pytgt.iscsi.framer import Framer
+from pytgt.iscsi.pdu import (
+    DataIn,
+    LoginRequest,
+    LoginResponse,
+    LogoutRequest,
+    LogoutResponse,
+    NopIn,
+    NopOut,
+    R2T,
+    ScsiCommand,
+    ScsiResponse,
+    TextRequest,
+    TextResponse,
+    decode_pdu,
+)
+from pytgt.iscsi.session import SessionTable
+from pytgt.iscsi.text import decode_text, encode_text
+
+from .test_login import INAME, ISID, TNAME, FakePolicy, FakeTarget
+
+ADDRESS = "127.0.0.1"
+
+
+class Policy(FakePolicy):
+    """FakePolicy plus the discovery answer the connection asks for."""
+
+    def send_targets(self, initiator_name: str, address: str, value: str,
+                     session_type: str, local_address: str = "") -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for t in self.targets.values():
+            if value in ("All", t.name) and initiator_name in t.acl:
+                out += [("TargetName", t.name), ("TargetAddress", "127.0.0.1:3260,1")]
+        return out
+
+
+class Peer:
+    """The initiator's end of the wire: frames PDUs in, decodes PDUs out."""
+
+    def __init__(self, *targets: FakeTarget) -> None:
+        self.sessions = SessionTable()
+        self.policy = Policy(*(targets or (FakeTarget(TNAME),)))
+        self.conn = TargetConnection(self.policy, self.sessions, ADDRESS)
+        self.tx = Framer()
+        self.rx = Framer(1 << 24)
+
+    def send(self, pdu: Any) -> list[Any]:
+        """Send one PDU; return the events it caused."""
+        self.conn.receive_data(b"".join(bytes(b) for b in self.tx.frame(pdu.encode(), pdu.data)))
+        return self.events()
+
+    def events(self) -> list[Any]:
+        out = []
+        while (ev := self.conn.next_event()) is not None:
+            out.append(ev)
+        return out
+
+    def recv(self) -> list[Any]:
+        """The PDUs the target sent since the last call, decoded."""
+        for buf in self.conn.data_to_send():
+            self.rx.receive_data(buf)
+        out = []
+        while (frame := self.rx.next_frame()) is not None:
+            out.append(decode_pdu(frame.bhs, frame.data, frame.ahs))
+        return out
+
+    def digests(self, header: bool, data: bool) -> None:
+        for f in (self.tx, self.rx):
+            f.header_digest, f.data_digest = header, data
+
+
+FIRST = [("InitiatorName", INAME), ("TargetName", TNAME), ("SessionType", "Normal"),
+         ("AuthMethod", "None")]
+OPS = [("HeaderDigest", "None"), ("DataDigest", "None"), ("MaxRecvDataSegmentLength", "8192"),
+       ("ImmediateData", "Yes"), ("InitialR2T", "Yes"), ("MaxBurstLength", "262144"),
+       ("FirstBurstLength", "65536")]
+
+
+def login(peer: Peer, first: list[tuple[str, str]] = FIRST,
+          ops: list[tuple[str, str]] = OPS) -> tuple[LoginResponse, list[Any]]:
+    assert peer.send(LoginRequest(1, ISID, 0, 0, 5, 100, True, False, 0, 1,
+                                  data=encode_text(first))) == []
+    (rsp1,) = peer.recv()
+    assert isinstance(rsp1, LoginResponse)
+    assert (rsp1.status_class, rsp1.transit, rsp1.csg, rsp1.nsg) == (0, True, 0, 1)
+    assert rsp1.stat_sn == 100 and rsp1.itt == 1 and rsp1.isid == ISID
+    events = peer.send(LoginRequest(1, ISID, 0, 0, 5, 101, True, False, 1, 3,
+                                    data=encode_text(ops)))
+    (rsp2,) = peer.recv()
+    assert isinstance(rsp2, LoginResponse)
+    return rsp2, events
+
+
+@pytest.fixture
+def peer() -> Peer:
+    p = Peer()
+    rsp, events = login(p)
+    assert (rsp.status_class, rsp.status_detail, rsp.transit, rsp.csg, rsp.nsg) == (0, 0, True,
+                                                                                     1, 3)
+    assert rsp.stat_sn == 101 and rsp.tsih != 0
+    assert (rsp.exp_cmd_sn, rsp.max_cmd_sn) == (5, 5 + 127)
+    assert [type(e) for e in events] == [SessionStarted]
+    return p
+
+
+def test_login_to_full_feature(peer: Peer) -> None:
+    conn = peer.conn
+    assert conn.full_feature and conn.session is not None
+    s = conn.session
+    assert (s.initiator_name, s.target_name, s.session_type) == (INAME, TNAME, "Normal")
+    assert conn.framer.max_data_segment_length == 262144  # our declaration
+    assert conn.limits.max_xmit_data_segment_length == 8192  # the initiator's
+    assert s.params is not None and s.params.max_recv_data_segment_length == 262144
+
+
+def test_login_response_text() -> None:
+    p = Peer(FakeTarget(TNAME, alias="disk one"))
+    p.send(LoginRequest(1, ISID, 0, 0, 5, 100, True, False, 0, 1, data=encode_text(FIRST)))
+    (rsp,) = p.recv()
+    assert decode_text(rsp.data) == [("AuthMethod", "None"), ("TargetAlias", "disk one"),
+                                     ("TargetPortalGroupTag", "1")]
+
+
+@pytest.mark.parametrize(("first", "status"), [
+    ([("InitiatorName", INAME), ("TargetName", "iqn.nope")], LoginStatus.NOT_FOUND),
+    ([("TargetName", TNAME)], LoginStatus.MISSING_PARAMETER),
+    ([("InitiatorName", "iqn.stranger"), ("TargetName", TNAME)],
+     LoginStatus.AUTHORIZATION_FAILURE),
+])
+def test_login_failure_closes(first: list[tuple[str, str]], status: LoginStatus) -> None:
+    p = Peer()
+    events = p.send(LoginRequest(7, ISID, 0, 0, 5, 100, True, False, 0, 1,
+                                 data=encode_text(first)))
+    (rsp,) = p.recv()
+    assert isinstance(rsp, LoginResponse)
+    assert (rsp.status_class << 8 | rsp.status_detail) == status
+    assert (rsp.transit, rsp.data, rsp.itt, rsp.tsih) == (False, b"", 7, 0)
+    assert [type(e) for e in events] == [ConnectionClosed]
+    assert p.conn.closed and not p.sessions.sessions
+
+
+def test_unsupported_version_closes() -> None:
+    p = Peer()
+    p.send(LoginRequest(7, ISID, 0, 0, 5, 100, True, False, 0, 1, version_min=2,
+                        data=encode_text(FIRST)))
+    (rsp,) = p.recv()
+    assert (rsp.status_class, rsp.status_detail) == (2, 5)
+    assert p.conn.closed
+
+
+def test_other_pdu_during_login_drops() -> None:
+    p = Peer()
+    events = p.send(NopOut(1, data=b"x"))
+    assert p.recv() == [] and [type(e) for e in events] == [ConnectionClosed]
+
+
+def test_login_continuation_through_the_connection() -> None:
+    p = Peer()
+    body = encode_text(FIRST)
+    p.send(LoginRequest(1, ISID, 0, 0, 5, 100, False, True, 0, 0, data=body[:20]))
+    (ack,) = p.recv()
+    assert (ack.status_class, ack.cont, ack.transit, ack.data) == (0, False, False, b"")
+    p.send(LoginRequest(1, ISID, 0, 0, 5, 101, True, False, 0, 3, data=body[20:]))
+    (rsp,) = p.recv()
+    assert rsp.transit and rsp.nsg == 3 and p.conn.full_feature
+
+
+def test_digests_apply_after_login() -> None:
+    p = Peer()
+    ops = [("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C,None")]
+    rsp, events = login(p, ops=ops)
+    assert ("HeaderDigest", "CRC32C") in decode_text(rsp.data)
+    assert p.conn.framer.header_digest and p.conn.framer.data_digest
+    p.digests(True, True)
+    p.send(NopOut(0x42, RESERVED_TAG, 5, 102, data=b"ping"))
+    (nop,) = p.recv()
+    assert isinstance(nop, NopIn) and bytes(nop.data) == b"ping"
+
+
+def test_discovery_send_targets() -> None:
+    p = Peer(FakeTarget(TNAME), FakeTarget("iqn.2026-01.org.example:hidden", acl=set()))
+    first = [("InitiatorName", INAME), ("SessionType", "Discovery"), ("AuthMethod", "None")]
+    rsp, events = login(p, first=first, ops=[("MaxRecvDataSegmentLength", "8192"),
+                                             ("MaxBurstLength", "4096")])
+    assert rsp.transit and rsp.nsg == 3
+    assert decode_text(rsp.data) == [("MaxBurstLength", "Irrelevant"),
+                                     ("MaxRecvDataSegmentLength", "262144")]
+    assert [type(e) for e in events] == [SessionStarted]
+    assert events[0].session.session_type == "Discovery"
+    p.send(TextRequest(0x20, RESERVED_TAG, 5, 102, data=encode_text([("SendTargets", "All")])))
+    (text,) = p.recv()
+    assert isinstance(text, TextResponse) and text.final and text.itt == 0x20
+    assert decode_text(text.data) == [("TargetName", TNAME),
+                                      ("TargetAddress", "127.0.0.1:3260,1")]
+    assert text.stat_sn == 102 and text.exp_cmd_sn == 6
+    # discovery sessions carry no SCSI commands (11.3 via 4.3)
+    p.send(ScsiCommand(0x21, bytes(6), cmd_sn=6))
+    (reject,) = p.recv()
+    assert reject.opcode == 0x3F
+
+
+def test_text_unknown_and_known_keys(peer: Peer) -> None:
+    peer.send(TextRequest(0x30, RESERVED_TAG, 5, 102, data=encode_text(
+        [("X-com.example.Foo", "1"), ("Bogus", "2"), ("HeaderDigest", "CRC32C")])))
+    (text,) = peer.recv()
+    assert decode_text(text.data) == [("X-com.example.Foo", "NotUnderstood"),
+                                      ("Bogus", "NotUnderstood"), ("HeaderDigest", "Reject")]
+
+
+def test_nop_ping(peer: Peer) -> None:
+    peer.send(NopOut(0x42, RESERVED_TAG, 5, 102, lun=0, immediate=True, data=b"hello"))
+    (nop,) = peer.recv()
+    assert isinstance(nop, NopIn)
+    assert (nop.itt, nop.ttt, nop.stat_sn, bytes(nop.data)) == (0x42, RESERVED_TAG, 102,
+                                                                b"hello")
+    assert (nop.exp_cmd_sn, nop.max_cmd_sn) == (5, 5 + 127)
+
+
+def test_scsi_read_command(peer: Peer) -> None:
+    cdb = bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0])  # READ(10), one block
+    events = peer.send(ScsiCommand(0x50, cdb, lun=0, expected_data_transfer_length=512,
+                                   cmd_sn=5, exp_stat_sn=102, read=True))
+    assert [type(e) for e in events] == [CommandReady]
+    task = events[0].task
+    assert task.command.cdb[:10] == cdb and task.itt == 0x50
+    peer.conn.complete_command(task, 0, b"\xab" * 512)
+    (data_in,) = peer.recv()
+    assert isinstance(data_in, DataIn)
+    assert data_in.final and data_in.status_present and data_in.status == 0
+    assert bytes(data_in.data) == b"\xab" * 512 and data_in.stat_sn == 102
+    assert data_in.exp_cmd_sn == 6
+
+
+def test_scsi_write_with_immediate_data_and_r2t(peer: Peer) -> None:
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0])  # WRITE(10), two blocks
+    events = peer.send(ScsiCommand(0x51, cdb, expected_data_transfer_length=1024, cmd_sn=5,
+                                   write=True, data=b"\1" * 512))
+    assert events == []
+    (r2t,) = peer.recv()
+    assert isinstance(r2t, R2T)
+    assert (r2t.itt, r2t.buffer_offset, r2t.desired_data_transfer_length) == (0x51, 512, 512)
+    from pytgt.iscsi.pdu import DataOut
+    events = peer.send(DataOut(0x51, r2t.ttt, 0, 512, b"\2" * 512, final=True))
+    assert [type(e) for e in events] == [CommandReady]
+    assert bytes(events[0].task.data_out_buffer()) == b"\1" * 512 + b"\2" * 512
+    peer.conn.complete_command(events[0].task, 0)
+    (rsp,) = peer.recv()
+    assert isinstance(rsp, ScsiResponse) and rsp.status == 0 and rsp.itt == 0x51
+
+
+def test_logout(peer: Peer) -> None:
+    events = peer.send(LogoutRequest(0x60, 0, 0, 5, 102))
+    (rsp,) = peer.recv()
+    assert isinstance(rsp, LogoutResponse)
+    assert (rsp.itt, rsp.response, rsp.stat_sn, rsp.time2wait, rsp.time2retain) == (
+        0x60, 0, 102, 2, 20)
+    assert [type(e) for e in events] == [SessionEnded, ConnectionClosed]
+    assert peer.conn.closed and not peer.sessions.sessions
+
+
+def test_session_reinstatement() -> None:
+    p1 = Peer()
+    login(p1)
+    old = p1.conn.session
+    p2 = Peer()
+    p2.sessions = p1.sessions
+    p2.conn = TargetConnection(p2.policy, p1.sessions, ADDRESS)
+    rsp, events = login(p2)
+    assert rsp.transit and [type(e) for e in events] == [SessionStarted]
+    assert events[0].reinstated is old and events[0].new_session
+    assert rsp.tsih != old.tsih  # type: ignore[union-attr]
