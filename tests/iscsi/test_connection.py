@@ -13,6 +13,7 @@ from pytgt.iscsi.events import CommandReady, ConnectionClosed, SessionEnded, Ses
 from pytgt.iscsi.framer import Framer
 from pytgt.iscsi.pdu import (
     DataIn,
+    DataOut,
     LoginRequest,
     LoginResponse,
     LogoutRequest,
@@ -251,7 +252,6 @@ def test_scsi_write_with_immediate_data_and_r2t(peer: Peer) -> None:
     (r2t,) = peer.recv()
     assert isinstance(r2t, R2T)
     assert (r2t.itt, r2t.buffer_offset, r2t.desired_data_transfer_length) == (0x51, 512, 512)
-    from pytgt.iscsi.pdu import DataOut
     events = peer.send(DataOut(0x51, r2t.ttt, 0, 512, b"\2" * 512, final=True))
     assert [type(e) for e in events] == [CommandReady]
     assert bytes(events[0].task.data_out_buffer()) == b"\1" * 512 + b"\2" * 512
