@@ -12,6 +12,7 @@ from pytgt.iscsi.constants import RESERVED_TAG, LoginStatus
 from pytgt.iscsi.events import CommandReady, ConnectionClosed, SessionEnded, SessionStarted
 from pytgt.iscsi.framer import Framer
 from pytgt.iscsi.pdu import (
+    R2T,
     DataIn,
     DataOut,
     LoginRequest,
@@ -20,7 +21,6 @@ from pytgt.iscsi.pdu import (
     LogoutResponse,
     NopIn,
     NopOut,
-    R2T,
     ScsiCommand,
     ScsiResponse,
     TextRequest,
