@@ -288,7 +288,7 @@ def test_target_offers_keys_it_cannot_leave_at_default() -> None:
                           ("FirstBurstLength", "Irrelevant")], csg=1, nsg=3))
     assert rsp.final_ok and rsp.data == b""
     p = lg.negotiated
-    assert (p.immediate_data, p.max_burst_length, p.first_burst_length) == (False, 32768, 65536 // 2)
+    assert (p.immediate_data, p.max_burst_length, p.first_burst_length) == (False, 32768, 32768)
 
 
 def test_offer_answer_must_fit_the_rule() -> None:
