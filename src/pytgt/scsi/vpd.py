@@ -73,7 +73,7 @@ def device_identification(lu: LogicalUnit, nexus: ItNexus) -> bytes:
 def block_limits(lu: LogicalUnit, nexus: ItNexus) -> bytes:
     thin = lu.thin_provisioning
     body = struct.pack(
-        ">BBHIIIIIIIQ16x",
+        ">BBHIIIIIIIQ20x",
         0x01,  # WSNZ: a WRITE SAME NUMBER OF LOGICAL BLOCKS of zero is refused
         MAX_COMPARE_AND_WRITE,
         0,  # OPTIMAL TRANSFER LENGTH GRANULARITY
