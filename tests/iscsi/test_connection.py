@@ -281,3 +281,50 @@ def test_session_reinstatement() -> None:
     assert rsp.transit and [type(e) for e in events] == [SessionStarted]
     assert events[0].reinstated is old and events[0].new_session
     assert rsp.tsih != old.tsih  # type: ignore[union-attr]
+
+
+def test_text_declaration_in_full_feature(peer: Peer) -> None:
+    peer.send(TextRequest(0x31, RESERVED_TAG, 5, 102, data=encode_text(
+        [("MaxRecvDataSegmentLength", "4096"), ("InitiatorAlias", "h"),
+         ("MaxRecvDataSegmentLength2", "1")])))
+    (text,) = peer.recv()
+    assert decode_text(text.data) == [("MaxRecvDataSegmentLength2", "NotUnderstood")]
+    assert peer.conn.limits.max_xmit_data_segment_length == 4096
+    peer.send(TextRequest(0x32, RESERVED_TAG, 6, 103, data=encode_text(
+        [("MaxRecvDataSegmentLength", "100")])))
+    (text,) = peer.recv()
+    assert decode_text(text.data) == [("MaxRecvDataSegmentLength", "Reject")]
+    assert peer.conn.limits.max_xmit_data_segment_length == 4096
+
+
+def test_joining_connection_keeps_session_values() -> None:
+    p1 = Peer()
+    login(p1, ops=[*OPS[:5], ("MaxBurstLength", "16384")])
+    session = p1.conn.session
+    assert session is not None and session.params.max_burst_length == 16384
+    session.params.max_connections = 2  # as if negotiated
+    conn2 = TargetConnection(p1.policy, p1.sessions, ADDRESS)
+    p2 = Peer()
+    p2.conn, p2.sessions = conn2, p1.sessions
+    first = [("InitiatorName", INAME), ("TargetName", TNAME), ("AuthMethod", "None")]
+    p2.send(LoginRequest(1, ISID, session.tsih, 1, 5, 0, True, False, 0, 1,
+                         data=encode_text(first)))
+    (rsp,) = p2.recv()
+    assert rsp.status_class == 0
+    events = p2.send(LoginRequest(1, ISID, session.tsih, 1, 5, 0, True, False, 1, 3,
+                                  data=encode_text([("MaxRecvDataSegmentLength", "4096")])))
+    (rsp,) = p2.recv()
+    assert (rsp.status_class, rsp.tsih) == (0, session.tsih)
+    assert [type(e) for e in events] == [SessionStarted] and not events[0].new_session
+    assert conn2.limits.max_burst_length == 16384  # the session's, not the default
+    assert conn2.limits.max_xmit_data_segment_length == 4096  # this connection's own
+    assert set(session.connections) == {0, 1}
+
+
+def test_joining_unknown_session_fails() -> None:
+    p = Peer()
+    first = [("InitiatorName", INAME), ("TargetName", TNAME), ("AuthMethod", "None")]
+    p.send(LoginRequest(1, ISID, 0x77, 1, 5, 0, True, False, 0, 3, data=encode_text(first)))
+    (rsp,) = p.recv()
+    assert (rsp.status_class, rsp.status_detail) == (2, 0x0A)
+    assert p.conn.closed

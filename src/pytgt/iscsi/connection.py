@@ -224,6 +224,7 @@ class TargetConnection:
                 self._enter_full_feature(req, rsp)
                 return
         except LoginError as err:
+            self.log.info("login failed: %s (%s)", err.status.name, err)
             rsp = self._login.failure(req, err)
         self._send_login_response(req, rsp)
         if rsp.status != LoginStatus.SUCCESS:
@@ -261,7 +262,9 @@ class TargetConnection:
             replaced = session.connections.get(req.cid)
         self.session, self.cid = session, req.cid
         session.connections[req.cid] = self
-        self._apply(lg.negotiated)
+        # a joining connection keeps the session-wide values (6.3.6)
+        self._apply(lg.negotiated if new or session.params is None
+                    else session.params.for_connection(lg.negotiated))
         self._send_login_response(req, rsp, session.tsih, session.exp_cmd_sn, session.max_cmd_sn)
         self.full_feature = True
         self.framer.header_digest = bool(lg.negotiated.header_digest)
@@ -378,8 +381,9 @@ class TargetConnection:
                                                    value, self.session.session_type,
                                                    self.local_address)
             else:
-                answer.append((key, "NotUnderstood" if key.startswith("X") or key not in
-                               login_mod.KNOWN_KEYS else "Reject"))
+                reply = login_mod.full_feature_answer(key, value, self.limits)
+                if reply is not None:
+                    answer.append((key, reply))
         body = encode_text(answer)
         chunk = self.limits.max_xmit_data_segment_length
         chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]

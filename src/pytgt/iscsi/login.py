@@ -57,7 +57,7 @@ from pytgt.iscsi.text import decode_text, encode_text
 
 __all__ = [
     "KNOWN_KEYS", "MAX_LOGIN_SEGMENT", "TRANSITIONS", "LoginReply", "SessionParams",
-    "TargetLogin", "TargetPolicy",
+    "TargetLogin", "TargetPolicy", "XmitLimit", "full_feature_answer",
 ]
 
 SECURITY = LoginStage.SECURITY_NEGOTIATION
@@ -101,6 +101,34 @@ class TargetPolicy(Protocol):
 
     def chap_secret(self, target: Any, user: str) -> str | None:
         """The CHAP secret of ``user`` for ``target`` (incoming), or None."""
+
+
+class XmitLimit(Protocol):
+    """Where a connection keeps the initiator's MaxRecvDataSegmentLength."""
+
+    max_xmit_data_segment_length: int
+
+
+def full_feature_answer(name: str, value: str, limits: XmitLimit) -> str | None:
+    """Answer one key of a full feature phase Text Request, SendTargets aside (11.10).
+
+    Only keys with ``Use: ALL`` may be sent now (13): a MaxRecvDataSegmentLength
+    declaration updates ``limits``; InitiatorAlias is noted; login-only and
+    target-only keys are answered ``Reject``, unknown keys ``NotUnderstood``.
+    Returns None when no answer is due.
+    """
+    key = KEYS.get(name)
+    if key is None:
+        return NOT_UNDERSTOOD
+    if value in ANSWER_CONSTANTS or name == "InitiatorAlias":
+        return None
+    if name == "MaxRecvDataSegmentLength":
+        try:
+            limits.max_xmit_data_segment_length = int(check_value(key, value))
+        except ValueError:
+            return REJECT
+        return None
+    return REJECT
 
 
 @dataclass(frozen=True, slots=True)
