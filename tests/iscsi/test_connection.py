@@ -328,3 +328,103 @@ def test_joining_unknown_session_fails() -> None:
     (rsp,) = p.recv()
     assert (rsp.status_class, rsp.status_detail) == (2, 0x0A)
     assert p.conn.closed
+
+
+# -- paired in memory with the project's initiator core (aioquic-style) -------------
+
+def roundtrip(initiator: Any, target: TargetConnection, rounds: int = 20) -> tuple[
+        list[Any], list[Any]]:
+    """Move bytes both ways until both sides are quiet; return both sides' events."""
+    ievents: list[Any] = []
+    tevents: list[Any] = []
+    for _ in range(rounds):
+        moved = False
+        for buf in initiator.data_to_send():
+            target.receive_data(bytes(buf))
+            moved = True
+        while (ev := target.next_event()) is not None:
+            tevents.append(ev)
+        for buf in target.data_to_send():
+            initiator.receive_data(bytes(buf))
+            moved = True
+        while (ev := initiator.next_event()) is not None:
+            ievents.append(ev)
+        if not moved:
+            return ievents, tevents
+    raise AssertionError("no quiet point")
+
+
+def pair(target: FakeTarget | None = None, **options: Any) -> tuple[Any, TargetConnection,
+                                                                    list[Any], list[Any]]:
+    from pytgt.initiator.core import InitiatorConnection
+    from pytgt.initiator.options import InitiatorOptions
+
+    opts = InitiatorOptions(initiator_name=INAME, **{"target_name": TNAME, **options})
+    initiator = InitiatorConnection(opts)
+    conn = TargetConnection(Policy(target or FakeTarget(TNAME)), SessionTable(), ADDRESS)
+    initiator.start_login()
+    ievents, tevents = roundtrip(initiator, conn)
+    return initiator, conn, ievents, tevents
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"header_digest": True, "data_digest": True},
+    {"immediate_data": False, "max_burst_length": 65536, "max_recv_data_segment_length": 4096},
+])
+def test_pair_login(options: dict[str, Any]) -> None:
+    from pytgt.initiator.events import LoginComplete
+
+    initiator, conn, ievents, tevents = pair(**options)
+    assert [type(e) for e in ievents] == [LoginComplete], ievents
+    assert [type(e) for e in tevents] == [SessionStarted]
+    got, ours = ievents[0].negotiated, conn._login.negotiated
+    for attr in ("header_digest", "data_digest", "immediate_data", "initial_r2t",
+                 "max_burst_length", "first_burst_length", "max_outstanding_r2t",
+                 "error_recovery_level", "default_time2wait", "default_time2retain"):
+        assert getattr(got, attr) == getattr(ours, attr), attr
+    assert got.max_xmit_data_segment_length == ours.max_recv_data_segment_length
+    assert got.max_recv_data_segment_length == ours.max_xmit_data_segment_length
+    nop = initiator.send_nop(b"abc")
+    ievents, _ = roundtrip(initiator, conn)
+    assert [(e.itt, e.data) for e in ievents] == [(nop, b"abc")]
+
+
+@pytest.mark.parametrize("algorithms", [(5,), (7, 5), (8,), (6,)])
+def test_pair_chap(algorithms: tuple[int, ...]) -> None:
+    from pytgt.initiator.events import LoginComplete
+
+    target = FakeTarget(TNAME, accounts={"alice": "alice-secret-12"})
+    _, _, ievents, tevents = pair(target, chap=("alice", "alice-secret-12"),
+                                  chap_algorithms=algorithms)
+    assert [type(e) for e in ievents] == [LoginComplete], ievents
+    assert [type(e) for e in tevents] == [SessionStarted]
+
+
+def test_pair_mutual_chap() -> None:
+    from pytgt.initiator.events import LoginComplete
+
+    target = FakeTarget(TNAME, accounts={"alice": "alice-secret-12"},
+                        mutual=("tgt", "target-secret-34"))
+    _, _, ievents, _ = pair(target, chap=("alice", "alice-secret-12"),
+                            mutual_chap=("tgt", "target-secret-34"))
+    assert [type(e) for e in ievents] == [LoginComplete], ievents
+
+
+def test_pair_chap_wrong_secret() -> None:
+    from pytgt.initiator.events import RequestFailed
+
+    target = FakeTarget(TNAME, accounts={"alice": "alice-secret-12"})
+    _, conn, ievents, tevents = pair(target, chap=("alice", "wrong-secret-99"))
+    assert isinstance(ievents[0], RequestFailed)
+    assert conn.closed and [type(e) for e in tevents] == [ConnectionClosed]
+
+
+def test_pair_discovery() -> None:
+    from pytgt.initiator.events import LoginComplete, TextComplete
+
+    initiator, conn, ievents, _ = pair(target_name=None)
+    assert [type(e) for e in ievents] == [LoginComplete]
+    itt = initiator.send_text([("SendTargets", "All")])
+    ievents, _ = roundtrip(initiator, conn)
+    assert [type(e) for e in ievents] == [TextComplete]
+    assert ievents[0].itt == itt
