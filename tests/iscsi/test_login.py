@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytgt.iscsi.chap import decode_binary, encode_binary
 from pytgt.iscsi.constants import LoginStatus
@@ -568,3 +570,40 @@ def test_chap_not_offered_when_not_required() -> None:
     lg = make()
     rsp = lg.receive(req([*without("AuthMethod"), ("AuthMethod", "CHAP,None")], csg=0, nsg=1))
     assert answers(rsp)[0] == ("AuthMethod", "None") and rsp.transit
+
+
+# -- every (stage, flags, text) sequence: a reply or a LoginError, never a crash --------
+
+_PAIRS = st.sampled_from([
+    ("InitiatorName", INAME), ("TargetName", TNAME), ("SessionType", "Normal"),
+    ("SessionType", "Discovery"), ("AuthMethod", "None"), ("AuthMethod", "CHAP"),
+    ("CHAP_A", "5"), ("CHAP_N", "alice"), ("CHAP_R", "0x00"), ("HeaderDigest", "CRC32C"),
+    ("MaxBurstLength", "4096"), ("FirstBurstLength", "x"), ("X-a", "b"),
+    ("MaxRecvDataSegmentLength", "1024"), ("ImmediateData", "No"), ("TargetAlias", "t"),
+])
+_TEXT = st.one_of(st.lists(_PAIRS, max_size=6).map(encode_text), st.binary(max_size=40))
+_REQUEST = st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans(), st.booleans(),
+                     _TEXT)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_REQUEST, min_size=1, max_size=6), st.booleans())
+def test_any_request_sequence(requests: list[tuple[int, int, bool, bool, bytes]],
+                              auth: bool) -> None:
+    target = FakeTarget(TNAME, accounts={"alice": SECRET} if auth else {})
+    lg = make(target)
+    for csg, nsg, transit, cont, data in requests:
+        r = req(data, csg=csg, nsg=nsg, transit=transit, cont=cont)
+        try:
+            rsp = lg.receive(r)
+        except LoginError as err:
+            assert lg.failure(r, err).status == err.status != LoginStatus.SUCCESS
+            return
+        assert rsp.status == LoginStatus.SUCCESS and rsp.csg == csg
+        assert not (rsp.transit and rsp.cont)
+        if rsp.transit:  # 6.3: the target moves only where the initiator asked
+            assert transit and rsp.nsg == nsg and lg.stage == nsg
+            assert not (auth and lg.auth_method != "CHAP")
+        if rsp.final_ok:
+            assert lg.initiator_name == INAME
+            return
