@@ -1,0 +1,227 @@
+"""SBC-3 commands besides READ/WRITE: capacity, VERIFY, COMPARE AND WRITE, WRITE SAME, UNMAP,
+SYNCHRONIZE CACHE, PRE-FETCH, GET LBA STATUS, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pytgt.scsi import Status
+from pytgt.scsi.sense import decode_sense
+
+from .conftest import BLOCKS, BS, Harness, cdb10, cdb12, cdb16
+
+INVALID_FIELD = (0x05, 0x24, 0x00)
+LBA_RANGE = (0x05, 0x21, 0x00)
+
+
+def rc16(alloc: int = 32) -> bytes:
+    return bytes([0x9E, 0x10]) + bytes(8) + alloc.to_bytes(4, "big") + b"\0\0"
+
+
+def test_read_capacity_10(h: Harness) -> None:
+    assert bytes(h.run([0x25] + [0] * 9).data) == struct.pack(">II", BLOCKS - 1, BS)
+    assert h.run([0x25, 0, 0, 0, 0, 5, 0, 0, 1, 0]).status == Status.GOOD  # PMI
+    assert h.sense([0x25, 0, 0, 0, 0, 5, 0, 0, 0, 0]) == INVALID_FIELD
+
+
+def test_read_capacity_10_saturates(h: Harness) -> None:
+    h.store.size = (1 << 33) * BS
+    assert bytes(h.run([0x25] + [0] * 9).data)[:4] == b"\xff\xff\xff\xff"
+    assert struct.unpack_from(">Q", bytes(h.run(rc16()).data))[0] == (1 << 33) - 1
+
+
+@pytest.mark.parametrize("alloc", [0, 8, 12, 32, 64])
+def test_read_capacity_16(h: Harness, alloc: int) -> None:
+    d = bytes(h.run(rc16(alloc)).data)
+    assert d == struct.pack(">QIBBH16x", BLOCKS - 1, BS, 0, 0, 0)[:alloc]
+
+
+def test_read_capacity_16_thin(h: Harness) -> None:
+    h.lu.update_params({"thin_provisioning": "1"})
+    assert bytes(h.run(rc16()).data)[14] & 0xC0 == 0xC0
+
+
+VERIFIES = [(0x2F, cdb10), (0xAF, cdb12), (0x8F, cdb16)]
+
+
+@pytest.mark.parametrize(("op", "make"), VERIFIES)
+def test_verify(h: Harness, op: int, make: object) -> None:
+    data = bytes(range(256)) * (4 * BS // 256)
+    h.run(cdb10(0x2A, 10, 4), data)
+    assert h.run(make(op, 10, 4, 0x02), data).status == Status.GOOD  # type: ignore[operator]
+    bad = bytearray(data)
+    bad[700] ^= 1
+    r = h.run(make(op, 10, 4, 0x02), bytes(bad))  # type: ignore[operator]
+    assert r.sense == bytes([0xF0, 0, 0x0E, 0, 0, 0x02, 0xBC, 10, 0, 0, 0, 0, 0x1D, 0, 0, 0, 0,
+                             0])
+    assert h.run(make(op, 10, 4, 0x00), bytes(bad)).status == Status.GOOD  # type: ignore[operator]
+    assert h.sense(make(op, BLOCKS - 1, 2)) == LBA_RANGE  # type: ignore[operator]
+    assert h.run(make(op, 0, 0, 0x02)).status == Status.GOOD  # type: ignore[operator]
+    assert h.sense(make(op, 0, 1, 0x20)) == INVALID_FIELD  # type: ignore[operator]
+    assert h.sense(make(op, 0, 1, 0x04)) == INVALID_FIELD  # type: ignore[operator]  # BYTCHK 10b
+
+
+def test_verify_bytchk_11_compares_one_block_with_each(h: Harness) -> None:
+    h.run(cdb10(0x2A, 0, 3), b"q" * (3 * BS))
+    assert h.run(cdb10(0x2F, 0, 3, 0x06), b"q" * BS).status == Status.GOOD
+    assert h.target.expected_data_out(1 << 48, cdb10(0x2F, 0, 3, 0x06)) == BS
+    assert h.target.expected_data_out(1 << 48, cdb10(0x2F, 0, 3, 0x02)) == 3 * BS
+    assert h.target.expected_data_out(1 << 48, cdb10(0x2F, 0, 3, 0x00)) == 0
+
+
+@pytest.mark.parametrize(("op", "make"), [(0x2E, cdb10), (0xAE, cdb12), (0x8E, cdb16)])
+def test_write_and_verify(h: Harness, op: int, make: object) -> None:
+    assert h.run(make(op, 5, 1, 0x02), b"w" * BS).status == Status.GOOD  # type: ignore[operator]
+    assert bytes(h.run(cdb10(0x28, 5, 1)).data) == b"w" * BS
+    assert h.sense(make(op, BLOCKS, 1), b"w" * BS) == LBA_RANGE  # type: ignore[operator]
+
+
+def caw(lba: int, n: int, flags: int = 0) -> bytes:
+    return bytes([0x89, flags]) + lba.to_bytes(8, "big") + bytes([0, 0, 0, n, 0, 0])
+
+
+def test_compare_and_write(h: Harness) -> None:
+    h.run(cdb10(0x2A, 3, 1), b"a" * BS)
+    assert h.run(caw(3, 1), b"a" * BS + b"b" * BS).status == Status.GOOD
+    assert bytes(h.run(cdb10(0x28, 3, 1)).data) == b"b" * BS
+    r = h.run(caw(3, 1), b"b" * 10 + b"x" + b"b" * (BS - 11) + b"c" * BS)
+    assert decode_sense(r.sense) == (0x0E, 0x1D, 0x00) and r.sense[3:7] == b"\0\0\0\x0a"
+    assert bytes(h.run(cdb10(0x28, 3, 1)).data) == b"b" * BS
+    assert h.sense(caw(BLOCKS, 1), bytes(2 * BS)) == LBA_RANGE
+    assert h.sense(caw(0, 2), bytes(4 * BS)) == INVALID_FIELD
+    assert h.sense(caw(0, 1), bytes(BS)) == (0x05, 0x1A, 0x00)
+    assert h.target.expected_data_out(1 << 48, caw(0, 1)) == 2 * BS
+
+
+def ws10(lba: int, n: int, flags: int = 0) -> bytes:
+    return cdb10(0x41, lba, n, flags)
+
+
+def ws16(lba: int, n: int, flags: int = 0) -> bytes:
+    return cdb16(0x93, lba, n, flags)
+
+
+@pytest.mark.parametrize("make", [ws10, ws16])
+def test_write_same(h: Harness, make: object) -> None:
+    assert h.run(make(100, 300), b"\x5a" * BS).status == Status.GOOD  # type: ignore[operator]
+    assert bytes(h.run(cdb10(0x28, 100, 300)).data) == b"\x5a" * (300 * BS)
+    assert bytes(h.run(cdb10(0x28, 400, 1)).data) == bytes(BS)
+    assert h.sense(make(BLOCKS - 1, 2), bytes(BS)) == LBA_RANGE  # type: ignore[operator]
+    assert h.sense(make(0, 0), bytes(BS)) == INVALID_FIELD  # type: ignore[operator]  # WSNZ
+    assert h.sense(make(0, 1, 0x20), bytes(BS)) == INVALID_FIELD  # type: ignore[operator]
+    assert h.sense(make(0, 1, 0x08), bytes(BS)) == INVALID_FIELD  # type: ignore[operator]
+    assert h.sense(make(0, 1), bytes(10)) == (0x05, 0x1A, 0x00)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("make", [ws10, ws16])
+def test_write_same_unmap_when_thin(h: Harness, make: object) -> None:
+    h.lu.update_params({"thin_provisioning": "1"})
+    h.run(cdb10(0x2A, 0, 4), b"z" * (4 * BS))
+    assert h.run(make(1, 2, 0x08), bytes(BS)).status == Status.GOOD  # type: ignore[operator]
+    assert bytes(h.run(cdb10(0x28, 0, 4)).data) == b"z" * BS + bytes(2 * BS) + b"z" * BS
+
+
+def test_write_same_16_ndob(h: Harness) -> None:
+    h.run(cdb10(0x2A, 0, 2), b"z" * (2 * BS))
+    assert h.target.expected_data_out(1 << 48, ws16(0, 2, 0x01)) == 0
+    assert h.run(ws16(0, 2, 0x01)).status == Status.GOOD
+    assert bytes(h.run(cdb10(0x28, 0, 2)).data) == bytes(2 * BS)
+
+
+def unmap_list(*ranges: tuple[int, int]) -> bytes:
+    descs = b"".join(struct.pack(">QI4x", lba, n) for lba, n in ranges)
+    return struct.pack(">HH4x", len(descs) + 6, len(descs)) + descs
+
+
+def unmap_cdb(length: int) -> bytes:
+    return bytes([0x42, 0, 0, 0, 0, 0, 0]) + length.to_bytes(2, "big") + b"\0"
+
+
+def test_unmap(h: Harness) -> None:
+    h.lu.update_params({"thin_provisioning": "1"})
+    h.run(cdb10(0x2A, 0, 8), b"u" * (8 * BS))
+    plist = unmap_list((1, 2), (5, 1))
+    assert h.target.expected_data_out(1 << 48, unmap_cdb(len(plist))) == len(plist)
+    assert h.run(unmap_cdb(len(plist)), plist).status == Status.GOOD
+    got = bytes(h.run(cdb10(0x28, 0, 8)).data)
+    assert got == b"u" * BS + bytes(2 * BS) + b"u" * (2 * BS) + bytes(BS) + b"u" * (2 * BS)
+    assert h.run(unmap_cdb(0)).status == Status.GOOD
+    plist = unmap_list((BLOCKS - 1, 2))
+    assert h.sense(unmap_cdb(len(plist)), plist) == LBA_RANGE
+    assert h.run(unmap_cdb(len(unmap_list())), unmap_list()).status == Status.GOOD
+
+
+def test_unmap_needs_thin_provisioning(h: Harness) -> None:
+    plist = unmap_list((1, 2))
+    assert h.sense(unmap_cdb(len(plist)), plist) == (0x05, 0x20, 0x00)
+
+
+def test_synchronize_cache_flushes(h: Harness) -> None:
+    calls = []
+
+    async def flush() -> None:
+        calls.append(1)
+
+    h.store.flush = flush  # type: ignore[method-assign]
+    assert h.run(cdb10(0x35, 0, 0)).status == Status.GOOD
+    assert h.run(cdb16(0x91, 10, 10)).status == Status.GOOD
+    assert calls == [1, 1]
+    assert h.sense(cdb10(0x35, BLOCKS, 1)) == LBA_RANGE
+    assert h.sense(cdb16(0x91, BLOCKS + 1, 0)) == LBA_RANGE
+
+
+@pytest.mark.parametrize(("op", "make"), [(0x34, cdb10), (0x90, cdb16)])
+def test_pre_fetch(h: Harness, op: int, make: object) -> None:
+    assert h.run(make(op, 0, 10, 0x02)).status == Status.GOOD  # type: ignore[operator]
+    assert h.run(make(op, 0, 0)).status == Status.GOOD  # type: ignore[operator]
+    assert h.sense(make(op, BLOCKS - 1, 2)) == LBA_RANGE  # type: ignore[operator]
+
+
+def test_get_lba_status(h: Harness) -> None:
+    cdb = bytes([0x9E, 0x12]) + (10).to_bytes(8, "big") + (24).to_bytes(4, "big") + b"\0\0"
+    d = bytes(h.run(cdb).data)
+    assert d == struct.pack(">I4xQIB3x", 20, 10, BLOCKS - 10, 0)
+    cdb = bytes([0x9E, 0x12]) + BLOCKS.to_bytes(8, "big") + (24).to_bytes(4, "big") + b"\0\0"
+    assert h.sense(cdb) == LBA_RANGE
+
+
+def ssu(start: bool, loej: bool, power: int = 0) -> bytes:
+    return bytes([0x1B, 0, 0, 0, power << 4 | (2 if loej else 0) | (1 if start else 0), 0])
+
+
+def test_start_stop_unit_not_removable(h: Harness) -> None:
+    assert h.run(ssu(True, False)).status == Status.GOOD
+    assert h.run(ssu(False, False)).status == Status.GOOD
+    assert h.sense(ssu(False, True)) == INVALID_FIELD
+    assert h.run(ssu(False, True, power=1)).status == Status.GOOD
+
+
+def test_eject_load_and_prevent(h: Harness) -> None:
+    h.lu.update_params({"removable": "1"})
+    assert h.run([0x12, 0, 0, 0, 36, 0]).data[1] & 0x80
+    assert h.run(ssu(False, True)).status == Status.GOOD
+    assert h.sense([0] * 6) == (0x02, 0x3A, 0x00)
+    assert h.sense(cdb10(0x28, 0, 1)) == (0x02, 0x3A, 0x00)
+    assert h.run(ssu(True, True)).status == Status.GOOD
+    assert h.run([0] * 6).status == Status.GOOD
+    assert h.run([0x1E, 0, 0, 0, 1, 0]).status == Status.GOOD
+    assert h.lu.prevent_removal
+    n2 = h.new_nexus("n2")
+    assert h.sense(ssu(False, True), nexus=n2) == (0x05, 0x53, 0x02)
+    assert h.run([0x1E, 0, 0, 0, 0, 0]).status == Status.GOOD
+    assert h.run(ssu(False, True), nexus=n2).status == Status.GOOD
+
+
+@pytest.mark.parametrize("how", ["nexus_loss", "lu_reset", "warm", "cold"])
+def test_prevent_cleared(h: Harness, how: str) -> None:
+    h.lu.update_params({"removable": "1"})
+    h.run([0x1E, 0, 0, 0, 1, 0])
+    if how == "nexus_loss":
+        h.target.remove_nexus(h.nexus)
+    elif how == "lu_reset":
+        assert h.target.lu_reset(h.nexus, 1 << 48) == 0
+    else:
+        assert h.target.target_reset(h.nexus, how == "cold") == 0
+    assert not h.lu.prevent_removal

@@ -1,0 +1,145 @@
+"""ScsiTarget: LUN decoding, expected Data-Out, TMFs, create_lu and LU settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytgt.scsi import ScsiTarget, Status, create_lu
+from pytgt.scsi.sense import build_sense, decode_sense
+from pytgt.scsi.target import decode_lun, encode_lun
+from pytgt.stores.memory import MemoryStore
+from pytgt.stores.null import NullStore
+
+from .conftest import BS, RAW_LUN1, Harness, cdb6, cdb10, cdb12, cdb16
+
+
+@pytest.mark.parametrize(("raw", "lun"), [
+    (0, 0), (1 << 48, 1), (255 << 48, 255), (0x4101 << 48, 0x101), (5, 5), (0xC000 << 48, -1),
+])
+def test_decode_lun(raw: int, lun: int) -> None:
+    assert decode_lun(raw) == lun
+
+
+@pytest.mark.parametrize("lun", [0, 1, 255, 256, 16383])
+def test_lun_round_trip(lun: int) -> None:
+    assert decode_lun(int.from_bytes(encode_lun(lun), "big")) == lun
+
+
+def test_plain_lun_numbers_work_too(h: Harness) -> None:
+    assert h.run(cdb10(0x28, 0, 1), lun=1).status == Status.GOOD
+
+
+@pytest.mark.parametrize(("cdb", "length"), [
+    (cdb6(0x0A, 0, 4), 4 * BS),
+    (cdb10(0x2A, 0, 8), 8 * BS),
+    (cdb12(0xAA, 0, 3), 3 * BS),
+    (cdb16(0x8A, 0, 2), 2 * BS),
+    (cdb10(0x2E, 0, 2), 2 * BS),
+    (cdb10(0x41, 0, 9), BS),
+    (bytes([0x15, 0x10, 0, 0, 28, 0]), 28),
+    (bytes([0x55, 0x10, 0, 0, 0, 0, 0, 1, 2, 0]), 258),
+    (cdb10(0x28, 0, 8), 0),
+    (bytes([0x12, 0, 0, 0, 96, 0]), 0),
+])
+def test_expected_data_out(h: Harness, cdb: bytes, length: int) -> None:
+    assert h.target.expected_data_out(RAW_LUN1, cdb) == length
+
+
+def test_expected_data_out_unknown(h: Harness) -> None:
+    assert h.target.expected_data_out(RAW_LUN1, bytes([0xEE] + [0] * 9)) is None
+    assert h.target.expected_data_out(9 << 48, cdb10(0x2A, 0, 1)) is None
+    assert h.target.expected_data_out(RAW_LUN1, bytes([0x2A, 0])) is None
+
+
+def test_tmf_response_codes(h: Harness) -> None:
+    assert h.target.lu_reset(h.nexus, 9 << 48) == 2
+    assert h.target.clear_task_set(h.nexus, 9 << 48) == 2
+    assert h.target.clear_task_set(h.nexus, RAW_LUN1) == 0
+    assert h.target.target_reset(h.nexus, False) == 0
+
+
+def test_target_reset_unit_attentions(h: Harness) -> None:
+    h.lu.mode.wce = False
+    h.target.target_reset(h.nexus, False)
+    assert h.sense([0] * 6) == (0x06, 0x29, 0x02)
+    assert h.lu.mode.wce
+    h.target.target_reset(h.nexus, True)
+    assert h.sense([0] * 6, lun=0) == (0x06, 0x29, 0x01)
+
+
+def test_clear_task_set_notifies_other_nexuses(h: Harness) -> None:
+    n2 = h.new_nexus("n2")
+    h.target.clear_task_set(h.nexus, RAW_LUN1)
+    assert h.run([0] * 6).status == Status.GOOD
+    assert h.sense([0] * 6, nexus=n2) == (0x06, 0x2F, 0x00)
+
+
+def test_reset_ua_replaces_older_ones(h: Harness) -> None:
+    h.lu.ua_add(h.nexus.key, (0x3F, 0x0E))
+    h.target.lu_reset(h.nexus, RAW_LUN1)
+    assert h.sense([0] * 6) == (0x06, 0x29, 0x03)
+    assert h.run([0] * 6).status == Status.GOOD
+
+
+def test_remove_lun0_brings_back_controller() -> None:
+    t = ScsiTarget("iqn.x", 3)
+    assert t.luns[0].device_type == "controller" and t.luns[0].path == "None"
+    assert t.luns[0].bstype == "null" and t.luns[0].size == 0
+    t.remove_lu(0)
+    assert t.luns[0].device_type == "controller"
+    with pytest.raises(KeyError):
+        t.remove_lu(5)
+
+
+def test_lu_defaults() -> None:
+    lu = create_lu("disk", 2, NullStore(1 << 30), tid=7, path="/dev/null", bstype="null")
+    assert (lu.vendor_id, lu.product_id, lu.product_rev) == ("IET", "VIRTUAL-DISK", "0001")
+    assert lu.scsi_id == "IET     00070002" and lu.scsi_sn == "beaf72"
+    assert (lu.online, lu.removable, lu.prevent_removal, lu.readonly, lu.swp) == (
+        True, False, False, False, False)
+    assert (lu.thin_provisioning, lu.sense_format, lu.size, lu.block_size) == (
+        False, 0, 1 << 30, 512)
+    assert (lu.path, lu.bstype, lu.bsoflags, lu.device_type) == ("/dev/null", "null", "", "disk")
+
+
+@pytest.mark.parametrize(("args", "kwargs", "match"), [
+    (("tape", 1, None), {}, "device type"),
+    (("disk", 1, None), {}, "backing store"),
+    (("disk", 1, MemoryStore(4096)), {"block_size": 1000}, "block size"),
+    (("disk", 1, MemoryStore(4096)), {"params": {"bogus": "1"}}, "unknown"),
+    (("disk", 1, MemoryStore(4096)), {"params": {"readonly": "maybe"}}, "readonly"),
+])
+def test_create_lu_errors(args: tuple, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_lu(*args, tid=1, **kwargs)
+
+
+def test_update_params() -> None:
+    lu = create_lu("disk", 1, MemoryStore(4096), tid=1, block_size=4096,
+                   params={"vendor_id": "ACME", "readonly": "1"})
+    assert lu.vendor_id == "ACME" and lu.readonly and lu.num_blocks == 1
+    lu.update_params({"product_id": "DISK", "online": "0", "sense_format": "1",
+                      "removable": "yes"})
+    assert lu.product_id == "DISK" and not lu.online and lu.sense_format == 1 and lu.removable
+    with pytest.raises(ValueError):
+        lu.update_params({"vendor_id": "TOO-LONG-VENDOR"})
+    with pytest.raises(ValueError):
+        lu.update_params({"product_rev": "1", "block_size": "512"})
+    assert lu.product_rev == "0001"  # nothing applied on error
+    with pytest.raises(ValueError):
+        create_lu("disk", 1, NullStore(4096), tid=1).update_params({"sense_format": "2"})
+
+
+def test_offline_lu_is_not_ready(h: Harness) -> None:
+    h.lu.update_params({"online": "0"})
+    assert h.sense([0] * 6) == (0x02, 0x3A, 0x00)
+    assert h.run([0x12, 0, 0, 0, 36, 0]).status == Status.GOOD
+    d = bytes(h.run([0x03, 0, 0, 0, 18, 0]).data)
+    assert decode_sense(d) == (0x02, 0x3A, 0x00)
+
+
+def test_build_sense_fixed_and_descriptor() -> None:
+    assert build_sense(5, 0x24, 0, information=0x1234) == bytes(
+        [0xF0, 0, 5, 0, 0, 0x12, 0x34, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0])
+    assert build_sense(0xE, 0x1D, 0, descriptor=True, information=7) == bytes(
+        [0x72, 0xE, 0x1D, 0, 0, 0, 0, 12, 0, 0x0A, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 7])
