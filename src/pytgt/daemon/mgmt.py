@@ -425,6 +425,10 @@ def _lu(m: Management, req: dict[str, Any]) -> tuple[Target, Any]:
 
 
 async def lu_delete(m: Management, req: dict[str, Any]) -> str:
+    if _opt_int(req, "tid") not in m.registry.targets:
+        _need_int(req, "tid")
+        _need_int(req, "lun")
+        raise _err(TgtadmError.NO_LUN)  # tgt's answer for a LUN of a missing target
     target, lu = _lu(m, req)
     if lu.lun == 0:
         raise _invalid()
@@ -485,7 +489,7 @@ def _unbind_everywhere(holder: Any, user: str) -> None:
 
 async def account_show(m: Management, req: dict[str, Any]) -> str:
     users = list(reversed(m.registry.accounts))  # tgt lists the newest first
-    return "Account list:\n" + "".join(f"    {u}\n" for u in users)
+    return "Account list:\n" + "".join(f"    {u}\n" for u in users) if users else ""
 
 
 def _account_holder(m: Management, req: dict[str, Any]) -> Any:
@@ -674,7 +678,7 @@ def format_target(t: Target) -> str:
 
 
 def format_lu(lu: Any) -> list[str]:
-    """The ``LUN: N`` block of one logical unit."""
+    """The ``LUN: N`` block of one logical unit (tgt shows LUN 0's block size as 1)."""
     dtype = str(getattr(lu, "device_type", "disk"))
     return [
         f"        LUN: {lu.lun}",
@@ -682,7 +686,7 @@ def format_lu(lu: Any) -> list[str]:
         f"            SCSI ID: {getattr(lu, 'scsi_id', '')}",
         f"            SCSI SN: {getattr(lu, 'scsi_sn', '')}",
         f"            Size: {size_mb(getattr(lu, 'size', 0) or 0)} MB, "
-        f"Block size: {getattr(lu, 'block_size', 512)}",
+        f"Block size: {1 if dtype == 'controller' else getattr(lu, 'block_size', 512)}",
         f"            Online: {_yes(getattr(lu, 'online', True))}",
         f"            Removable media: {_yes(getattr(lu, 'removable', False))}",
         f"            Prevent removal: {_yes(getattr(lu, 'prevent_removal', False))}",
