@@ -7,6 +7,7 @@ import pytest
 from pytgt.iscsi.keys import (
     KEYS,
     KNOWN_KEYS,
+    LOCAL_SETTINGS,
     REJECT,
     TARGET_DEFAULTS,
     Rule,
@@ -17,6 +18,7 @@ from pytgt.iscsi.keys import (
     negotiate,
     parse_bool,
     parse_number,
+    settable,
     target_values,
 )
 
@@ -141,12 +143,22 @@ def test_target_values_overrides() -> None:
     assert got["MaxRecvDataSegmentLength"] == "65536"
     assert got["ImmediateData"] == "No"
     assert got["MaxBurstLength"] == "262144"
-    assert target_values({}) == TARGET_DEFAULTS
+    assert target_values({}) == {**TARGET_DEFAULTS, **LOCAL_SETTINGS}
+
+
+def test_target_values_ignores_other_layers_settings() -> None:
+    # what pytgtadm --op update accepts for a target (tgt's list) but login does not use
+    other = {"nop_interval": "5", "MaxQueueCmd": "64", "OFMarkInt": "Reject",
+             "RDMAExtensions": "Yes", "TargetRecvDataSegmentLength": "8192"}
+    assert target_values(other) == {**TARGET_DEFAULTS, **LOCAL_SETTINGS}
+    assert not settable("nop_interval") and settable("MaxXmitDataSegmentLength")
+    assert target_values({"MaxXmitDataSegmentLength": "4096"})[
+        "MaxXmitDataSegmentLength"] == "4096"
 
 
 @pytest.mark.parametrize("settings", [
     {"MaxBurstLength": "10"}, {"ImmediateData": "maybe"}, {"HeaderDigest": "MD5"},
-    {"TargetName": "iqn.x"}, {"Bogus": "1"},
+    {"MaxXmitDataSegmentLength": "1"},
 ])
 def test_target_values_rejects(settings: dict[str, str]) -> None:
     with pytest.raises(ValueError):

@@ -276,6 +276,14 @@ def test_admin_overrides_declared_and_negotiated() -> None:
     assert lg.negotiated.max_recv_data_segment_length == 65536
 
 
+def test_max_xmit_setting_caps_what_we_send() -> None:
+    target = FakeTarget(TNAME, settings={"MaxXmitDataSegmentLength": "16384", "nop_count": "3"})
+    lg, _ = operational([("MaxRecvDataSegmentLength", "65536")], target)
+    assert lg.negotiated.max_xmit_data_segment_length == 16384
+    lg, _ = operational([("MaxRecvDataSegmentLength", "4096")], target)
+    assert lg.negotiated.max_xmit_data_segment_length == 4096
+
+
 def test_target_offers_keys_it_cannot_leave_at_default() -> None:
     settings = {"ImmediateData": "No", "MaxBurstLength": "65536", "FirstBurstLength": "16384"}
     lg = make(FakeTarget(TNAME, settings=settings))

@@ -239,26 +239,37 @@ def accepts(key: Key, ours: str, current: str) -> bool:
     return negotiate(key, current, ours) == current
 
 
-def target_values(settings: dict[str, str]) -> dict[str, str]:
-    """Our offered/declared values: :data:`TARGET_DEFAULTS` with valid admin overrides.
+# Settings that are not wire keys: tgt's cap on the data segments we send (the
+# initiator's MaxRecvDataSegmentLength is used only up to this).
+MAX_XMIT_SETTING = "MaxXmitDataSegmentLength"
+LOCAL_SETTINGS: dict[str, str] = {MAX_XMIT_SETTING: "262144"}
 
-    Raises ValueError naming the first invalid override (unknown key or bad value).
+
+def target_values(settings: dict[str, str]) -> dict[str, str]:
+    """Our offered/declared values: :data:`TARGET_DEFAULTS` and :data:`LOCAL_SETTINGS`
+    with the admin's overrides. Settings of other layers (``nop_interval``,
+    ``MaxQueueCmd``, tgt's iSER keys, ...) are ignored here.
+
+    Raises ValueError naming the first override with an invalid value.
     """
-    out = dict(TARGET_DEFAULTS)
+    out = {**TARGET_DEFAULTS, **LOCAL_SETTINGS}
     for name, value in settings.items():
-        key = KEYS.get(name)
-        if key is None or name not in TARGET_DEFAULTS:
-            raise ValueError(f"{name} is not a negotiable target setting")
-        check_value(key, value)
-        if key.rule is Rule.LIST and not set(value.split(",")) <= set(key.values):
-            raise ValueError(f"{name}={value} names an unsupported value")
+        if name in LOCAL_SETTINGS:
+            check_value(KEYS["MaxRecvDataSegmentLength"], value)
+        elif name in TARGET_DEFAULTS:
+            key = KEYS[name]
+            check_value(key, value)
+            if key.rule is Rule.LIST and not set(value.split(",")) <= set(key.values):
+                raise ValueError(f"{name}={value} names an unsupported value")
+        else:
+            continue
         out[name] = value
     return out
 
 
 def settable(name: str) -> bool:
-    """Whether an admin may override ``name`` with :func:`target_values`."""
-    return name in TARGET_DEFAULTS
+    """Whether :func:`target_values` uses an admin override of ``name``."""
+    return name in TARGET_DEFAULTS or name in LOCAL_SETTINGS
 
 
 @dataclass(slots=True)

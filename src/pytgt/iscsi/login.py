@@ -38,6 +38,7 @@ from pytgt.iscsi.keys import (
     KEYS,
     KNOWN_KEYS,
     MARKER_INTERVALS,
+    MAX_XMIT_SETTING,
     NOT_UNDERSTOOD,
     REJECT,
     SECURITY_KEYS,
@@ -370,9 +371,11 @@ class TargetLogin:
     def _declared_by_initiator(self, key: Key, value: str) -> str | None:
         """MaxRecvDataSegmentLength from the initiator: what we may send it (13.12)."""
         try:
-            self.negotiated.max_xmit_data_segment_length = int(check_value(key, value))
+            declared = int(check_value(key, value))
         except ValueError:
             return REJECT
+        cap = parse_number(self._ours[MAX_XMIT_SETTING])
+        self.negotiated.max_xmit_data_segment_length = min(declared, cap)
         return None
 
     def _first_burst(self, value: str) -> str:
@@ -461,15 +464,21 @@ class TargetLogin:
         """Offer the keys whose current value (the RFC default) we do not accept."""
         out: list[tuple[str, str]] = []
         for name, ours in self._ours.items():
-            key = KEYS[name]
-            if (key.rule is Rule.DECLARATIVE or name in self._seen or name in self._offered
-                    or (key.normal_only and self.session_type == "Discovery")
-                    or (key.use is Use.LO and not self.leading)):
-                continue
-            if not accepts(key, ours, self.negotiated.value_of(key)):
+            key = self._offerable(name)
+            if key is not None and not accepts(key, ours, self.negotiated.value_of(key)):
                 self._offered[name] = ours
                 out.append((name, ours))
         return out
+
+    def _offerable(self, name: str) -> Key | None:
+        """The key ``name`` if it is negotiable here and not yet sent by either side."""
+        key = KEYS.get(name)
+        if (key is None or key.rule is Rule.DECLARATIVE or name in self._seen
+                or name in self._offered or (key.use is Use.LO and not self.leading)):
+            return None
+        if key.normal_only and self.session_type == "Discovery":
+            return None
+        return key
 
     # -- long responses -------------------------------------------------------------
     def _emit(self, reply: LoginReply) -> LoginReply:
