@@ -91,13 +91,20 @@ async def _serve_one(management: Handler, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     try:
+        try:
+            data: bytes | None = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
+        except (ControlRequestError, TimeoutError):
+            data = None
         if sock is None or not peer_allowed(peer_uid(sock)):
             reply = encode_reply(EXIT_EINVAL, "permission denied")
         else:
-            reply = await _answer(management, reader)
+            reply = await _answer(management, data)
         writer.write(reply)
         await writer.drain()
-    except (ConnectionError, OSError):
+        if writer.can_write_eof():
+            writer.write_eof()
+        await asyncio.wait_for(_discard(reader), 1.0)  # unread input would reset the reply
+    except (ConnectionError, OSError, TimeoutError):
         pass
     finally:
         writer.close()
@@ -105,11 +112,17 @@ async def _serve_one(management: Handler, reader: asyncio.StreamReader,
             await writer.wait_closed()
 
 
-async def _answer(management: Handler, reader: asyncio.StreamReader) -> bytes:
+async def _discard(reader: asyncio.StreamReader, limit: int = 1 << 20) -> None:
+    while limit > 0 and (chunk := await reader.read(65536)):
+        limit -= len(chunk)
+
+
+async def _answer(management: Handler, data: bytes | None) -> bytes:
     try:
-        data = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
+        if data is None:
+            raise ControlRequestError("unreadable request")
         request = decode_request(data)
-    except (ControlRequestError, TimeoutError):
+    except ControlRequestError:
         return encode_reply(EXIT_EINVAL, MESSAGES[TgtadmError.INVALID_REQUEST])
     try:
         rc, out = await management.handle(request)
