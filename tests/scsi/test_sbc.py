@@ -93,6 +93,8 @@ def test_compare_and_write(h: Harness) -> None:
     assert h.sense(caw(0, 2), bytes(4 * BS)) == INVALID_FIELD
     assert h.sense(caw(0, 1), bytes(BS)) == (0x05, 0x1A, 0x00)
     assert h.target.expected_data_out(1 << 48, caw(0, 1)) == 2 * BS
+    assert h.run(caw(0, 0)).status == Status.GOOD
+    assert h.sense(caw(0, 0), bytes(512 * BS)) == INVALID_FIELD  # 256 wrapped to 0
 
 
 def ws10(lba: int, n: int, flags: int = 0) -> bytes:

@@ -215,7 +215,9 @@ async def compare_and_write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     flags, lba, n = cdb[1], struct.unpack_from(">Q", cdb, 2)[0], cdb[13]
     if flags & _PROTECT:
         raise invalid_field(1, 7)
-    if n > vpd.MAX_COMPARE_AND_WRITE:
+    if n > vpd.MAX_COMPARE_AND_WRITE or not n and (task.expected_out or len(task.data_out)):
+        # A zero NUMBER OF LOGICAL BLOCKS with Data-Out sent is how a 256-block request
+        # wraps around in the one-byte field: refuse it rather than silently do nothing.
         raise invalid_field(13)
     store = _store(lu)
     _check_range(lu, store, lba, n)
