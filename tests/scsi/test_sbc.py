@@ -212,6 +212,7 @@ def test_eject_load_and_prevent(h: Harness) -> None:
     assert h.lu.prevent_removal
     n2 = h.new_nexus("n2")
     assert h.sense(ssu(False, True), nexus=n2) == (0x05, 0x53, 0x02)
+    assert h.sense(ssu(True, True)) == (0x05, 0x53, 0x02)  # nor load
     assert h.run([0x1E, 0, 0, 0, 0, 0]).status == Status.GOOD
     assert h.run(ssu(False, True), nexus=n2).status == Status.GOOD
 

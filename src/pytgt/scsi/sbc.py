@@ -376,7 +376,7 @@ async def start_stop_unit(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         return ScsiResult(Status.GOOD)
     if not lu.removable:
         raise invalid_field(4, 1)
-    if not b4 & 0x01 and lu.prevent_removal:
+    if lu.prevent_removal:  # neither eject nor load while a PREVENT is in effect
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.MEDIUM_REMOVAL_PREVENTED)
     lu.loaded = bool(b4 & 0x01)
     return ScsiResult(Status.GOOD)
