@@ -33,11 +33,14 @@ async def admin(daemon: Any, request: dict[str, Any]) -> None:
 @asynccontextmanager
 async def target(tmp_path: Path, *, bstype: str = "rdwr", size: int = SIZE,
                  params: dict[str, str] | None = None,
-                 acl: str = "ALL") -> AsyncIterator[tuple[Any, int]]:
-    """A Daemon with target tid 1 (IQN) and LUN 1; yields (daemon, port)."""
+                 acl: str = "ALL", options: Any = None) -> AsyncIterator[tuple[Any, int]]:
+    """A Daemon with target tid 1 (IQN) and LUN 1; yields (daemon, port).
+
+    ``options`` is a :class:`pytgt.net.portal.PortalOptions` (NOP-In interval...).
+    """
     from pytgt.daemon.server import Daemon
 
-    async with Daemon([("127.0.0.1", 0)]) as d:
+    async with Daemon([("127.0.0.1", 0)], options=options) as d:
         await admin(d, {"mode": "target", "op": "new", "tid": 1, "targetname": IQN})
         lu: dict[str, Any] = {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1}
         if bstype == "rdwr":
@@ -72,3 +75,8 @@ async def clear_unit_attentions(s: InitiatorSession, lun: int = 1) -> None:
             if exc.sense_key != 6:  # UNIT ATTENTION
                 raise
     await s.test_unit_ready(lun)
+
+
+def target_connections(daemon: Any) -> list[Any]:
+    """The target-side protocol objects of every open connection."""
+    return [p for p in daemon.service.connections if p.conn is not None]
