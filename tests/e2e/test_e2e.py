@@ -95,20 +95,20 @@ def test_write_read_back_1mib(tmp_path: Path, name: str) -> None:
     data = os.urandom(1 << 20)
 
     async def body() -> None:
-        async with target(tmp_path, params=TARGET_PARAMS.get(name)) as (d, port):
-            async with await login(port, **NEGOTIATIONS[name]) as s:
-                n = s.params
-                if name == "digests":
-                    assert n.header_digest and n.data_digest
-                if name == "small-mrdsl":
-                    assert n.max_xmit_data_segment_length == 4096
-                    assert n.max_recv_data_segment_length == 4096
-                if "unsolicited" in name:
-                    assert not n.initial_r2t
-                await clear_unit_attentions(s)
-                await s.write16(1, 2048, data)
-                assert await s.read16(1, 2048, len(data) // 512) == data
-                assert await s.read16(1, 0, 8) == bytes(4096)
+        async with (target(tmp_path, params=TARGET_PARAMS.get(name)) as (d, port),
+                    await login(port, **NEGOTIATIONS[name]) as s):
+            n = s.params
+            if name == "digests":
+                assert n.header_digest and n.data_digest
+            if name == "small-mrdsl":
+                assert n.max_xmit_data_segment_length == 4096
+                assert n.max_recv_data_segment_length == 4096
+            if "unsolicited" in name:
+                assert not n.initial_r2t
+            await clear_unit_attentions(s)
+            await s.write16(1, 2048, data)
+            assert await s.read16(1, 2048, len(data) // 512) == data
+            assert await s.read16(1, 0, 8) == bytes(4096)
     run(body)
 
 

@@ -102,10 +102,9 @@ def _parse(kind: str, key: str, text: str) -> object:
 
 def _combine(rule: str, ours: object, theirs: object) -> object:
     """The result of a negotiation when the target offered and we answer (6.2.2)."""
-    if rule == "min":
-        return min(ours, theirs)  # type: ignore[type-var]
-    if rule == "max":
-        return max(ours, theirs)  # type: ignore[type-var]
+    if rule in ("min", "max"):
+        assert isinstance(ours, int) and isinstance(theirs, int)
+        return min(ours, theirs) if rule == "min" else max(ours, theirs)
     if rule == "and":
         return bool(ours) and bool(theirs)
     if rule == "or":

@@ -131,9 +131,12 @@ class Inquiry:
     @classmethod
     def parse(cls, data: bytes) -> Inquiry:
         d = bytes(data).ljust(36, b"\0")
-        text = lambda b: b.decode("ascii", "replace").rstrip(" \0")  # noqa: E731
-        return cls(d[0] >> 5, d[0] & 0x1F, bool(d[1] & 0x80), d[2], text(d[8:16]),
-                   text(d[16:32]), text(d[32:36]), bytes(data))
+        return cls(d[0] >> 5, d[0] & 0x1F, bool(d[1] & 0x80), d[2], _ascii(d[8:16]),
+                   _ascii(d[16:32]), _ascii(d[32:36]), bytes(data))
+
+
+def _ascii(b: bytes) -> str:
+    return b.decode("ascii", "replace").rstrip(" \0")
 
 
 @dataclass(frozen=True, slots=True)
