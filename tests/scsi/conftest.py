@@ -39,7 +39,8 @@ class Harness:
         return decode_sense(r.sense) if r.sense else None
 
     def new_nexus(self, key: str) -> ItNexus:
-        n = ItNexus(key, f"iqn.2024-01.test:{key}")
+        name = f"iqn.2024-01.test:{key}"
+        n = ItNexus(key, name, initiator_port=f"{name},i,0x23d000000001")
         self.target.add_nexus(n)
         for lun in list(self.target.luns):
             while self.run([0, 0, 0, 0, 0, 0], lun=lun, nexus=n).sense:

@@ -228,3 +228,12 @@ def test_prevent_cleared(h: Harness, how: str) -> None:
     else:
         assert h.target.target_reset(h.nexus, how == "cold") == 0
     assert not h.lu.prevent_removal
+
+
+def test_orwrite(h: Harness) -> None:
+    h.run(cdb10(0x2A, 4, 2), b"\x0f" * (2 * BS))
+    assert h.run(cdb16(0x8B, 4, 2), b"\xf0" * BS + b"\x01" * BS).status == Status.GOOD
+    assert bytes(h.run(cdb10(0x28, 4, 2)).data) == b"\xff" * BS + b"\x0f" * BS
+    assert h.sense(cdb16(0x8B, BLOCKS, 1), bytes(BS)) == LBA_RANGE
+    assert h.sense(cdb16(0x8B, 0, 1, 0x20), bytes(BS)) == INVALID_FIELD
+    assert h.run(cdb16(0x8B, 0, 0)).status == Status.GOOD

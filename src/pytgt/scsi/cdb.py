@@ -93,8 +93,10 @@ class Command:
     ``skip_ua`` commands (INQUIRY, REPORT LUNS, REQUEST SENSE) never report a unit
     attention; ``medium`` commands fail with NOT READY when the LU is offline;
     ``writes`` commands fail with DATA PROTECT when read-only and map store errors to
-    WRITE ERROR; ``conflicts`` commands are refused while another nexus holds a
-    reservation.
+    WRITE ERROR; ``conflicts`` commands are refused while another nexus holds an
+    SPC-2 reservation; ``pr_access`` says how a persistent reservation held elsewhere
+    affects the command (0 allowed, 1 read: refused under exclusive access types,
+    2 write: refused under every type; SPC-4 5.9.1).
     """
 
     opcode: int
@@ -107,6 +109,7 @@ class Command:
     medium: bool = True
     writes: bool = False
     conflicts: bool = True
+    pr_access: int = 2
 
 
 def usage_bits(length: int, opcode: int, *masks: int) -> bytes:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from typing import TYPE_CHECKING
 
 from pytgt.scsi.cdb import Command
 from pytgt.scsi.modepages import ModePages
+from pytgt.scsi.pr import PersistentReservations
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -23,11 +23,8 @@ from pytgt.scsi.sense import (
     invalid_opcode,
     sense_bytes,
 )
-from pytgt.scsi.task import ScsiResult, ScsiTask, Status
+from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
-
-if TYPE_CHECKING:
-    from pytgt.scsi.task import ItNexus
 
 DEVICE_TYPES = {"disk": 0x00, "controller": 0x0C}
 BLOCK_SIZES = (512, 1024, 2048, 4096)
@@ -85,13 +82,14 @@ class LogicalUnit:
         self.swp = False
         self.thin_provisioning = False
         self.loaded = True  # medium present (removable media may be ejected)
-        self.nexus_keys: set[str] = set()  # I_T nexuses of the target, kept by ScsiTarget
+        self.nexuses: dict[str, ItNexus] = {}  # I_T nexuses of the target, kept by ScsiTarget
         self.mode = ModePages()
         self.commands: dict[int, Command] = {}
         self.service_actions: dict[int, dict[int, Command]] = {}
         self._prevent: set[str] = set()  # nexus keys holding PREVENT MEDIUM REMOVAL
         self.ua: dict[str, list[tuple[int, int]]] = {}  # nexus key -> pending (asc, ascq)
         self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
+        self.pr = PersistentReservations()
         self.caw_lock = asyncio.Lock()
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
@@ -193,6 +191,10 @@ class LogicalUnit:
             del self.ua[nexus_key]
         return code
 
+    @property
+    def nexus_keys(self) -> list[str]:
+        return list(self.nexuses)
+
     def nexus_lost(self, nexus: ItNexus) -> None:
         """The nexus ended: its UAs, PREVENT state and SPC-2 reservation go (SAM-5 6.3.4)."""
         self.ua.pop(nexus.key, None)
@@ -241,6 +243,8 @@ class LogicalUnit:
                 raise self._not_ready()
             if self.reservation is not None and row.conflicts \
                     and self.reservation != task.nexus.key:
+                return ScsiResult(Status.RESERVATION_CONFLICT)
+            if self.pr.type and row.pr_access and self.pr.conflicts(task.nexus, row.pr_access):
                 return ScsiResult(Status.RESERVATION_CONFLICT)
             if row.writes and (self.readonly or self.swp):
                 raise CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)

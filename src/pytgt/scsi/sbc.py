@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pytgt.scsi import cdb as c
 from pytgt.scsi import spc, vpd
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
+from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -237,6 +238,27 @@ async def compare_and_write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return ScsiResult(Status.GOOD)
 
 
+# ORWRITE (SBC-3 5.12): OR the Data-Out into the medium, atomically per command.
+async def orwrite_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    flags, lba, n = _RW16.unpack_from(task.cdb)
+    if flags & _PROTECT:
+        raise invalid_field(1, 7)  # ORPROTECT
+    store = _store(lu)
+    _check_range(lu, store, lba, n)
+    bs = lu.block_size
+    data = _data_out(task, n * bs, bs)
+    if not n or not len(data):
+        return ScsiResult(Status.GOOD)
+    length = len(data)
+    async with lu.caw_lock:
+        old = await store.read(lba * bs, length)
+        merged = (int.from_bytes(old, "little") | int.from_bytes(data, "little"))
+        await store.write(lba * bs, merged.to_bytes(length, "little"))
+        if flags & _FUA or not lu.mode.wce:
+            await store.flush()
+    return ScsiResult(Status.GOOD)
+
+
 # WRITE SAME (SBC-3 5.41, 5.42) and UNMAP (5.28).
 async def _write_same(lu: LogicalUnit, task: ScsiTask, flags: int, lba: int, n: int,
                       count_field: int) -> ScsiResult:
@@ -391,13 +413,13 @@ async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiR
 
 
 def _rows() -> list[Command]:
-    O, W = Opcode, True  # noqa: N806, E741
+    O, W, R, A = Opcode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
     return [
         *spc.SPC_COMMANDS,
-        Command(O.READ_6, "READ(6)", read_6),
-        Command(O.READ_10, "READ(10)", read_10),
-        Command(O.READ_12, "READ(12)", read_12),
-        Command(O.READ_16, "READ(16)", read_16),
+        Command(O.READ_6, "READ(6)", read_6, pr_access=R),
+        Command(O.READ_10, "READ(10)", read_10, pr_access=R),
+        Command(O.READ_12, "READ(12)", read_12, pr_access=R),
+        Command(O.READ_16, "READ(16)", read_16, pr_access=R),
         Command(O.WRITE_6, "WRITE(6)", write_6, c.blocks_6, writes=W),
         Command(O.WRITE_10, "WRITE(10)", write_10, c.blocks_10, writes=W),
         Command(O.WRITE_12, "WRITE(12)", write_12, c.blocks_12, writes=W),
@@ -408,9 +430,10 @@ def _rows() -> list[Command]:
                 c.blocks_12, writes=W),
         Command(O.WRITE_AND_VERIFY_16, "WRITE AND VERIFY(16)", write_and_verify_16,
                 c.blocks_16, writes=W),
-        Command(O.VERIFY_10, "VERIFY(10)", verify_10, c.verify_10),
-        Command(O.VERIFY_12, "VERIFY(12)", verify_12, c.verify_12),
-        Command(O.VERIFY_16, "VERIFY(16)", verify_16, c.verify_16),
+        Command(O.ORWRITE_16, "ORWRITE(16)", orwrite_16, c.blocks_16, writes=W),
+        Command(O.VERIFY_10, "VERIFY(10)", verify_10, c.verify_10, pr_access=R),
+        Command(O.VERIFY_12, "VERIFY(12)", verify_12, c.verify_12, pr_access=R),
+        Command(O.VERIFY_16, "VERIFY(16)", verify_16, c.verify_16, pr_access=R),
         Command(O.COMPARE_AND_WRITE, "COMPARE AND WRITE", compare_and_write,
                 c.compare_and_write, writes=W),
         Command(O.WRITE_SAME_10, "WRITE SAME(10)", write_same_10, c.write_same_10, writes=W),
@@ -418,16 +441,17 @@ def _rows() -> list[Command]:
         Command(O.UNMAP, "UNMAP", unmap, c.param_len_7, writes=W),
         Command(O.SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE(10)", synchronize_cache_10),
         Command(O.SYNCHRONIZE_CACHE_16, "SYNCHRONIZE CACHE(16)", synchronize_cache_16),
-        Command(O.PRE_FETCH_10, "PRE-FETCH(10)", pre_fetch_10),
-        Command(O.PRE_FETCH_16, "PRE-FETCH(16)", pre_fetch_16),
-        Command(O.READ_CAPACITY_10, "READ CAPACITY(10)", read_capacity_10, conflicts=False),
+        Command(O.PRE_FETCH_10, "PRE-FETCH(10)", pre_fetch_10, pr_access=R),
+        Command(O.PRE_FETCH_16, "PRE-FETCH(16)", pre_fetch_16, pr_access=R),
+        Command(O.READ_CAPACITY_10, "READ CAPACITY(10)", read_capacity_10, conflicts=False,
+                pr_access=A),
         Command(O.SERVICE_ACTION_IN_16, "READ CAPACITY(16)", read_capacity_16,
-                service_action=ServiceAction.READ_CAPACITY_16, conflicts=False),
+                service_action=ServiceAction.READ_CAPACITY_16, conflicts=False, pr_access=A),
         Command(O.SERVICE_ACTION_IN_16, "GET LBA STATUS", get_lba_status,
-                service_action=ServiceAction.GET_LBA_STATUS),
+                service_action=ServiceAction.GET_LBA_STATUS, pr_access=R),
         Command(O.START_STOP_UNIT, "START STOP UNIT", start_stop_unit, medium=False),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
-                prevent_allow_medium_removal, medium=False),
+                prevent_allow_medium_removal, medium=False, pr_access=R),
     ]
 
 

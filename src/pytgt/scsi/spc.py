@@ -13,6 +13,7 @@ from pytgt.scsi import cdb as c
 from pytgt.scsi import modepages as mp
 from pytgt.scsi import vpd
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
+from pytgt.scsi.pr import PR_ALLOWED, PR_READ, persistent_reserve_in, persistent_reserve_out
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -189,7 +190,7 @@ def _mode_select(lu: LogicalUnit, task: ScsiTask, length: int, header: int) -> S
     if len(data) < header + bdl:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
     if lu.mode.select(data[header + bdl:], lu.device_type == "disk", header + bdl):
-        lu.ua_add_all(sorted(lu.nexus_keys), Asc.MODE_PARAMETERS_CHANGED,
+        lu.ua_add_all(lu.nexus_keys, Asc.MODE_PARAMETERS_CHANGED,
                       except_key=task.nexus.key)
     return good()
 
@@ -267,13 +268,15 @@ async def report_supported_tmfs(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 # RESERVE / RELEASE (SPC-2 7.21, 7.24), kept as tgt and Linux initiators still use them.
 async def reserve(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     holder = lu.reservation
-    if holder is not None and holder != task.nexus.key:
+    if holder is not None and holder != task.nexus.key or lu.pr.registrations:
         return ScsiResult(Status.RESERVATION_CONFLICT)
     lu.reservation = task.nexus.key
     return good()
 
 
 async def release(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    if lu.pr.registrations:
+        return ScsiResult(Status.RESERVATION_CONFLICT)
     if lu.reservation == task.nexus.key:
         lu.reservation = None
     return good()
@@ -295,15 +298,18 @@ async def handled_by_target(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     raise invalid_field(0)
 
 
+A, R = PR_ALLOWED, PR_READ  # how a persistent reservation held elsewhere applies
+
 SPC_COMMANDS: list[Command] = [
-    Command(Opcode.TEST_UNIT_READY, "TEST UNIT READY", test_unit_ready),
+    Command(Opcode.TEST_UNIT_READY, "TEST UNIT READY", test_unit_ready, pr_access=A),
     Command(Opcode.REQUEST_SENSE, "REQUEST SENSE", request_sense, skip_ua=True, medium=False,
-            conflicts=False),
-    Command(Opcode.INQUIRY, "INQUIRY", inquiry, skip_ua=True, medium=False, conflicts=False),
+            conflicts=False, pr_access=A),
+    Command(Opcode.INQUIRY, "INQUIRY", inquiry, skip_ua=True, medium=False, conflicts=False,
+            pr_access=A),
     Command(Opcode.REPORT_LUNS, "REPORT LUNS", handled_by_target, skip_ua=True, medium=False,
-            conflicts=False),
-    Command(Opcode.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False),
-    Command(Opcode.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False),
+            conflicts=False, pr_access=A),
+    Command(Opcode.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
+    Command(Opcode.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False, pr_access=R),
     Command(Opcode.MODE_SELECT_6, "MODE SELECT(6)", mode_select_6, c.param_len_6,
             medium=False),
     Command(Opcode.MODE_SELECT_10, "MODE SELECT(10)", mode_select_10, c.param_len_7,
@@ -314,13 +320,17 @@ SPC_COMMANDS: list[Command] = [
     Command(Opcode.RELEASE_10, "RELEASE(10)", release, medium=False, conflicts=False),
     Command(Opcode.SEND_DIAGNOSTIC, "SEND DIAGNOSTIC", send_diagnostic, c.param_len_3,
             medium=False),
+    Command(Opcode.PERSISTENT_RESERVE_IN, "PERSISTENT RESERVE IN", persistent_reserve_in,
+            medium=False, pr_access=A),
+    Command(Opcode.PERSISTENT_RESERVE_OUT, "PERSISTENT RESERVE OUT", persistent_reserve_out,
+            c.param_len_5_4, medium=False, pr_access=A),
     Command(Opcode.MAINTENANCE_IN, "REPORT SUPPORTED OPERATION CODES",
             report_supported_opcodes, service_action=ServiceAction.REPORT_SUPPORTED_OPERATION_CODES,
-            medium=False, conflicts=False),
+            medium=False, conflicts=False, pr_access=A),
     Command(Opcode.MAINTENANCE_IN, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
             report_supported_tmfs,
             service_action=ServiceAction.REPORT_SUPPORTED_TASK_MANAGEMENT_FUNCTIONS,
-            medium=False, conflicts=False),
+            medium=False, conflicts=False, pr_access=A),
 ]
 
 CONTROLLER_COMMANDS: list[Command] = list(SPC_COMMANDS)

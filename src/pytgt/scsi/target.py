@@ -67,7 +67,7 @@ class ScsiTarget:
         keys = list(self.nexuses)
         for other in self.luns.values():
             other.ua_add_all(keys, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
-        lu.nexus_keys = set(keys)
+        lu.nexuses = dict(self.nexuses)
         lu.ua_add_all(keys, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         self.luns[lu.lun] = lu
 
@@ -79,7 +79,7 @@ class ScsiTarget:
         lu = self.luns.pop(lun)
         if lun == 0:
             self.luns[0] = create_lu("controller", 0, None, tid=self.tid)
-            self.luns[0].nexus_keys = set(self.nexuses)
+            self.luns[0].nexuses = dict(self.nexuses)
         for other in self.luns.values():
             other.ua_add_all(list(self.nexuses), Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
         return lu
@@ -88,14 +88,14 @@ class ScsiTarget:
         """A new I_T nexus (login): POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LU."""
         self.nexuses[nexus.key] = nexus
         for lu in self.luns.values():
-            lu.nexus_keys.add(nexus.key)
+            lu.nexuses[nexus.key] = nexus
             lu.ua_add(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
 
     def remove_nexus(self, nexus: ItNexus) -> None:
         """The nexus is gone: drop its UAs, PREVENT and reservations."""
         self.nexuses.pop(nexus.key, None)
         for lu in self.luns.values():
-            lu.nexus_keys.discard(nexus.key)
+            lu.nexuses.pop(nexus.key, None)
             lu.nexus_lost(nexus)
 
     def lu(self, lun: int) -> LogicalUnit | None:
