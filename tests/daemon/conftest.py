@@ -11,6 +11,7 @@ import pytest
 
 from pytgt.config.model import Registry
 from pytgt.daemon.mgmt import Management
+from pytgt.iscsi import keys
 
 GOLDEN = Path(__file__).parent / "golden"
 IQN = "iqn.2026-11.org.example:disk1"
@@ -21,6 +22,18 @@ def golden(name: str, path: str | None = None) -> str:
     """A tgtadm output captured from real tgtd 1.0.85; the LUN path replaced by ``path``."""
     text = (GOLDEN / name).read_text()
     return text.replace(GOLDEN_PATH, path) if path else text
+
+
+def golden_params() -> str:
+    """tgtadm's ``show --tid`` listing with pytgt's own values for the iSCSI keys it offers
+    (e.g. MaxRecvDataSegmentLength=262144 and HeaderDigest=CRC32C,None where tgtd has
+    8192 and None): same keys, same order; the other values are tgt's."""
+    ours = keys.target_values({})
+    lines = []
+    for line in golden("show_target_params.txt").splitlines():
+        name = line.split("=", 1)[0]
+        lines.append(f"{name}={ours[name]}" if keys.settable(name) else line)
+    return "\n".join(lines) + "\n"
 
 
 class Admin:

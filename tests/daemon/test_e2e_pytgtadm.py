@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytgt.initiator import Initiator
-from tests.daemon.conftest import IQN, golden
+from tests.daemon.conftest import IQN, golden, golden_params
 from tests.helpers import RunningDaemon, start_daemon
 
 NOT_CONNECTED = ("pytgtadm: failed to send request hdr to tgt daemon, "
@@ -62,7 +62,7 @@ def test_tgtadm_deployment_and_show(daemon: RunningDaemon, lun: str) -> None:
         res = daemon.adm("--lld", "iscsi", "--op", "show", "--mode", "target")
         assert res.stdout == golden("show_target.txt", lun)
         params = daemon.adm("--op", "show", "--mode", "target", "--tid", "1").stdout
-        assert params == golden("show_target_params.txt")
+        assert params == golden_params()
     finally:
         _teardown(daemon)
 

@@ -10,7 +10,8 @@ import pytest
 from pytgt.config.model import ConnectionInfo, NexusInfo
 from pytgt.daemon.errors import MESSAGES, TgtadmError
 from pytgt.daemon.mgmt import HANDLERS, check_target_param, parse_params, size_mb
-from tests.daemon.conftest import IQN, Admin, golden
+from pytgt.iscsi import keys
+from tests.daemon.conftest import IQN, Admin, golden, golden_params
 
 
 def test_show_target_matches_tgtadm(configured: Admin, lun_file: str) -> None:
@@ -41,13 +42,25 @@ def test_show_target_with_nexus(configured: Admin, lun_file: str) -> None:
 
 
 def test_show_target_params(configured: Admin) -> None:
-    assert configured.ok(mode="target", op="show", tid=1) == golden("show_target_params.txt")
+    assert configured.ok(mode="target", op="show", tid=1) == golden_params()
     configured.ok(mode="target", op="update", tid=1, name="headerdigest", value="crc32c")
-    configured.ok(mode="target", op="update", tid=1, params="MaxBurstLength=524288")
+    configured.ok(mode="target", op="update", tid=1, params="MaxBurstLength=0x80000")
+    configured.ok(mode="target", op="update", tid=1, name="MaxQueueCmd", value="64")
     shown = configured.ok(mode="target", op="show", tid=1)
-    assert "HeaderDigest=CRC32C\n" in shown and "MaxBurstLength=524288\n" in shown
+    for line in ("HeaderDigest=CRC32C", "MaxBurstLength=524288", "MaxQueueCmd=64"):
+        assert f"\n{line}\n" in shown
     assert configured.mgmt.registry.targets[1].iscsi_params == {
-        "HeaderDigest": "CRC32C", "MaxBurstLength": "524288"}
+        "HeaderDigest": "CRC32C", "MaxBurstLength": "524288", "MaxQueueCmd": "64"}
+
+
+def test_target_params_are_ones_login_accepts(configured: Admin) -> None:
+    configured.ok(mode="target", op="update", tid=1,
+                  params="InitialR2T=no,MaxXmitDataSegmentLength=4096")
+    configured.ok(mode="target", op="update", tid=1, name="DataDigest", value="none,crc32c")
+    params = configured.mgmt.registry.targets[1].iscsi_params
+    assert params == {"InitialR2T": "No", "DataDigest": "None,CRC32C",
+                      "MaxXmitDataSegmentLength": "4096"}
+    keys.target_values(params)  # raises if the login layer would refuse them
 
 
 def test_nop_interval_shown_in_system_information(configured: Admin) -> None:
@@ -372,6 +385,8 @@ def test_parse_params(text: Any, expected: dict[str, str]) -> None:
 @pytest.mark.parametrize("name, value, expected", [
     ("maxrecvdatasegmentlength", "65536", ("MaxRecvDataSegmentLength", "65536")),
     ("HeaderDigest", "crc32c,none", ("HeaderDigest", "CRC32C,None")),
+    ("MaxBurstLength", "0x1000", ("MaxBurstLength", "4096")),
+    ("taskreporting", "rfc3720", ("TaskReporting", "RFC3720")),
     ("InitialR2T", "no", ("InitialR2T", "No")),
     ("OFMarkInt", "reject", ("OFMarkInt", "Reject")),
     ("nop_interval", "5", ("nop_interval", "5"))])

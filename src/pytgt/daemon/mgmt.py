@@ -17,6 +17,7 @@ from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.iscsi import keys
 
 log = logging.getLogger("pytgt.daemon.mgmt")
 
@@ -32,7 +33,6 @@ _TYPE_SHOWN = {"disk": "disk", "controller": "controller", "cd": "cd/dvd", "tape
                "changer": "changer", "pt": "passthrough"}
 
 _INT = re.compile(r"\d+")
-_YESNO = ("Yes", "No")
 
 
 def _int_rule(lo: int, hi: int) -> Callable[[str], str | None]:
@@ -54,37 +54,29 @@ def _markint(v: str) -> str | None:
     return "Reject" if v.lower() == "reject" else _int_rule(1, 65535)(v)
 
 
-# Target parameters (tgt's target-level iSCSI keys), in tgtadm's show order:
-# (name, default shown, validation rule returning the canonical value or None).
-TARGET_PARAMS: list[tuple[str, str, Callable[[str], str | None]]] = [
-    ("nop_interval", "0", _int_rule(0, 3600)),
-    ("nop_count", "0", _int_rule(0, 65535)),
-    ("MaxRecvDataSegmentLength", "8192", _int_rule(512, 16777215)),
-    ("HeaderDigest", "None", _choice_rule("None", "CRC32C")),
-    ("DataDigest", "None", _choice_rule("None", "CRC32C")),
-    ("InitialR2T", "Yes", _choice_rule(*_YESNO)),
-    ("MaxOutstandingR2T", "1", _int_rule(1, 65535)),
-    ("ImmediateData", "Yes", _choice_rule(*_YESNO)),
-    ("FirstBurstLength", "65536", _int_rule(512, 16777215)),
-    ("MaxBurstLength", "262144", _int_rule(512, 16777215)),
-    ("DataPDUInOrder", "Yes", _choice_rule(*_YESNO)),
-    ("DataSequenceInOrder", "Yes", _choice_rule(*_YESNO)),
-    ("ErrorRecoveryLevel", "0", _int_rule(0, 2)),
-    ("IFMarker", "No", _choice_rule(*_YESNO)),
-    ("OFMarker", "No", _choice_rule(*_YESNO)),
-    ("DefaultTime2Wait", "2", _int_rule(0, 3600)),
-    ("DefaultTime2Retain", "20", _int_rule(0, 3600)),
-    ("OFMarkInt", "Reject", _markint),
-    ("IFMarkInt", "Reject", _markint),
-    ("MaxConnections", "1", _int_rule(1, 65535)),
-    ("RDMAExtensions", "Yes", _choice_rule(*_YESNO)),
-    ("TargetRecvDataSegmentLength", "262144", _int_rule(512, 16777215)),
-    ("InitiatorRecvDataSegmentLength", "262144", _int_rule(512, 16777215)),
-    ("MaxOutstandingUnexpectedPDUs", "0", _int_rule(0, 0xFFFFFFFF)),
-    ("MaxXmitDataSegmentLength", "8192", _int_rule(512, 16777215)),
-    ("MaxQueueCmd", "128", _int_rule(1, 2048)),
-]
-_PARAM_BY_LOWER = {name.lower(): (name, rule) for name, _d, rule in TARGET_PARAMS}
+# tgt's target parameters in tgtadm's show order. The iSCSI keys pytgt offers
+# (keys.settable) show pytgt's own values and are checked by the key table; tgt's
+# other parameters keep tgt's default and a check of their own.
+TARGET_PARAMS = (
+    "nop_interval", "nop_count", "MaxRecvDataSegmentLength", "HeaderDigest", "DataDigest",
+    "InitialR2T", "MaxOutstandingR2T", "ImmediateData", "FirstBurstLength", "MaxBurstLength",
+    "DataPDUInOrder", "DataSequenceInOrder", "ErrorRecoveryLevel", "IFMarker", "OFMarker",
+    "DefaultTime2Wait", "DefaultTime2Retain", "OFMarkInt", "IFMarkInt", "MaxConnections",
+    "RDMAExtensions", "TargetRecvDataSegmentLength", "InitiatorRecvDataSegmentLength",
+    "MaxOutstandingUnexpectedPDUs", "MaxXmitDataSegmentLength", "MaxQueueCmd",
+)
+_OTHER_PARAMS: dict[str, tuple[str, Callable[[str], str | None]]] = {
+    "nop_interval": ("0", _int_rule(0, 3600)),
+    "nop_count": ("0", _int_rule(0, 65535)),
+    "OFMarkInt": ("Reject", _markint),
+    "IFMarkInt": ("Reject", _markint),
+    "RDMAExtensions": ("Yes", _choice_rule("Yes", "No")),
+    "TargetRecvDataSegmentLength": ("262144", _int_rule(512, 16777215)),
+    "InitiatorRecvDataSegmentLength": ("262144", _int_rule(512, 16777215)),
+    "MaxOutstandingUnexpectedPDUs": ("0", _int_rule(0, 0xFFFFFFFF)),
+    "MaxQueueCmd": ("128", _int_rule(1, 2048)),
+}
+_PARAM_BY_LOWER = {name.lower(): name for name in (*TARGET_PARAMS, *keys.TARGET_DEFAULTS)}
 
 Handler = Callable[["Management", dict[str, Any]], Awaitable[str]]
 
@@ -331,14 +323,34 @@ def _acl_remove(rules: list[str], rule: str) -> None:
 
 def check_target_param(name: str, value: str) -> tuple[str, str]:
     """Validate one target parameter; returns (canonical name, canonical value)."""
-    entry = _PARAM_BY_LOWER.get(name.lower())
-    if entry is None:
+    canonical = _PARAM_BY_LOWER.get(name.lower())
+    if canonical is None:
         raise _invalid()
-    canonical, rule = entry
-    checked = rule(value.strip())
+    value = value.strip()
+    if canonical in _OTHER_PARAMS:
+        checked = _OTHER_PARAMS[canonical][1](value)
+    else:
+        checked = _iscsi_value(canonical, value)
     if checked is None:
         raise _invalid()
     return canonical, checked
+
+
+def _iscsi_value(name: str, value: str) -> str | None:
+    """An iSCSI key's value as the key table spells it, if the login layer accepts it."""
+    key = keys.KEYS.get(name, keys.KEYS["MaxRecvDataSegmentLength"])
+    if key.boolean:
+        value = value.capitalize()
+    elif key.values:
+        spelled = {v.lower(): v for v in key.values}
+        value = ",".join(spelled.get(v.strip().lower(), v) for v in value.split(","))
+    try:
+        if key.numeric:
+            value = str(keys.parse_number(value))
+        keys.target_values({name: value})
+    except ValueError:
+        return None
+    return value
 
 
 async def target_update(m: Management, req: dict[str, Any]) -> str:
@@ -701,9 +713,14 @@ def format_lu(lu: Any) -> list[str]:
 
 def format_target_params(t: Target) -> str:
     """``--op show --mode target --tid N``: the target's parameters, key=value."""
-    values = {name: default for name, default, _rule in TARGET_PARAMS}
-    values.update(t.iscsi_params)
-    return "".join(f"{k}={v}\n" for k, v in values.items())
+    values = {name: default for name, (default, _rule) in _OTHER_PARAMS.items()}
+    iscsi = {k: v for k, v in t.iscsi_params.items() if keys.settable(k)}
+    try:
+        values.update(keys.target_values(iscsi))
+    except ValueError:  # set behind our back; show what is stored
+        values.update(keys.target_values({}), **iscsi)
+    values.update((k, v) for k, v in t.iscsi_params.items() if k in _OTHER_PARAMS)
+    return "".join(f"{k}={values.get(k, '')}\n" for k in TARGET_PARAMS)
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {
