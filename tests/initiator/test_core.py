@@ -268,3 +268,17 @@ def test_cancelled_request_answer_dropped() -> None:
     conn.cancel(queued)
     peer.feed(ScsiResponse(1, 0, 0, 2, 2, 5))
     assert peer.sent() == []
+
+
+def test_large_input_in_one_receive_data_call() -> None:
+    conn, peer = logged_in()
+    size = 1 << 20
+    itt = conn.send_command(1, cdb_read16(0, size // 512), read_length=size)
+    peer.sent()
+    payload = bytes(range(256)) * (size // 256)
+    step = 262144
+    pdus = [DataIn(itt, i, off, payload[off : off + step], final=off + step >= size,
+                   status_present=off + step >= size, stat_sn=2, exp_cmd_sn=2, max_cmd_sn=33)
+            for i, off in enumerate(range(0, size, step))]
+    (ev,) = peer.feed(*pdus)  # one receive_data() call with 1 MiB + headers
+    assert ev.result.data == payload
