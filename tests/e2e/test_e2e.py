@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytgt.initiator import Initiator, LoginFailed, ScsiError
+from pytgt.initiator import ConnectionLost, Initiator, LoginFailed, ScsiError
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
 
 from .util import INITIATOR, IQN, SIZE, admin, clear_unit_attentions, login, run, target
@@ -216,4 +216,55 @@ def test_timeout_never_hangs(tmp_path: Path) -> None:
             with pytest.raises(TimeoutError):
                 await s.execute(1, bytes(6), timeout=0.3)
             assert s.conn.outstanding == 0
+    run(body)
+
+
+def test_login_as_context_manager_without_await(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with target(tmp_path) as (d, port):
+            async with Initiator.login("127.0.0.1", port, target=IQN,
+                                       initiator_name=INITIATOR, timeout=10) as s:
+                assert (await s.inquiry(1)).peripheral_device_type == 0
+            assert s.closed
+    run(body)
+
+
+def test_same_isid_reinstates_the_session(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with target(tmp_path) as (d, port):
+            first = await login(port, isid=0x80_1234_5600_00)
+            async with await login(port, isid=0x80_1234_5600_00) as second:
+                await asyncio.wait_for(first._closed.wait(), 5)
+                with pytest.raises(ConnectionLost):
+                    await first.nop()
+                assert await second.nop(b"2") == b"2"
+    run(body)
+
+
+def _have_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _have_ipv6(), reason="no ::1")
+def test_ipv6_loopback(tmp_path: Path) -> None:
+    async def body() -> None:
+        from pytgt.daemon.server import Daemon
+
+        async with Daemon([("::1", 0)]) as d:
+            port = d.portals[0][1]
+            await admin(d, {"mode": "target", "op": "new", "tid": 1, "targetname": IQN})
+            await admin(d, {"mode": "target", "op": "bind", "tid": 1,
+                            "initiator_address": "ALL"})
+            async with Initiator("::1", port, initiator_name=INITIATOR) as ini:
+                assert await ini.discover() == [(IQN, [f"[::1]:{port},1"])]
+            async with Initiator.login("::1", port, target=IQN, initiator_name=INITIATOR,
+                                       timeout=10) as s:
+                assert await s.nop(b"v6") == b"v6"
     run(body)

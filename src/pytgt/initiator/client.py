@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from pytgt.initiator import scsi
@@ -90,6 +90,7 @@ class InitiatorSession:
         self.conn = InitiatorConnection(options)
         self.protocol = _Protocol(self.conn, self._on_event)
         self.async_events: list[Any] = []
+        self.abort_on_timeout = True  # send ABORT TASK for a command that timed out
         self.closed_reason: str | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._closed = asyncio.Event()
@@ -173,7 +174,10 @@ class InitiatorSession:
             return await asyncio.wait_for(fut, self.timeout if timeout is None else timeout)
         except TimeoutError:
             self._futures.pop(itt, None)
-            self.conn.cancel(itt)
+            tmf = self.conn.cancel(itt, abort=self.abort_on_timeout)
+            if tmf is not None:  # the target's answer to our ABORT TASK is not awaited
+                self._expect(tmf).add_done_callback(_consume)
+                self.protocol.transmit()
             raise TimeoutError(f"no answer to ITT {itt:#x} within the timeout") from None
 
     def _check_open(self) -> None:
@@ -289,6 +293,31 @@ class InitiatorSession:
         return (await self.execute(lun, scsi.cdb_synchronize_cache16(), **kw)).check()
 
 
+class _Opening:
+    """A login in the making: awaitable, and an async context manager that logs out."""
+
+    def __init__(self, options: InitiatorOptions, host: str, port: int, timeout: float) -> None:
+        self._args = options, host, port, timeout
+        self._session: InitiatorSession | None = None
+
+    async def _open(self) -> InitiatorSession:
+        options, host, port, timeout = self._args
+        session = InitiatorSession(options, timeout)
+        await session._open(host, port, timeout)
+        self._session = session
+        return session
+
+    def __await__(self) -> Generator[Any, None, InitiatorSession]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> InitiatorSession:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.logout()
+
+
 def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
@@ -311,20 +340,20 @@ class Initiator:
         self.sessions: list[InitiatorSession] = []
 
     @classmethod
-    async def login(cls, host: str, port: int = 3260, *, target: str | None,
-                    initiator_name: str = DEFAULT_INITIATOR_NAME,
-                    timeout: float = DEFAULT_TIMEOUT, **options: Any) -> InitiatorSession:
+    def login(cls, host: str, port: int = 3260, *, target: str | None,
+              initiator_name: str = DEFAULT_INITIATOR_NAME,
+              timeout: float = DEFAULT_TIMEOUT, **options: Any) -> _Opening:
         """Connect and log in; ``target=None`` opens a discovery session.
 
+        Await it for an :class:`InitiatorSession`, or use it directly in ``async with``
+        (both ``async with Initiator.login(...)`` and ``async with await ...`` work).
         ``options`` are :class:`InitiatorOptions` fields (header_digest, immediate_data,
         initial_r2t, max_recv_data_segment_length, chap=(user, secret), isid, ...).
         Raises LoginFailed (with the target's status), NegotiationError, TimeoutError,
         OSError (cannot connect).
         """
         opts = InitiatorOptions(initiator_name=initiator_name, target_name=target, **options)
-        session = InitiatorSession(opts, timeout)
-        await session._open(host, port, timeout)
-        return session
+        return _Opening(opts, host, port, timeout)
 
     async def connect(self, target: str | None, **options: Any) -> InitiatorSession:
         """Log in to ``target`` from this initiator (options override the defaults)."""

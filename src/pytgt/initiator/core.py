@@ -43,7 +43,7 @@ from pytgt.initiator.events import (
 from pytgt.initiator.login import InitiatorLogin
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import ScsiResult, encode_lun
-from pytgt.iscsi.constants import RESERVED_TAG, AsyncEvent, LogoutReason, Opcode
+from pytgt.iscsi.constants import RESERVED_TAG, AsyncEvent, LogoutReason, Opcode, TmfFunction
 from pytgt.iscsi.errors import ConnectionDropped, ProtocolError
 from pytgt.iscsi.framer import Frame, Framer
 from pytgt.iscsi.pdu import (
@@ -73,6 +73,14 @@ log = logging.getLogger("pytgt.initiator")
 
 _LOGIN_BUFFER = 8192  # MaxRecvDataSegmentLength in effect during login (13.12)
 _MAX_TEXT = 1 << 20
+
+
+class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes each message with the connection's context (``[isid=... tsih=...]``)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        ctx = " ".join(f"{k}={v}" for k, v in (self.extra or {}).items())
+        return f"[{ctx}] {msg}", kwargs
 
 
 @dataclass(slots=True)
@@ -111,8 +119,7 @@ class InitiatorConnection:
         self.max_cmd_sn = options.cmd_sn
         self.exp_stat_sn = 0
         self.tsih = 0
-        self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
-            log, {"isid": f"{options.isid:#014x}"})
+        self.log = _ConnectionLog(log, {"isid": f"{options.isid:#014x}"})
         self._requests: dict[int, _Request] = {}
         self._waiting: deque[_Request] = deque()
         self._events: deque[Event] = deque()
@@ -252,12 +259,23 @@ class InitiatorConnection:
         self._submit(req, True)
         return req.itt
 
-    def cancel(self, itt: int) -> None:
-        """Forget a request (e.g. after a local timeout); late answers are dropped."""
-        req = self._requests.pop(itt, None)
-        if req is not None and not req.sent:
+    def cancel(self, itt: int, *, abort: bool = False) -> int | None:
+        """Forget a request (e.g. after a local timeout); late answers are dropped.
+
+        With ``abort``, a command already sent is also aborted at the target (ABORT
+        TASK, 11.5.1); returns that TMF's ITT, or None when nothing was sent.
+        """
+        req = self._requests.get(itt)
+        if req is None:
+            return None
+        tmf = None
+        if req.sent and req.kind == "command" and abort and not self.closed:
+            tmf = self.send_task_management(TmfFunction.ABORT_TASK, req.lun, itt)
+        del self._requests[itt]
+        if not req.sent:
             with contextlib.suppress(ValueError):
                 self._waiting.remove(req)
+        return tmf
 
     @property
     def outstanding(self) -> int:
@@ -326,11 +344,16 @@ class InitiatorConnection:
             data_sn += 1
 
     def _send(self, pdu: Any) -> None:
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("-> %s", _describe(pdu))
         self._out.extend(self.framer.frame(pdu.encode(), pdu.data))
 
     # -- dispatch -----------------------------------------------------------------------
     def _dispatch(self, frame: Frame) -> None:
         op = frame.bhs[0] & OPCODE_MASK
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("<- opcode %#04x itt %#x dlen %d", op,
+                           int.from_bytes(frame.bhs[16:20], "big"), len(frame.data))
         try:
             if not self.full_feature:
                 if op != Opcode.LOGIN_RESPONSE:
@@ -358,6 +381,7 @@ class InitiatorConnection:
             return
         self.full_feature = True
         self.tsih = self.login.tsih
+        self.log.extra = {**(self.log.extra or {}), "tsih": self.tsih}
         self.exp_stat_sn = sn_add(rsp.stat_sn, 1)
         self.exp_cmd_sn, self.max_cmd_sn = rsp.exp_cmd_sn, rsp.max_cmd_sn
         self.framer.header_digest = self.negotiated.header_digest
@@ -546,3 +570,9 @@ class InitiatorConnection:
         Opcode.ASYNC_MESSAGE: _on_async,
         Opcode.REJECT: _on_reject,
     }
+
+
+def _describe(pdu: Any) -> str:
+    """One line for debug logs: the PDU's fields without its data."""
+    fields = ", ".join(f"{k}={getattr(pdu, k)!r}" for k in pdu.__slots__ if k != "data")
+    return f"{type(pdu).__name__}({fields}, dlen={len(pdu.data)})"
