@@ -354,7 +354,7 @@ def test_failed_lu_creation_closes_store(configured: Admin, lun_file: str) -> No
         async def close(self) -> None:
             closed.append(True)
 
-    configured.mgmt._open_store = lambda *a, **k: Store()
+    configured.mgmt.open_store = lambda *a, **k: Store()
     req = dict(mode="logicalunit", op="new", tid=1, lun=2, backing_store=lun_file,
                blocksize=1000)
     assert configured(**req) == (22, "invalid request")

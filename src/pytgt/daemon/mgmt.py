@@ -18,6 +18,10 @@ from typing import Any
 from pytgt.config.model import Account, Registry, Target
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
+from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
+from pytgt.scsi.lu import create_lu
+from pytgt.scsi.target import ScsiTarget
+from pytgt.stores import available, open_store
 
 log = logging.getLogger("pytgt.daemon.mgmt")
 
@@ -81,8 +85,8 @@ _PARAM_BY_LOWER = {name.lower(): name for name in (*TARGET_PARAMS, *keys.TARGET_
 Handler = Callable[["Management", dict[str, Any]], Awaitable[str]]
 
 
-def _err(code: TgtadmError, message: str | None = None) -> MgmtError:
-    return MgmtError(code, message)
+def _err(code: TgtadmError) -> MgmtError:
+    return MgmtError(code)
 
 
 def _invalid(message: str | None = None) -> MgmtError:
@@ -126,22 +130,23 @@ class Management:
 
     ``service`` (set by the daemon) gives access to live sessions for
     ``--force`` deletes and connection removal; ``shutdown`` (optional, a callable)
-    is invoked by ``--op delete --mode system``.
+    is invoked by ``--op delete --mode system``. ``open_store``, ``create_lu`` and
+    ``make_target`` are the store, LU and SCSI target factories (replaceable in tests).
     """
 
     def __init__(self, registry: Registry, portals: list[tuple[str, int]] | None = None,
-                 control_port: int = 0, *, open_store: Callable[..., Any] | None = None,
-                 create_lu: Callable[..., Any] | None = None,
-                 make_target: Callable[..., Any] | None = None) -> None:
+                 control_port: int = 0, *, open_store: Callable[..., Any] = open_store,
+                 create_lu: Callable[..., Any] = create_lu,
+                 make_target: Callable[..., Any] = ScsiTarget) -> None:
         self.registry = registry
         self.portals = portals if portals is not None else []
         self.control_port = control_port
         self.service: Any = None
         self.shutdown: Callable[[], Any] | None = None
         self.debug = False
-        self._open_store = open_store
-        self._create_lu = create_lu
-        self._make_target = make_target
+        self.open_store = open_store
+        self.create_lu = create_lu
+        self.make_target = make_target
         self._lock = asyncio.Lock()
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
@@ -183,23 +188,6 @@ class Management:
             return []
         return [s for s in table.values() if getattr(s, "target", None) is target]
 
-    def store_opener(self) -> Callable[..., Any]:
-        if self._open_store is None:
-            from pytgt.stores import open_store
-            self._open_store = open_store
-        return self._open_store
-
-    def lu_factory(self) -> Callable[..., Any]:
-        if self._create_lu is None:
-            from pytgt.scsi.lu import create_lu
-            self._create_lu = create_lu
-        return self._create_lu
-
-    def target_factory(self) -> Callable[..., Any]:
-        if self._make_target is None:
-            from pytgt.scsi.target import ScsiTarget
-            self._make_target = ScsiTarget
-        return self._make_target
 
 
 # -- request field helpers -------------------------------------------------------------
@@ -227,18 +215,16 @@ def _opt_str(req: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-async def _close_store(lu: Any) -> None:
-    store = getattr(lu, "store", None)
+async def _close_store(store: Any, flush: bool = True) -> None:
+    """Flush and close a store; failures are logged (the LU is gone either way)."""
     if store is None:
         return
     try:
-        await store.flush()
-    except Exception:
-        log.exception("flushing the store of LUN %s", getattr(lu, "lun", "?"))
-    try:
+        if flush:
+            await store.flush()
         await store.close()
     except Exception:
-        log.exception("closing the store of LUN %s", getattr(lu, "lun", "?"))
+        log.exception("closing a backing store")
 
 
 # -- target mode ------------------------------------------------------------------------
@@ -253,7 +239,7 @@ async def target_new(m: Management, req: dict[str, Any]) -> str:
         raise _err(TgtadmError.TARGET_EXIST)
     if not valid_target_name(name):
         raise _invalid()
-    scsi = m.target_factory()(name, tid=tid)
+    scsi = m.make_target(name, tid=tid)
     m.registry.targets[tid] = Target(tid=tid, name=name, scsi=scsi)
     log.info("target %d %s created", tid, name)
     return ""
@@ -270,7 +256,7 @@ async def target_delete(m: Management, req: dict[str, Any]) -> str:
             conn.close("target deleted")
     del m.registry.targets[target.tid]
     for lu in list(getattr(target.scsi, "luns", {}).values()):
-        await _close_store(lu)
+        await _close_store(getattr(lu, "store", None))
     log.info("target %d %s deleted", target.tid, target.name)
     return ""
 
@@ -397,33 +383,26 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
     try:
-        store = m.store_opener()(bstype, path, bsopts=_opt_str(req, "bsopts"),
+        store = m.open_store(bstype, path, bsopts=_opt_str(req, "bsopts"),
                                  bsoflags=bsoflags)
     except Exception as exc:  # StoreError, or a plugin's own failure
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid() from None
     try:
-        lu = m.lu_factory()(device_type, lun, store, tid=tid, path=path, bstype=bstype,
+        lu = m.create_lu(device_type, lun, store, tid=tid, path=path, bstype=bstype,
                             bsoflags=bsoflags, block_size=block_size, params=params or None)
         target.scsi.add_lu(lu)
     except ValueError as exc:
-        await _close_store_obj(store)
+        await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         if lun in getattr(target.scsi, "luns", {}):
             raise _err(TgtadmError.LUN_EXIST) from None
         raise _invalid() from None
     except BaseException:
-        await _close_store_obj(store)
+        await _close_store(store, flush=False)
         raise
     log.info("target %d: LUN %d (%s %s) created", tid, lun, bstype, path)
     return ""
-
-
-async def _close_store_obj(store: Any) -> None:
-    try:
-        await store.close()
-    except Exception:
-        log.exception("closing a store")
 
 
 def _lu(m: Management, req: dict[str, Any]) -> tuple[Target, Any]:
@@ -447,7 +426,7 @@ async def lu_delete(m: Management, req: dict[str, Any]) -> str:
     if getattr(lu, "prevent_removal", False):
         raise _err(TgtadmError.PREVENT_REMOVAL)
     target.scsi.remove_lu(lu.lun)
-    await _close_store(lu)
+    await _close_store(getattr(lu, "store", None))
     log.info("target %d: LUN %d deleted", target.tid, lu.lun)
     return ""
 
@@ -541,26 +520,16 @@ async def account_unbind(m: Management, req: dict[str, Any]) -> str:
 
 # -- system, lld, conn, session ------------------------------------------------------------
 async def system_show(m: Management, req: dict[str, Any]) -> str:
-    from pytgt.stores import available
-
     lines = ["System:", f"    State: {m.registry.state}",
              f"    debug: {'on' if m.debug else 'off'}", "LLDs:", f"    {LLD_NAME}: ready",
              "Backing stores:"]
     for name in available():
         lines.append(f"    {name} (bsoflags sync:direct)" if name == "rdwr" else f"    {name}")
     lines.append("Device types:")
-    lines += [f"    {_TYPE_SHOWN.get(t, t)}" for t in _device_types()]
+    lines += [f"    {_TYPE_SHOWN.get(t, t)}" for t in SUPPORTED_DEVICE_TYPES]
     lines += ["iSNS:", "    iSNS=Off", "    iSNSServerIP=", "    iSNSServerPort=3205",
               "    iSNSAccessControl=Off"]
     return "\n".join(lines) + "\n"
-
-
-def _device_types() -> list[str]:
-    try:
-        from pytgt.scsi.lu import DEVICE_TYPES as supported
-    except ImportError:
-        return ["disk", "controller"]
-    return list(supported)
 
 
 async def system_update(m: Management, req: dict[str, Any]) -> str:
