@@ -37,6 +37,7 @@ from bench.targets import (  # noqa: E402
     NULL_LUN,
     REPO,
     TARGETS,
+    PytgtTarget,
     Target,
     TargetError,
     TgtTarget,
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--footprint", action="store_true",
                    help="also measure idle RSS with --footprint-luns null LUNs per daemon")
     p.add_argument("--footprint-luns", type=int, default=1000)
+    p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default",
+                   help="pytgtd's event loop: default (uvloop when installed) or asyncio")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
@@ -127,12 +130,18 @@ def _nonzero(path: Path) -> bool:
         return any(f.read(1 << 16))
 
 
-def start_targets(names: list[str], workdir: Path, disk: Path,
+def make_target(name: str, workdir: Path, args: argparse.Namespace) -> Target:
+    if name == "pytgt":
+        return PytgtTarget(workdir, loop=args.pytgt_loop)
+    return TARGETS[name](workdir)
+
+
+def start_targets(names: list[str], workdir: Path, disk: Path, args: argparse.Namespace,
                   errors: dict[str, str]) -> dict[str, Target]:
     """Start and configure each target; one that fails is left out, its error kept."""
     started: dict[str, Target] = {}
     for n in names:
-        t = TARGETS[n](workdir)
+        t = make_target(n, workdir, args)
         try:
             t.start()
             t.setup(disk)
@@ -224,7 +233,8 @@ def environment(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         "python": platform.python_version(), "pytgt_commit": commit or None,
         "tgt": version("tgt"), "libiscsi": version("libiscsi-bin"),
         "qemu": version("qemu-utils"), "targets": names, "runs": args.runs,
-        "duration_s": args.duration, "file_size": args.size, "quick": args.quick,
+        "pytgt_loop": args.pytgt_loop, "duration_s": args.duration, "file_size": args.size,
+        "quick": args.quick,
         "loadavg": os.getloadavg(),
     }
 
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     prefill(disk, args.size)
     result: dict[str, Any] = {"environment": environment(args, names), "workloads": {},
                               "start_errors": {}}
-    targets = start_targets(names, args.workdir, disk, result["start_errors"])
+    targets = start_targets(names, args.workdir, disk, args, result["start_errors"])
     if not targets:
         write_results(result, args.results_dir)
         return 2

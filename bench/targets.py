@@ -141,6 +141,10 @@ class PytgtTarget(Target):
 
     name = "pytgt"
 
+    def __init__(self, workdir: Path, loop: str = "default") -> None:
+        super().__init__(workdir)
+        self.loop = loop
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTGT_RUN_DIR"] = str(self.workdir / "run")
@@ -156,8 +160,14 @@ class PytgtTarget(Target):
 
     def start(self, extra: tuple[str, ...] = (), timeout: float = 30.0) -> None:
         """Start pytgtd on an ephemeral port; return once it logs the bound port."""
-        self.control = random.randint(20000, 60000)
-        cmd = [sys.executable, "-m", "pytgt.daemon.main", "-f", "-C", str(self.control),
+        self.control = random.randint(2000, 32000)
+        if self.loop == "asyncio":  # hide uvloop: pytgtd then falls back to asyncio.run
+            launcher = ["-c", "import runpy, sys; sys.modules['uvloop'] = None; "
+                        "sys.argv[0] = 'pytgtd'; "
+                        "runpy.run_module('pytgt.daemon.main', run_name='__main__')"]
+        else:
+            launcher = ["-m", "pytgt.daemon.main"]
+        cmd = [sys.executable, *launcher, "-f", "-C", str(self.control),
                "--iscsi", "portal=127.0.0.1:0", *extra]
         self.proc = subprocess.Popen(cmd, env=self._env(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -199,7 +209,7 @@ class TgtTarget(Target):
 
     def _pick_control(self) -> int:
         while True:
-            n = random.randint(20000, 60000)
+            n = random.randint(2000, 32000)  # tgtd accepts -C 0..32767
             if not (TGT_RUN_DIR / f"socket.{n}.lock").exists():
                 return n
 
