@@ -234,7 +234,7 @@ class LogicalUnit:
         try:
             if not task.cdb:
                 raise invalid_opcode()
-            row = self.lookup(task.cdb)
+            row = self.commands.get(task.cdb[0]) or self.lookup(task.cdb)
             if self.ua and not row.skip_ua:
                 code = self.ua_take(task.nexus.key)
                 if code is not None:

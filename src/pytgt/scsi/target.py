@@ -54,6 +54,14 @@ class ScsiTarget:
         self.tid = tid
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
+        self._by_field: dict[int, LogicalUnit] = {}  # LUN number and raw LUN field -> LU
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._by_field = {}
+        for n, lu in self.luns.items():
+            self._by_field[n] = lu
+            self._by_field[int.from_bytes(encode_lun(n), "big")] = lu
 
     # LU and nexus lifecycle.
     def add_lu(self, lu: LogicalUnit) -> None:
@@ -70,6 +78,7 @@ class ScsiTarget:
         lu.nexuses = dict(self.nexuses)
         lu.ua_add_all(keys, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         self.luns[lu.lun] = lu
+        self._reindex()
 
     def remove_lu(self, lun: int) -> LogicalUnit:
         """Remove and return a LU (KeyError if absent).
@@ -82,6 +91,7 @@ class ScsiTarget:
             self.luns[0].nexuses = dict(self.nexuses)
         for other in self.luns.values():
             other.ua_add_all(list(self.nexuses), Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
+        self._reindex()
         return lu
 
     def add_nexus(self, nexus: ItNexus) -> None:
@@ -104,7 +114,9 @@ class ScsiTarget:
     # Commands.
     async def execute(self, task: ScsiTask) -> ScsiResult:
         """Run one command: LUN lookup, unit attentions, preflight, then the device's handler."""
-        lu = self.luns.get(task.lun) if task.lun < 1 << 48 else self.lu(task.lun)
+        lu = self._by_field.get(task.lun)
+        if lu is None:
+            lu = self.lu(task.lun)  # another spelling of the address, or no such LUN
         cdb = task.cdb
         if cdb and cdb[0] == Opcode.REPORT_LUNS:
             return self._report_luns(task, lu)

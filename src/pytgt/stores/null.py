@@ -55,7 +55,7 @@ class NullStore:
         return bytes(length)
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        check_range(self.size, offset, len(memoryview(data)))
+        check_range(self.size, offset, len(data))
 
     async def flush(self) -> None:
         return None
