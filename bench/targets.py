@@ -96,7 +96,7 @@ class Target:
         """The LUN's logical block size, from ``iscsi-readcapacity16`` (cached)."""
         if lun not in self._blocksizes:
             res = subprocess.run(["iscsi-readcapacity16", self.url(lun)], capture_output=True,
-                                 text=True, timeout=60)
+                                 text=True, timeout=20)
             m = re.search(r"LOGICAL BLOCK LENGTH IN BYTES:(\d+)", res.stdout)
             if res.returncode != 0 or not m:
                 raise TargetError(f"{self.name}: iscsi-readcapacity16 {self.url(lun)} -> "

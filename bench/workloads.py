@@ -54,6 +54,11 @@ class Workload:
     run: Callable[[Target, float, dict[str, int]], Sample]
 
 
+def client_timeout(seconds: float) -> float:
+    """How long a client may take for a run of ``seconds`` before it counts as hung."""
+    return 2 * seconds + 15
+
+
 def _cmd(cmd: list[str], timeout: float) -> str:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                          errors="replace")
@@ -87,7 +92,7 @@ def iscsi_perf(lun: int, size: int, depth: int, rand: bool) -> Callable[..., Sam
     def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
         secs = max(1, round(duration))
         cmd = iscsi_perf_cmd(t.url(lun), depth, size // t.blocksize(lun), secs, rand)
-        iops = parse_iscsi_perf(_cmd(cmd, secs + 60), cmd)
+        iops = parse_iscsi_perf(_cmd(cmd, client_timeout(secs)), cmd)
         if size >= MIB:
             return Sample(iops * size / MIB, {"iops": iops})
         return Sample(iops)
@@ -105,9 +110,10 @@ def many_sessions(sessions: int, depth: int, size: int) -> Callable[..., Sample]
         procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, errors="replace") for c in cmds]
         total, errors = 0.0, []
+        deadline = time.monotonic() + client_timeout(secs)
         for cmd, p in zip(cmds, procs, strict=True):
             try:
-                out, _ = p.communicate(timeout=secs + 60)
+                out, _ = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 out, _ = p.communicate()
@@ -139,13 +145,13 @@ def qemu_bench(lun: int, size: int, depth: int, write: bool,
     workload so all targets do the same work; IOPS = count / elapsed.
     """
 
-    def once(t: Target, count: int) -> float:
+    def once(t: Target, count: int, duration: float) -> float:
         cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
                "-t", "none"]
         if write:
             cmd.append("-w")
         cmd += ["--image-opts", image_opts(t, lun, digest)]
-        out = _cmd(cmd, 600)
+        out = _cmd(cmd, client_timeout(duration * 5))
         m = QEMU_DONE.search(out)
         if not m:
             raise ClientError(f"`{' '.join(cmd)}` printed no run time: {out[-300:]!r}")
@@ -154,9 +160,9 @@ def qemu_bench(lun: int, size: int, depth: int, write: bool,
     def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
         if "count" not in cal:
             pilot = max(depth * 4, int(200 * MIB / size) if size >= MIB else 2000)
-            rate = once(t, pilot)
+            rate = once(t, pilot, 10.0)
             cal["count"] = max(pilot, int(rate * duration))
-        iops = once(t, cal["count"])
+        iops = once(t, cal["count"], duration)
         if size >= MIB:
             return Sample(iops * size / MIB, {"iops": iops, "count": cal["count"]})
         return Sample(iops, {"count": cal["count"]})
@@ -171,7 +177,7 @@ def latency(lun: int, size: int) -> Callable[..., Sample]:
         cmd = [sys.executable, str(Path(__file__).with_name("latency.py")),
                "--portal", t.portal(), "--target", IQN, "--lun", str(lun),
                "--size", str(size), "--duration", str(duration), "--random"]
-        out = _cmd(cmd, duration + 60)
+        out = _cmd(cmd, client_timeout(duration))
         try:
             res = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError) as exc:
