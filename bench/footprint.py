@@ -1,8 +1,10 @@
-"""Footprint: a fresh daemon, N null-store LUNs configured through its admin tool, idle RSS."""
+"""Footprint: a fresh daemon, N null-store LUNs configured through its admin tool, idle RSS,
+then the RSS cost of idle logged-in sessions (issue 5: < 150 MiB, < 64 KiB per session)."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,29 +12,59 @@ from typing import Any
 from bench.targets import TARGETS, TargetError, rss_kib
 
 LUNS_PER_TARGET = 100
+IDLE_SESSIONS = 100
 
 
 def footprint(name: str, workdir: Path, luns: int) -> dict[str, Any]:
     """Configure ``luns`` null LUNs (100 per target) on a fresh daemon; RSS when idle."""
     t = TARGETS[name](workdir / "footprint")
+    res: dict[str, Any] = {"luns": luns}
     try:
         t.start()
         time.sleep(1.0)
-        empty = rss_kib(t.pid)
+        res["rss_kib_empty"] = rss_kib(t.pid)
         t0 = time.monotonic()
         for i in range(luns):
             tid, lun = divmod(i, LUNS_PER_TARGET)
             if lun == 0:
                 t.adm("--op", "new", "--mode", "target", "--tid", str(tid + 1),
                       "-T", f"iqn.2026-11.org.pytgt:fp{tid + 1}")
+                t.adm("--op", "bind", "--mode", "target", "--tid", str(tid + 1), "-I", "ALL")
             t.adm("--op", "new", "--mode", "logicalunit", "--tid", str(tid + 1),
                   "--lun", str(lun + 1), "-b", f"null{i}", "-E", "null")
-        elapsed = time.monotonic() - t0
+        res["configure_s"] = time.monotonic() - t0
+        res["note"] = "configure_s includes starting one admin-tool process per call"
         time.sleep(2.0)
-        return {"luns": luns, "configure_s": elapsed, "rss_kib_empty": empty,
-                "rss_kib": rss_kib(t.pid),
-                "note": "configure_s includes one admin-tool process per LUN"}
-    except (TargetError, OSError, subprocess.TimeoutExpired) as exc:
-        return {"luns": luns, "error": str(exc)}
+        res["rss_kib"] = rss_kib(t.pid)
+        if luns:
+            res.update(idle_sessions(t, "iqn.2026-11.org.pytgt:fp1", IDLE_SESSIONS))
+    except (TargetError, OSError, subprocess.SubprocessError) as exc:
+        res["error"] = str(exc)
     finally:
         t.stop()
+    return res
+
+
+def idle_sessions(t: Any, iqn: str, count: int) -> dict[str, Any]:
+    """RSS growth per idle logged-in session, ``count`` sessions held by one helper."""
+    before = rss_kib(t.pid) or 0
+    helper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("idle_sessions.py")), "--portal",
+         t.portal(), "--target", iqn, "--lun", "1", "--count", str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert helper.stdin is not None and helper.stdout is not None
+    try:
+        line = helper.stdout.readline()
+        if not line.startswith("ready"):
+            helper.wait(timeout=30)
+            raise TargetError(f"idle sessions: {helper.stderr.read() if helper.stderr else ''}")
+        time.sleep(2.0)
+        after = rss_kib(t.pid) or 0
+    finally:
+        helper.stdin.close()
+        try:
+            helper.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+    return {"idle_sessions": count, "rss_kib_per_idle_session": (after - before) / count}

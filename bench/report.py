@@ -50,13 +50,18 @@ def write_markdown(result: dict[str, Any]) -> str:
     if rss:
         lines += ["", "Daemon RSS after the runs: "
                   + ", ".join(f"{n} {v / 1024:.1f} MiB" for n, v in rss.items() if v) + "."]
+    if result.get("footprint"):
+        lines.append("")
     for n, fp in (result.get("footprint") or {}).items():
         if fp.get("error"):
             lines.append(f"Footprint {n}: error: {fp['error']}")
         else:
+            per = fp.get("rss_kib_per_idle_session")
             lines.append(f"Footprint {n}: {fp['luns']} null LUNs configured in "
                          f"{fp['configure_s']:.1f} s; idle RSS {fp['rss_kib'] / 1024:.1f} MiB "
-                         f"(empty daemon {fp['rss_kib_empty'] / 1024:.1f} MiB).")
+                         f"(empty daemon {fp['rss_kib_empty'] / 1024:.1f} MiB)"
+                         + (f"; {per:.1f} KiB RSS per idle logged-in session "
+                            f"({fp['idle_sessions']} sessions)." if per is not None else "."))
     for n, e in (result.get("start_errors") or {}).items():
         lines += ["", f"{n} could not be started or configured: `{e.splitlines()[0][:400]}`"]
     errors = [(wn, n, e) for wn, w in result["workloads"].items()
