@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import struct
 
 from pytgt.scsi.cdb import Command
 from pytgt.scsi.modepages import ModePages
@@ -234,6 +235,8 @@ class LogicalUnit:
         try:
             if not task.cdb:
                 raise invalid_opcode()
+            if task.aborted:
+                return ScsiResult(Status.TASK_ABORTED)
             row = self.commands.get(task.cdb[0]) or self.lookup(task.cdb)
             if self.ua and not row.skip_ua:
                 code = self.ua_take(task.nexus.key)
@@ -253,6 +256,8 @@ class LogicalUnit:
             return self.check_condition(exc)
         except StoreIOError as exc:
             return self.check_condition(store_error(exc, row is not None and row.writes))
+        except (struct.error, IndexError):  # a CDB shorter than its operation code needs
+            return self.check_condition(invalid_field(len(task.cdb)))
         if task.aborted:
             return ScsiResult(Status.TASK_ABORTED)
         return result

@@ -118,7 +118,9 @@ class ScsiTarget:
         if lu is None:
             lu = self.lu(task.lun)  # another spelling of the address, or no such LUN
         cdb = task.cdb
-        if cdb and cdb[0] == Opcode.REPORT_LUNS:
+        if len(cdb) < 16:  # as iSCSI carries it: handlers may read any of the 16 bytes
+            task.cdb = cdb = bytes(cdb).ljust(16, b"\0")
+        if cdb[0] == Opcode.REPORT_LUNS:
             return self._report_luns(task, lu)
         if lu is None:
             return self._no_lu(task)
@@ -127,10 +129,10 @@ class ScsiTarget:
     def _no_lu(self, task: ScsiTask) -> ScsiResult:
         cdb = task.cdb
         try:
-            if cdb and cdb[0] == Opcode.INQUIRY:
+            if cdb[0] == Opcode.INQUIRY:
                 _, _, alloc = spc.check_inquiry_cdb(cdb)
                 return spc.data_in(spc.not_supported_inquiry(), alloc)
-            if cdb and cdb[0] == Opcode.REQUEST_SENSE:
+            if cdb[0] == Opcode.REQUEST_SENSE:
                 return spc.request_sense_no_lu(cdb)
             raise _LUN_NOT_SUPPORTED
         except CheckCondition as exc:
