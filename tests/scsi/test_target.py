@@ -143,3 +143,42 @@ def test_build_sense_fixed_and_descriptor() -> None:
         [0xF0, 0, 5, 0, 0, 0x12, 0x34, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0])
     assert build_sense(0xE, 0x1D, 0, descriptor=True, information=7) == bytes(
         [0x72, 0xE, 0x1D, 0, 0, 0, 0, 12, 0, 0x0A, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 7])
+
+
+def test_ordered_task_waits_for_earlier_and_blocks_later(h: Harness) -> None:
+    import asyncio
+
+    from pytgt.scsi import ScsiTask, TaskAttribute
+
+    events: list[str] = []
+    gate = asyncio.Event()
+    orig = h.store.read
+
+    async def read(offset: int, length: int) -> bytes:
+        events.append(f"start {offset // BS}")
+        if offset == 0:
+            await gate.wait()
+        events.append(f"end {offset // BS}")
+        return await orig(offset, length)
+
+    h.store.read = read  # type: ignore[method-assign]
+
+    def task(lba: int, attr: TaskAttribute) -> ScsiTask:
+        return ScsiTask(h.nexus, RAW_LUN1, cdb10(0x28, lba, 1), attribute=attr)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(h.target.execute(task(0, TaskAttribute.SIMPLE)))
+        await asyncio.sleep(0)
+        ordered = asyncio.ensure_future(h.target.execute(task(1, TaskAttribute.ORDERED)))
+        later = asyncio.ensure_future(h.target.execute(task(2, TaskAttribute.SIMPLE)))
+        hoq = asyncio.ensure_future(h.target.execute(task(3, TaskAttribute.HEAD_OF_QUEUE)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert events == ["start 0", "start 3", "end 3"]
+        gate.set()
+        results = await asyncio.gather(first, ordered, later, hoq)
+        return [r.status for r in results]
+
+    assert h.loop.run_until_complete(main()) == [Status.GOOD] * 4
+    assert events[3:] == ["end 0", "start 1", "end 1", "start 2", "end 2"]
+    assert h.lu.task_set.active == 0 and h.lu.task_set.barrier is None

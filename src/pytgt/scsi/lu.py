@@ -24,7 +24,8 @@ from pytgt.scsi.sense import (
     invalid_opcode,
     sense_bytes,
 )
-from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
+from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
+from pytgt.scsi.taskset import TaskSet
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
 
 DEVICE_TYPES = {"disk": 0x00, "controller": 0x0C}
@@ -40,6 +41,7 @@ _BOOL_PARAMS = ("readonly", "removable", "online", "thin_provisioning", "swp")
 _TRUE = {"1", "yes", "on", "true"}
 _FALSE = {"0", "no", "off", "false"}
 
+_ORDERED = TaskAttribute.ORDERED
 _MEDIUM_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODATA, errno.EBADMSG,
                             errno.EILSEQ})
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -92,6 +94,7 @@ class LogicalUnit:
         self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
         self.pr = PersistentReservations()
         self.caw_lock = asyncio.Lock()
+        self.task_set = TaskSet()
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:
@@ -229,8 +232,15 @@ class LogicalUnit:
             raise invalid_field(1, 4)
         return row
 
-    async def execute(self, task: ScsiTask) -> ScsiResult:
-        """Preflight then run one command; always returns a result (never raises CheckCondition)."""
+    async def execute(self, task: ScsiTask, _admitted: bool = False) -> ScsiResult:
+        """Preflight then run one command; always returns a result (never raises CheckCondition).
+
+        Task attributes are honoured (ORDERED waits for earlier tasks, SAM-5 8.6).
+        """
+        ts = self.task_set
+        if not _admitted and (ts.barrier is not None or task.attribute == _ORDERED):
+            return await ts.run(task, self._admitted)
+        ts.active += 1
         row: Command | None = None
         try:
             if not task.cdb:
@@ -258,9 +268,16 @@ class LogicalUnit:
             return self.check_condition(store_error(exc, row is not None and row.writes))
         except (struct.error, IndexError):  # a CDB shorter than its operation code needs
             return self.check_condition(invalid_field(len(task.cdb)))
+        finally:
+            ts.active -= 1
+            if ts.drained is not None:
+                ts.wake()
         if task.aborted:
             return ScsiResult(Status.TASK_ABORTED)
         return result
+
+    async def _admitted(self, task: ScsiTask) -> ScsiResult:
+        return await self.execute(task, True)
 
     def _not_ready(self) -> CheckCondition:
         return CheckCondition(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
