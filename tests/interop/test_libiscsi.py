@@ -62,7 +62,7 @@ def test_iscsi_inq_and_readcapacity16(url: str) -> None:
     cap = subprocess.run(["iscsi-readcapacity16", url], capture_output=True, text=True,
                          timeout=60)
     assert cap.returncode == 0, cap.stderr
-    assert "Logical block length:512" in cap.stdout.replace(" ", "")
+    assert "LOGICALBLOCKLENGTHINBYTES:512" in cap.stdout.replace(" ", "")
     assert "Totalsize:134217728" in cap.stdout.replace(" ", "")
 
 

@@ -58,6 +58,7 @@ class Task:
     delivered: bool = False
     aborted: bool = False
     data_sn: int = 0  # next DataSN for Data-In
+    scsi_task: object = None  # the transport's SCSI-layer task, for aborts
 
     @property
     def itt(self) -> int:
