@@ -237,3 +237,33 @@ def test_orwrite(h: Harness) -> None:
     assert h.sense(cdb16(0x8B, BLOCKS, 1), bytes(BS)) == LBA_RANGE
     assert h.sense(cdb16(0x8B, 0, 1, 0x20), bytes(BS)) == INVALID_FIELD
     assert h.run(cdb16(0x8B, 0, 0)).status == Status.GOOD
+
+
+def test_get_lba_status_reports_holes_of_a_thin_rdwr_lu(tmp_path: object) -> None:
+    import asyncio
+    import os
+
+    from pytgt.scsi import ItNexus, ScsiTarget, ScsiTask, create_lu
+    from pytgt.stores import open_store
+
+    path = os.path.join(str(tmp_path), "thin.img")
+    with open(path, "wb") as f:
+        f.truncate(8 << 20)
+
+    async def main() -> list[bytes]:
+        store = open_store("rdwr", path)
+        t = ScsiTarget("iqn.x", 1)
+        t.add_lu(create_lu("disk", 1, store, tid=1, params={"thin_provisioning": "1"}))
+        n = ItNexus("n", "iqn.i")
+        t.add_nexus(n)
+        await t.execute(ScsiTask(n, 1, bytes(6)))
+        await t.execute(ScsiTask(n, 1, cdb10(0x2A, 4096, 2048), data_out=b"x" * (1 << 20)))
+        out = []
+        for lba in (0, 4096, 6144):
+            cdb = bytes([0x9E, 0x12]) + lba.to_bytes(8, "big") + (24).to_bytes(4, "big") + b"\0\0"
+            out.append(bytes((await t.execute(ScsiTask(n, 1, cdb))).data))
+        await store.close()
+        return out
+
+    got = [struct.unpack_from(">QIB", d, 8) for d in asyncio.run(main())]
+    assert got == [(0, 4096, 1), (4096, 2048, 0), (6144, 16384 - 6144, 1)]

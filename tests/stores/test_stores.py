@@ -230,3 +230,16 @@ def test_memory_store() -> None:
 
     run(main())
     assert open_store("memory", "16M").size == 16 * MIB
+
+
+def test_rdwr_allocation_status(image: Path) -> None:
+    async def main() -> list[tuple[bool, int]]:
+        store = open_store("rdwr", str(image))
+        await store.write(MIB, b"\x01" * MIB)
+        out = [await store.allocation(0, 4 * MIB), await store.allocation(MIB, 3 * MIB),  # type: ignore[attr-defined]
+               await store.allocation(3 * MIB, MIB)]  # type: ignore[attr-defined]
+        await store.close()
+        return out
+
+    hole, data, tail = run(main())
+    assert hole == (False, MIB) and data == (True, MIB) and tail == (False, MIB)

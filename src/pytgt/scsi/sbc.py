@@ -23,7 +23,7 @@ from pytgt.scsi.sense import (
     lba_out_of_range,
 )
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
-from pytgt.stores.base import BackingStore
+from pytgt.stores.base import BackingStore, SupportsAllocationStatus
 
 if TYPE_CHECKING:
     from pytgt.scsi.lu import LogicalUnit
@@ -416,10 +416,16 @@ async def read_capacity_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 async def get_lba_status(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     lba, alloc = struct.unpack_from(">QI", task.cdb, 2)
-    blocks = lu.num_blocks
+    blocks, bs = lu.num_blocks, lu.block_size
     if lba >= blocks:
         raise lba_out_of_range()
-    desc = struct.pack(">QIB3x", lba, min(blocks - lba, 0xFFFFFFFF), 0)  # mapped
+    count, status = min(blocks - lba, 0xFFFFFFFF), 0  # mapped
+    store = _store(lu)
+    if lu.thin_provisioning and isinstance(store, SupportsAllocationStatus):
+        allocated, length = await store.allocation(lba * bs, count * bs)
+        count = max(1, -(-length // bs)) if allocated else max(1, length // bs)
+        status = 0 if allocated else 1  # 1: deallocated
+    desc = struct.pack(">QIB3x", lba, count, status)
     return spc.data_in(struct.pack(">I4x", len(desc) + 4) + desc, alloc)
 
 

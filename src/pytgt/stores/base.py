@@ -61,6 +61,15 @@ class BackingStore(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class SupportsAllocationStatus(Protocol):
+    """Optional: a thin store that can tell allocated extents from holes (GET LBA STATUS)."""
+
+    async def allocation(self, offset: int, length: int) -> tuple[bool, int]:
+        """(allocated, bytes) for the extent that starts at ``offset``, at most ``length``."""
+        ...
+
+
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 

@@ -135,6 +135,13 @@ class RdwrStore:
         if length:
             await self._run(self._unmap_sync, offset, length)
 
+    async def allocation(self, offset: int, length: int) -> tuple[bool, int]:
+        """(allocated, bytes) for the extent starting at ``offset`` (SEEK_DATA/SEEK_HOLE)."""
+        check_range(self.size, offset, length)
+        if self.block_device or not length:
+            return True, length
+        return await self._run(self._allocation_sync, offset, length)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -187,6 +194,19 @@ class RdwrStore:
                 view, offset = view[n:], offset + n
         except OSError as exc:
             raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
+
+    def _allocation_sync(self, offset: int, length: int) -> tuple[bool, int]:
+        end = offset + length
+        try:
+            data = os.lseek(self._fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole up to the end of the file
+                return False, length
+            return True, length  # no SEEK_DATA support: report everything allocated
+        if data > offset:
+            return False, min(data, end) - offset
+        hole = os.lseek(self._fd, offset, os.SEEK_HOLE)
+        return True, min(hole, end) - offset
 
     def _flush_sync(self) -> None:
         try:
