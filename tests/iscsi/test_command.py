@@ -45,16 +45,26 @@ def test_unsolicited_data_out_until_first_burst() -> None:
     assert bytes(t.data_out_buffer()) == b"a" * 512 + b"b" * 1536 + b"c" * 2048
 
 
-@pytest.mark.parametrize(("data_sn", "offset", "length"), [
-    (1, 0, 512),      # DataSN must start at 0 for each R2T
-    (0, 512, 512),    # outside the solicited burst
-    (0, 0, 1024),     # longer than the burst
+@pytest.mark.parametrize(("data_sn", "offset", "length", "error"), [
+    (1, 0, 512, (0x4B, 0x00)),      # DataSN must start at 0 for each R2T
+    (0, 512, 512, (0x4B, 0x05)),    # outside the solicited burst
+    (0, 0, 1024, (0x4B, 0x05)),     # longer than the burst
 ])
-def test_bad_data_out_is_a_protocol_error(data_sn: int, offset: int, length: int) -> None:
+def test_bad_data_out_fails_the_command(data_sn: int, offset: int, length: int,
+                                        error: tuple[int, int]) -> None:
     t = Task.start(write(512), Limits(initial_r2t=True))
     (r2t,) = t.next_r2ts(5)
-    with pytest.raises(ProtocolError):
-        t.data_out(DataOut(1, 5, data_sn, offset, b"z" * length, final=True))
+    t.data_out(DataOut(1, 5, data_sn, offset, b"z" * length, final=True))
+    assert t.data_error == error
+    assert t.received == 0  # the bad PDU's data is dropped
+
+
+def test_repeated_data_sn_fails_the_command() -> None:
+    t = Task.start(write(1024), Limits(initial_r2t=True))
+    t.next_r2ts(5)
+    t.data_out(DataOut(1, 5, 0, 0, b"a" * 512))
+    t.data_out(DataOut(1, 5, 0, 512, b"b" * 512, final=True))
+    assert t.data_error == (0x4B, 0x00)
 
 
 def test_unknown_ttt_and_unexpected_unsolicited() -> None:

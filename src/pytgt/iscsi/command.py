@@ -15,6 +15,10 @@ from pytgt.iscsi.pdu import DataOut, ScsiCommand
 
 Data = bytes | bytearray | memoryview
 
+# ASC/ASCQ for a broken Data-Out sequence (SPC-4 annex D, ABORTED COMMAND).
+DATA_PHASE_ERROR = (0x4B, 0x00)
+DATA_OFFSET_ERROR = (0x4B, 0x05)
+
 
 @dataclass(slots=True)
 class Limits:
@@ -59,6 +63,7 @@ class Task:
     aborted: bool = False
     data_sn: int = 0  # next DataSN for Data-In
     scsi_task: object = None  # the transport's SCSI-layer task, for aborts
+    data_error: tuple[int, int] | None = None  # (ASC, ASCQ) of a broken Data-Out sequence
 
     @property
     def itt(self) -> int:
@@ -117,32 +122,36 @@ class Task:
         if pdu.ttt == RESERVED_TAG:
             if self.unsolicited_done:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "unexpected unsolicited data")
-            self._check(pdu.data_sn, self.unsolicited_next_data_sn, pdu.buffer_offset, n,
-                        0, self.unsolicited_end)
+            ok = self._accept(pdu, self.unsolicited_next_data_sn, 0, self.unsolicited_end)
             self.unsolicited_next_data_sn += 1
-            self._store(pdu.buffer_offset, pdu.data)
+            if ok:
+                self._store(pdu.buffer_offset, pdu.data)
             if pdu.final:
                 self.unsolicited_done = True
             return False
         r2t = self.r2ts.get(pdu.ttt)
         if r2t is None:
             raise ProtocolError(RejectReason.INVALID_PDU_FIELD, "unknown Target Transfer Tag")
-        self._check(pdu.data_sn, r2t.next_data_sn, pdu.buffer_offset, n,
-                    r2t.offset, r2t.offset + r2t.length)
+        ok = self._accept(pdu, r2t.next_data_sn, r2t.offset, r2t.offset + r2t.length)
         r2t.next_data_sn += 1
         r2t.received += n
-        self._store(pdu.buffer_offset, pdu.data)
+        if ok:
+            self._store(pdu.buffer_offset, pdu.data)
         if pdu.final or r2t.received >= r2t.length:
             del self.r2ts[pdu.ttt]
             return True
         return False
 
-    @staticmethod
-    def _check(data_sn: int, want_sn: int, offset: int, n: int, low: int, high: int) -> None:
-        if data_sn != want_sn:
-            raise ProtocolError(RejectReason.PROTOCOL_ERROR, f"DataSN {data_sn} != {want_sn}")
-        if offset < low or offset + n > high:
-            raise ProtocolError(RejectReason.PROTOCOL_ERROR, "Data-Out outside its burst")
+    def _accept(self, pdu: DataOut, want_sn: int, low: int, high: int) -> bool:
+        """Check DataSN and offset (11.7.5, 11.7.6); a bad PDU's data is dropped and the
+        command will end in CHECK CONDITION, ABORTED COMMAND once its sequence ends."""
+        if pdu.data_sn != want_sn:
+            self.data_error = self.data_error or DATA_PHASE_ERROR
+            return False
+        if pdu.buffer_offset < low or pdu.buffer_offset + len(pdu.data) > high:
+            self.data_error = self.data_error or DATA_OFFSET_ERROR
+            return False
+        return self.data_error is None
 
     def _store(self, offset: int, data: Data) -> None:
         if data:

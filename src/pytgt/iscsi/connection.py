@@ -331,14 +331,21 @@ class TargetConnection:
         task = self.tasks.get(pdu.itt)
         if task is None or not task.command.write:
             raise ProtocolError(RejectReason.INVALID_PDU_FIELD, "Data-Out for no write task")
-        try:
-            burst_done = task.data_out(pdu)
-        except ProtocolError as exc:
-            exc.fatal = True  # ERL 0: a broken data sequence ends the connection
-            raise
+        burst_done = task.data_out(pdu)
+        if task.data_error is not None:
+            if pdu.final:  # the sequence is over: fail this command only (ERL 0, 7.1.4)
+                self._fail_data_out(task)
+            return
         if burst_done:
             self._send_r2ts(task)
         self._maybe_ready(task)
+
+    def _fail_data_out(self, task: Task) -> None:
+        assert task.data_error is not None
+        asc, ascq = task.data_error
+        task.delivered = True
+        sense = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
+        self.complete_command(task, 0x02, b"", sense)
 
     def _on_nop_out(self, frame: Frame) -> None:
         pdu = NopOut.decode(frame.bhs, frame.data)
