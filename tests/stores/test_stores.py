@@ -173,6 +173,7 @@ def test_rdwr_io_runs_off_the_loop(image: Path) -> None:
 
     seen: list[str] = []
     store = RdwrStore.open(str(image))
+    store._nowait = False
     orig = store._read_sync
 
     def spy(offset: int, length: int) -> bytes | memoryview:
@@ -243,3 +244,30 @@ def test_rdwr_allocation_status(image: Path) -> None:
 
     hole, data, tail = run(main())
     assert hole == (False, MIB) and data == (True, MIB) and tail == (False, MIB)
+
+
+def test_rdwr_cached_reads_skip_the_pool(image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytgt.stores import rdwr
+
+    if rdwr._RWF_NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT")
+    store = RdwrStore.open(str(image))
+    run(store.write(0, b"c" * 4096))
+    pooled: list[int] = []
+    orig = store._read_sync
+
+    def spy(offset: int, length: int) -> bytes | memoryview:
+        pooled.append(offset)
+        return orig(offset, length)
+
+    store._read_sync = spy  # type: ignore[method-assign]
+    assert bytes(run(store.read(0, 4096))) == b"c" * 4096
+    calls = len(pooled)  # 0 when the page cache answered (RWF_NOWAIT)
+
+    def would_block(*args: object) -> int:
+        raise BlockingIOError(errno.EAGAIN, "would block")
+
+    monkeypatch.setattr(rdwr.os, "preadv", would_block)
+    assert bytes(run(store.read(0, 4096))) == b"c" * 4096
+    assert len(pooled) == calls + 1  # a cache miss goes to the pool
+    run(store.close())

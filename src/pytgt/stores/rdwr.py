@@ -1,7 +1,10 @@
 """The rdwr store (``--bstype rdwr``, tgt's default): a regular file or a block device.
 
-Every ``pread``/``pwrite``/``fdatasync``/``fallocate`` runs in this store's thread pool
-(``loop.run_in_executor``), so the event loop never waits for the disk.
+Every ``pwrite``/``fdatasync``/``fallocate`` runs in this store's thread pool
+(``loop.run_in_executor``), so the event loop never waits for the disk. A read first
+tries ``preadv(..., RWF_NOWAIT)`` on the loop thread: the kernel then copies from the
+page cache or fails with ``EAGAIN`` instead of waiting for the disk, so cached reads skip
+the thread hop (about 1 us instead of 100) and only cache misses go to the pool.
 
 ``bsoflags``: ``sync`` opens with ``O_SYNC``; ``direct`` opens with ``O_DIRECT``. Direct
 I/O needs buffers, offsets and lengths aligned to the device's logical block size: reads
@@ -51,10 +54,11 @@ def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _fallocate = _libc_fallocate()
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class RdwrStore:
@@ -75,6 +79,7 @@ class RdwrStore:
         self._direct_fd = direct_fd  # O_DIRECT descriptor, when asked for
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytgt-rdwr")
         self._closed = False
+        self._nowait = _RWF_NOWAIT is not None and direct_fd is None
 
     @classmethod
     def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
@@ -111,11 +116,29 @@ class RdwrStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
 
-    async def read(self, offset: int, length: int) -> bytes | memoryview:
+    async def read(self, offset: int, length: int) -> bytes | bytearray | memoryview:
         check_range(self.size, offset, length)
         if length == 0:
             return b""
+        if self._nowait and not self._closed:
+            buf = self._read_cached(offset, length)
+            if buf is not None:
+                return buf
         return await self._run(self._read_sync, offset, length)
+
+    def _read_cached(self, offset: int, length: int) -> bytearray | None:
+        """The data if the page cache holds all of it, without blocking; else None."""
+        buf = bytearray(length)
+        try:
+            got = os.preadv(self._fd, [buf], offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self._nowait = False  # this kernel or file system cannot: use the pool
+                return None
+            raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
+        return buf if got == length else None
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
