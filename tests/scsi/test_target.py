@@ -182,3 +182,10 @@ def test_ordered_task_waits_for_earlier_and_blocks_later(h: Harness) -> None:
     assert h.loop.run_until_complete(main()) == [Status.GOOD] * 4
     assert events[3:] == ["end 0", "start 1", "end 1", "start 2", "end 2"]
     assert h.lu.task_set.active == 0 and h.lu.task_set.barrier is None
+
+
+def test_fixed_sense_information_too_large_is_not_valid() -> None:
+    s = build_sense(0xE, 0x1D, 0, information=1 << 40)
+    assert s[0] == 0x70 and s[3:7] == bytes(4)
+    assert build_sense(0xE, 0x1D, 0, descriptor=True, information=1 << 40)[12:20] == \
+        (1 << 40).to_bytes(8, "big")

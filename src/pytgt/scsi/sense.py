@@ -124,8 +124,10 @@ def build_sense(key: int, asc: int, ascq: int, *, descriptor: bool = False,
                 information: int | None = None, sks: bytes | None = None) -> bytes:
     """Encode sense data, fixed format (70h) or descriptor format (72h)."""
     if not descriptor:
-        info = information & 0xFFFFFFFF if information is not None else 0
-        valid = 0x80 if information is not None else 0
+        # Fixed format has 4 bytes of INFORMATION: VALID only when the value fits.
+        fits = information is not None and 0 <= information <= 0xFFFFFFFF
+        info = information if fits and information is not None else 0
+        valid = 0x80 if fits else 0
         return _FIXED.pack(0x70 | valid, 0, key & 0xF, info, 10, 0, asc, ascq, 0,
                            sks or b"\0\0\0")
     body = b""
