@@ -105,9 +105,12 @@ async def _quickstart(daemon: Daemon, size: str) -> None:
 
     path = os.path.join(state_dir(), "quickstart-lun1.img")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not os.path.exists(path):
-        with open(path, "wb") as f:
-            f.truncate(_parse_size(size))
+    if not os.path.exists(path):  # sparse, and readable by its owner only
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, _parse_size(size))
+        finally:
+            os.close(fd)
     mgmt = daemon.management
     for request in (
         {"mode": "target", "op": "new", "tid": 1, "targetname": QUICKSTART_IQN},
