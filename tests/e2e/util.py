@@ -61,7 +61,7 @@ async def target(tmp_path: Path, *, bstype: str = "rdwr", size: int = SIZE,
 async def login(port: int, **kw: Any) -> InitiatorSession:
     kw.setdefault("target", IQN)
     kw.setdefault("initiator_name", INITIATOR)
-    kw.setdefault("timeout", 20.0)
+    kw.setdefault("timeout", 10.0)
     return await Initiator.login("127.0.0.1", port, **kw)
 
 

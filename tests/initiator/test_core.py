@@ -282,3 +282,47 @@ def test_large_input_in_one_receive_data_call() -> None:
             for i, off in enumerate(range(0, size, step))]
     (ev,) = peer.feed(*pdus)  # one receive_data() call with 1 MiB + headers
     assert ev.result.data == payload
+
+
+def test_cancel_with_abort_sends_abort_task() -> None:
+    conn, peer = logged_in()
+    itt = conn.send_command(4, cdb_read16(0, 1), read_length=512)
+    (cmd,) = peer.sent()
+    tmf_itt = conn.cancel(itt, abort=True)
+    (tmf,) = peer.sent()
+    assert isinstance(tmf, TaskMgmtRequest) and tmf.itt == tmf_itt
+    assert (tmf.function, tmf.referenced_task_tag, tmf.ref_cmd_sn, tmf.lun) == (
+        TmfFunction.ABORT_TASK, itt, cmd.cmd_sn, encode_lun(4))
+    # the late Data-In of the cancelled command is dropped, the TMF answer arrives
+    events = peer.feed(DataIn(itt, 0, 0, bytes(512), final=True, status_present=True,
+                              stat_sn=2, exp_cmd_sn=2, max_cmd_sn=33),
+                       TaskMgmtResponse(tmf_itt, 0, 3, 2, 33))
+    assert [type(e) for e in events] == [TaskManagementComplete]
+
+
+def test_cancel_queued_command_sends_nothing() -> None:
+    conn, peer = logged_in(window=1)
+    conn.send_nop(immediate=False)
+    queued = conn.send_command(1, cdb_read16(0, 1), read_length=512)
+    peer.sent()
+    assert conn.cancel(queued, abort=True) is None
+    assert peer.sent() == []
+
+
+def test_scsi_async_event_reported() -> None:
+    conn, peer = logged_in()
+    sense = bytes([0x70, 0, 0x06, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3F, 0x0E, 0, 0, 0, 0])
+    (ev,) = peer.feed(AsyncMessage(AsyncEvent.SCSI_ASYNC_EVENT, encode_lun(1), 2, 1, 32,
+                                   data=len(sense).to_bytes(2, "big") + sense))
+    assert isinstance(ev, AsyncEventReceived) and ev.logout_itt is None
+    assert ev.message.data[2:] == sense and peer.sent() == []
+
+
+def test_reject_of_data_out_fails_the_write() -> None:
+    conn, peer = logged_in({"ImmediateData": "No"})
+    itt = conn.send_command(1, cdb_write16(0, 1), data_out=bytes(512))
+    peer.sent()
+    peer.feed(R2T(itt, 5, 0, 0, 512, exp_cmd_sn=2, max_cmd_sn=33))
+    (out,) = peer.sent()
+    (ev,) = peer.feed(Reject(0x02, 2, 2, 33, data=out.encode()))  # data digest error
+    assert isinstance(ev, RequestFailed) and ev.itt == itt and ev.error.reason == 0x02
