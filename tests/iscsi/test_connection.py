@@ -428,3 +428,22 @@ def test_pair_discovery() -> None:
     ievents, _ = roundtrip(initiator, conn)
     assert [type(e) for e in ievents] == [TextComplete]
     assert ievents[0].itt == itt
+
+
+def test_login_response_bytes() -> None:
+    """The first Login Response, byte for byte (11.13)."""
+    p = Peer()
+    p.send(LoginRequest(0x11223344, ISID, 0, 0, 5, 100, True, False, 0, 1,
+                        data=encode_text(FIRST)))
+    raw = b"".join(bytes(b) for b in p.conn.data_to_send())
+    body = b"AuthMethod=None\0TargetPortalGroupTag=1\0"
+    bhs = bytes.fromhex(
+        "23"  # opcode: Login Response
+        "81"  # T=1, CSG=0, NSG=1
+        "0000"  # Version-max, Version-active
+        "00" + f"{len(body):06x}" +  # TotalAHSLength, DataSegmentLength
+        f"{ISID:012x}" "0000"  # ISID, TSIH
+        "11223344" "00000000"  # ITT, reserved
+        f"{100:08x}" f"{5:08x}" f"{5:08x}"  # StatSN, ExpCmdSN, MaxCmdSN
+        "0000" "0000" + "00" * 8)  # Status-Class/Detail, reserved
+    assert raw == bhs + body + bytes(-len(body) % 4)

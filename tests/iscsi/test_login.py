@@ -343,6 +343,8 @@ def without(name: str) -> list[tuple[str, str]]:
     (req([*without("TargetName"), ("TargetName", "iqn.nope")]), LoginStatus.NOT_FOUND),
     (req([("InitiatorName", "iqn.stranger"), *without("InitiatorName")]),
      LoginStatus.AUTHORIZATION_FAILURE),
+    (req([("InitiatorName", "iqn." + "x" * 220), *without("InitiatorName")]),
+     LoginStatus.INITIATOR_ERROR),
     (req(FIRST, transit=True, cont=True), LoginStatus.INITIATOR_ERROR),
     (req(FIRST, csg=2, nsg=3), LoginStatus.INITIATOR_ERROR),
     (req(FIRST, csg=3, nsg=3), LoginStatus.INITIATOR_ERROR),

@@ -73,6 +73,7 @@ TRANSITIONS: dict[int, frozenset[int]] = {
 MAX_LOGIN_SEGMENT = 8192  # we split longer responses (C bit); 6.1
 MAX_LOGIN_TEXT = 64 * 1024  # bound on one request's text across C=1 pieces
 SESSION_TYPES = ("Normal", "Discovery")
+MAX_NAME_LENGTH = 223  # iSCSI names (RFC 3722 section 6.1, RFC 7143 4.2.7.1)
 
 
 class TargetPolicy(Protocol):
@@ -267,6 +268,8 @@ class TargetLogin:
         name = keys.get("InitiatorName", "")
         if not name:
             raise LoginError(LoginStatus.MISSING_PARAMETER, "no InitiatorName")
+        if len(name.encode()) > MAX_NAME_LENGTH:
+            raise _initiator_error("InitiatorName too long")
         stype = keys.get("SessionType", "Normal")
         if stype not in SESSION_TYPES:
             raise LoginError(LoginStatus.SESSION_TYPE_NOT_SUPPORTED, f"SessionType={stype}")
