@@ -1,10 +1,23 @@
 """An asyncio iSCSI initiator for tests and scripts, on pytgt's sans-I/O codec.
 
->>> async with await Initiator.login("127.0.0.1", port, target=iqn) as s:  # doctest: +SKIP
-...     data = await s.read16(1, 0, 8)
+Discovery, then a normal session (every operation takes ``timeout=``)::
 
-:class:`InitiatorConnection` (``pytgt.initiator.core``) is the sans-I/O core;
-:mod:`pytgt.initiator.client` is the asyncio adapter.
+    async with Initiator("127.0.0.1", port, initiator_name=name) as ini:
+        targets = await ini.discover()      # [(iqn, ["127.0.0.1:3260,1"]), ...]
+    async with Initiator.login("127.0.0.1", port, target=iqn, immediate_data=True,
+                               initial_r2t=False, header_digest=True,
+                               chap=("user", "secret")) as s:
+        r = await s.execute(1, cdb, data_out=b"", read_length=512)  # ScsiResult
+        data = await s.read16(1, lba=0, blocks=8)                  # raises ScsiError
+        await s.write16(1, 0, data)
+        await s.task_management(TmfFunction.ABORT_TASK, lun=1, ref_itt=0x10)
+        await s.nop(b"ping")
+        s.negotiated                                                # dict
+
+Login failures raise :class:`LoginFailed` (``.status`` e.g. 0x0203); transport
+problems :class:`ConnectionLost`, :class:`CommandRejected`, :class:`ProtocolViolation`.
+:class:`InitiatorConnection` (``pytgt.initiator.core``) is the sans-I/O core (bytes
+in, events out); :mod:`pytgt.initiator.client` is the thin asyncio adapter.
 """
 
 from __future__ import annotations
