@@ -617,3 +617,34 @@ def test_any_request_sequence(requests: list[tuple[int, int, bool, bool, bytes]]
         if rsp.final_ok:
             assert lg.initiator_name == INAME
             return
+
+
+# -- chap.py on its own -------------------------------------------------------------
+
+@given(st.binary(min_size=1, max_size=1024))
+def test_binary_values_round_trip(data: bytes) -> None:
+    import base64
+
+    assert decode_binary(encode_binary(data)) == data
+    assert decode_binary("0b" + base64.b64encode(data).decode()) == data
+    assert decode_binary("0X" + data.hex().upper()) == data
+
+
+@pytest.mark.parametrize("value", ["", "0x", "0b", "12", "0xg0", "0b!!", "0x" + "00" * 1025])
+def test_binary_values_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        decode_binary(value)
+
+
+def test_chap_target_alone() -> None:
+    from pytgt.iscsi.chap import ALGORITHMS, ChapTarget
+
+    chap = ChapTarget({"u": "s" * 12}.get, random_bytes=counter_bytes())
+    got = dict(chap.step({"CHAP_A": "7"}))
+    algo = ALGORITHMS[7]
+    assert got == {"CHAP_A": "7", "CHAP_I": "1", "CHAP_C": encode_binary(bytes(range(2, 34)))}
+    r = algo.response(1, b"s" * 12, bytes(range(2, 34)))
+    assert chap.step({"CHAP_N": "u", "CHAP_R": encode_binary(r)}) == []
+    assert chap.done and chap.user == "u"
+    with pytest.raises(LoginError):
+        chap.step({"CHAP_A": "5"})
