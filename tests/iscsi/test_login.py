@@ -576,6 +576,27 @@ def test_auth_required_waits_without_transit() -> None:
     assert not rsp.transit  # nothing agreed yet, but the initiator did not ask to move
 
 
+class DiscoveryAuthPolicy(FakePolicy):
+    """Discovery sessions need CHAP too (tgt's discovery accounts)."""
+
+    def auth_required(self, target: FakeTarget | None) -> bool:
+        return True
+
+    def chap_secret(self, target: FakeTarget | None, user: str) -> str | None:
+        return SECRET if target is None and user == "disc" else None
+
+
+def test_discovery_chap() -> None:
+    lg = TargetLogin(DiscoveryAuthPolicy(FakeTarget(TNAME)), "127.0.0.1",
+                     random_bytes=counter_bytes())
+    rsp = lg.receive(req([*DISCOVERY[:2], ("AuthMethod", "CHAP,None")], csg=0, nsg=1))
+    assert answers(rsp) == [("AuthMethod", "CHAP")] and not rsp.transit
+    got = dict(answers(lg.receive(req([("CHAP_A", "5")], csg=0, nsg=1))))
+    r = hashlib.md5(bytes([1]) + SECRET.encode() + decode_binary(got["CHAP_C"])).digest()
+    rsp = lg.receive(req([("CHAP_N", "disc"), ("CHAP_R", encode_binary(r))], csg=0, nsg=3))
+    assert rsp.final_ok and lg.session_type == "Discovery"
+
+
 def test_chap_not_offered_when_not_required() -> None:
     lg = make()
     rsp = lg.receive(req([*without("AuthMethod"), ("AuthMethod", "CHAP,None")], csg=0, nsg=1))
