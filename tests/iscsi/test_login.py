@@ -301,6 +301,25 @@ def test_target_offers_keys_it_cannot_leave_at_default() -> None:
     assert (p.immediate_data, p.max_burst_length, p.first_burst_length) == (False, 32768, 32768)
 
 
+@pytest.mark.parametrize(("offer", "answer", "ok"), [
+    (None, "CRC32C", True), (None, "Reject", False), ("None", None, False),
+    ("CRC32C,None", None, True),
+])
+def test_required_digest(offer: str | None, answer: str | None, ok: bool) -> None:
+    lg = make(FakeTarget(TNAME, settings={"HeaderDigest": "CRC32C"}))
+    lg.receive(req(FIRST, csg=0, nsg=1))
+    pairs = [] if offer is None else [("HeaderDigest", offer)]
+    if answer is not None:
+        rsp = lg.receive(req(pairs, csg=1, nsg=3))
+        assert ("HeaderDigest", "CRC32C") in answers(rsp) and not rsp.transit
+        pairs = [("HeaderDigest", answer)]
+    if ok:
+        assert lg.receive(req(pairs, csg=1, nsg=3)).final_ok
+        assert lg.negotiated.header_digest
+    else:
+        assert fail_status(lg, req(pairs, csg=1, nsg=3)) == LoginStatus.INITIATOR_ERROR
+
+
 def test_offer_answer_must_fit_the_rule() -> None:
     lg = make(FakeTarget(TNAME, settings={"MaxBurstLength": "65536"}))
     lg.receive(req(FIRST, csg=0, nsg=1))

@@ -218,6 +218,8 @@ class TargetLogin:
         answers = self._answer_all(req, keys)
         answers += self._declarations(req)
         transit = self._may_transit(req)
+        if transit and req.nsg == FULL_FEATURE:
+            self._check_agreement()
         reply = LoginReply(LoginStatus.SUCCESS, transit, False, req.csg,
                            req.nsg if transit else 0, encode_text(answers))
         self._sent_first = True
@@ -482,6 +484,18 @@ class TargetLogin:
         if key.normal_only and self.session_type == "Discovery":
             return None
         return key
+
+    def _check_agreement(self) -> None:
+        """Before full feature phase: every list key must hold a value we support, e.g.
+        no digest when the admin requires CRC32C and the initiator rejected it (6.2.2)."""
+        for name, ours in self._ours.items():
+            key = KEYS.get(name)
+            if key is None or key.rule is not Rule.LIST:
+                continue
+            if key.normal_only and self.session_type == "Discovery":
+                continue
+            if self.negotiated.value_of(key) not in ours.split(","):
+                raise _initiator_error(f"no acceptable {name} (we need {ours})")
 
     # -- long responses -------------------------------------------------------------
     def _emit(self, reply: LoginReply) -> LoginReply:
