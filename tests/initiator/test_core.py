@@ -326,3 +326,30 @@ def test_reject_of_data_out_fails_the_write() -> None:
     (out,) = peer.sent()
     (ev,) = peer.feed(Reject(0x02, 2, 2, 33, data=out.encode()))  # data digest error
     assert isinstance(ev, RequestFailed) and ev.itt == itt and ev.error.reason == 0x02
+
+
+def test_login_response_and_first_digested_pdu_in_one_read() -> None:
+    """Digests start with the first PDU after the final Login Response (13.1)."""
+    from pytgt.initiator.core import InitiatorConnection
+    from pytgt.initiator.events import LoginComplete
+    from pytgt.initiator.options import InitiatorOptions
+
+    from .util import IQN, Peer, login_rsp, text
+
+    conn = InitiatorConnection(InitiatorOptions(target_name=IQN, header_digest=True))
+    peer = Peer(conn)
+    conn.start_login()
+    (req,) = peer.sent()
+    peer.feed(login_rsp(req, [("AuthMethod", "None")]))
+    (op,) = peer.sent()
+    answers = [(k, v) for k, v in text(op).items() if k != "MaxRecvDataSegmentLength"]
+    final = peer.wire(login_rsp(op, answers, nsg=3, stat_sn=1, tsih=3))
+    peer.digests(True, False)
+    ping = peer.wire(NopIn(RESERVED_TAG, 0x55, 2, 1, 32))
+    conn.receive_data(final + ping)
+    events = []
+    while (ev := conn.next_event()) is not None:
+        events.append(ev)
+    assert [type(e) for e in events] == [LoginComplete]
+    (answer,) = peer.sent()[-1:]
+    assert isinstance(answer, NopOut) and answer.ttt == 0x55

@@ -126,8 +126,6 @@ class InitiatorConnection:
         self._out: list[Data] = []
         self._next_itt = 1
         self._logging_in = False
-        self._frames: deque[Frame] = deque()
-        self._rx_error: Exception | None = None
 
     # -- bytes in / out ---------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -143,36 +141,34 @@ class InitiatorConnection:
         if not data:
             self.connection_lost("target closed the connection")
             return
-        # Feed at most the free buffer space at a time and cut frames in between, so
-        # that any amount of input is accepted (Framer.receive_data alone is bounded).
+        # Feed at most the free buffer space at a time and process frames in between,
+        # so that any amount of input is accepted (Framer.receive_data alone is bounded).
         view = memoryview(data).cast("B")
-        while view and self._rx_error is None:
+        while view and not self.closed:
             buf = self.framer.get_buffer()
             n = min(len(buf), len(view))
             buf[:n] = view[:n]
             self.framer.buffer_updated(n)
             view = view[n:]
-            self._cut_frames()
-
-    def _cut_frames(self) -> None:
-        try:
-            while (frame := self.framer.next_frame()) is not None:
-                self._frames.append(frame)
-        except (ProtocolError, ConnectionDropped) as exc:
-            self._rx_error = exc
+            self._process()
 
     def next_event(self) -> Event | None:
         """The next event, or None when every received byte has been consumed."""
-        while not self._events and not self.closed:
-            if not self._frames:
-                self._cut_frames()
-            if self._frames:
-                self._dispatch(self._frames.popleft())
-            elif self._rx_error is not None:
-                self.connection_lost(f"framing: {self._rx_error}")
-            else:
-                break
+        if not self._events:
+            self._process()
         return self._events.popleft() if self._events else None
+
+    def _process(self) -> None:
+        """Cut and dispatch frames one at a time (digests switch on after login)."""
+        while not self.closed:
+            try:
+                frame = self.framer.next_frame()
+            except (ProtocolError, ConnectionDropped) as exc:
+                self.connection_lost(f"framing: {exc}")
+                return
+            if frame is None:
+                return
+            self._dispatch(frame)
 
     def data_to_send(self) -> list[Data]:
         """Buffers to transmit, in order; clears the queue."""
