@@ -345,11 +345,12 @@ def test_login_response_and_first_digested_pdu_in_one_read() -> None:
     answers = [(k, v) for k, v in text(op).items() if k != "MaxRecvDataSegmentLength"]
     final = peer.wire(login_rsp(op, answers, nsg=3, stat_sn=1, tsih=3))
     peer.digests(True, False)
-    ping = peer.wire(NopIn(RESERVED_TAG, 0x55, 2, 1, 32))
-    conn.receive_data(final + ping)
+    pings = peer.wire(NopIn(RESERVED_TAG, 0x55, 2, 1, 32, data=b"one"))
+    pings += peer.wire(NopIn(RESERVED_TAG, 0x56, 2, 1, 32))
+    conn.receive_data(final + pings)
     events = []
     while (ev := conn.next_event()) is not None:
         events.append(ev)
     assert [type(e) for e in events] == [LoginComplete]
-    (answer,) = peer.sent()[-1:]
-    assert isinstance(answer, NopOut) and answer.ttt == 0x55
+    answers = peer.sent()[-2:]
+    assert [(a.ttt, a.data) for a in answers] == [(0x55, b"one"), (0x56, b"")]
