@@ -94,7 +94,6 @@ class InitiatorSession:
         self.closed_reason: str | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._closed = asyncio.Event()
-        self._logout_task: asyncio.Task[Any] | None = None
 
     # -- connection and login -------------------------------------------------------------
     async def _open(self, host: str, port: int, timeout: float) -> None:
@@ -179,6 +178,10 @@ class InitiatorSession:
                 self._expect(tmf).add_done_callback(_consume)
                 self.protocol.transmit()
             raise TimeoutError(f"no answer to ITT {itt:#x} within the timeout") from None
+        except asyncio.CancelledError:
+            self._futures.pop(itt, None)
+            self.conn.cancel(itt)
+            raise
 
     def _check_open(self) -> None:
         if self.conn.closed:
