@@ -47,15 +47,28 @@ class RegistryPolicy:
     def target_alias(self, target: Target | None) -> str:
         return target.alias if target is not None else ""
 
+    def _accounts_of(self, target: Target | None) -> tuple[list[str], str | None]:
+        """Incoming accounts and the outgoing account of a target, or of the discovery
+        side when ``target`` is None (accounts bound without --tid, as tgt does)."""
+        if target is None:
+            return self.registry.incoming_accounts, self.registry.outgoing_account
+        return target.incoming_accounts, target.outgoing_account
+
     def auth_required(self, target: Target | None) -> bool:
-        return bool(target is not None and target.incoming_accounts)
+        return bool(self._accounts_of(target)[0])
 
     def chap_secret(self, target: Target | None, user: str) -> str | None:
-        """The CHAP secret of ``user`` if it is bound to ``target`` (incoming)."""
-        if target is None or user not in target.incoming_accounts:
+        """The CHAP secret of ``user`` if it is bound (incoming) to ``target``."""
+        if user not in self._accounts_of(target)[0]:
             return None
         acct = self.registry.accounts.get(user)
         return acct.password if acct else None
+
+    def chap_mutual_account(self, target: Target | None) -> tuple[str, str] | None:
+        """The outgoing (mutual CHAP) account bound to ``target``: (user, secret)."""
+        user = self._accounts_of(target)[1]
+        acct = self.registry.accounts.get(user) if user else None
+        return (acct.user, acct.password) if acct else None
 
     # -- discovery -----------------------------------------------------------------
     def send_targets(self, initiator_name: str, address: str, value: str,

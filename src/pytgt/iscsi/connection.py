@@ -22,11 +22,13 @@ from pytgt.iscsi.constants import (
     RESERVED_TAG,
     LoginStatus,
     LogoutReason,
-    LogoutResponse as LogoutCode,
     Opcode,
     RejectReason,
     TmfFunction,
     TmfResponse,
+)
+from pytgt.iscsi.constants import (
+    LogoutResponse as LogoutCode,
 )
 from pytgt.iscsi.errors import ConnectionDropped, LoginError, ProtocolError
 from pytgt.iscsi.events import (
@@ -39,6 +41,7 @@ from pytgt.iscsi.events import (
 from pytgt.iscsi.framer import DataDigestError, Frame, Framer
 from pytgt.iscsi.pdu import (
     OPCODE_MASK,
+    R2T,
     AsyncMessage,
     DataIn,
     DataOut,
@@ -48,7 +51,6 @@ from pytgt.iscsi.pdu import (
     LogoutResponse,
     NopIn,
     NopOut,
-    R2T,
     Reject,
     ScsiCommand,
     ScsiResponse,

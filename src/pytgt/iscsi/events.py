@@ -18,7 +18,7 @@ class SessionStarted:
     session: Session
     new_session: bool
     reinstated: Session | None = None
-    replaced_connection: Any = None  # an older connection with the same CID (connection reinstatement)
+    replaced_connection: Any = None  # older connection with the same CID (reinstatement)
 
 
 @dataclass(frozen=True, slots=True)

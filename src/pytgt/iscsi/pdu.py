@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pytgt.iscsi.constants import RESERVED_TAG, Opcode, RejectReason
 from pytgt.iscsi.errors import ProtocolError
@@ -631,7 +631,7 @@ class SnackRequest:
         return cls(itt, fl & 0xF, lun, ttt, esn, beg, run, data)
 
 
-DECODERS: dict[int, type] = {
+DECODERS: dict[int, Any] = {
     cls.opcode: cls
     for cls in (
         ScsiCommand, ScsiResponse, DataIn, DataOut, R2T, NopOut, NopIn, TaskMgmtRequest,
