@@ -159,7 +159,7 @@ class ScsiTarget:
 
     def expected_data_out(self, lun: int, cdb: bytes) -> int | None:
         """Bytes of Data-Out the CDB asks for (None if unknown / not a data-out command)."""
-        lu = self.lu(lun)
+        lu = self._by_field.get(lun) or self.lu(lun)
         if lu is None or not cdb:
             return None
         try:
