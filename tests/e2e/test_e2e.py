@@ -142,8 +142,6 @@ def test_abort_task_of_nonexistent_task(tmp_path: Path) -> None:
     run(body)
 
 
-@pytest.mark.xfail(reason="target bug: iscsi/connection.py _tmf answers FUNCTION COMPLETE (0) "
-                   "for RefCmdSN < ExpCmdSN, RFC 7143 11.6.1 c) wants TASK DOES NOT EXIST")
 def test_abort_task_completed_long_ago_is_task_does_not_exist(tmp_path: Path) -> None:
     """RFC 7143 11.6.1 c): RefCmdSN outside the window (already completed) -> 'does not exist'."""
 
@@ -197,8 +195,6 @@ def test_chap(tmp_path: Path) -> None:
     run(body)
 
 
-@pytest.mark.xfail(reason="target bug: daemon/policy.py RegistryPolicy has no "
-                   "chap_mutual_account(target), so mutual CHAP always fails with 0x0201")
 def test_mutual_chap(tmp_path: Path) -> None:
     async def body() -> None:
         async with target(tmp_path) as (d, port):

@@ -422,9 +422,10 @@ class TargetConnection:
             task = self._find_task(pdu.referenced_task_tag)
             if task is None or task.command.lun != pdu.lun:
                 # 11.5.1: a task never received but inside the window counts as received
+                # and one outside the window (e.g. completed long ago) does not exist.
                 s = self.session
-                if (task is None and sn_lt(pdu.ref_cmd_sn, sn_add(s.exp_cmd_sn, 0))
-                        and sn_lt(pdu.ref_cmd_sn, pdu.cmd_sn or s.exp_cmd_sn)):
+                if (task is None and sn_in_window(pdu.ref_cmd_sn, s.exp_cmd_sn, s.max_cmd_sn)
+                        and sn_lt(pdu.ref_cmd_sn, pdu.cmd_sn)):
                     self.complete_tmf(pdu.itt, TmfResponse.FUNCTION_COMPLETE)
                 else:
                     self.complete_tmf(pdu.itt, TmfResponse.TASK_DOES_NOT_EXIST)
