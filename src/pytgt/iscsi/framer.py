@@ -96,7 +96,16 @@ class Framer:
             self.buffer_updated(n)
             view = view[n:]
             if self._seg is None and n == 0:
-                raise ConnectionDropped("receive buffer full")
+                self._grow(len(view))
+
+    def _grow(self, more: int) -> None:
+        """Make room for ``more`` bytes (only a sans-I/O caller feeding big chunks gets here;
+        the buffered-protocol path never writes past :meth:`get_buffer`)."""
+        live = self._end - self._start
+        buf = bytearray(max(len(self._buf), live + more + _MIN_FREE))
+        buf[:live] = self._view[self._start : self._end]
+        self._buf, self._view = buf, memoryview(buf)
+        self._start, self._end = 0, live
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, or None when more bytes are needed.
