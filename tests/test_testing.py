@@ -37,3 +37,20 @@ def test_serve_reports_a_bad_backing_store(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="setup failed"), \
             pytgt.testing.serve(str(tmp_path / "missing.img")):
         pass
+
+
+def test_readme_library_example_runs() -> None:
+    """The README's initiator example, as written: helpers ride over the power-on UA."""
+    import asyncio
+
+    from pytgt.initiator import Initiator
+
+    async def body(t: pytgt.testing.ServedTarget) -> None:
+        async with Initiator.login(t.host, t.port, target=t.iqn) as s:
+            cap = await s.read_capacity16(lun=1)
+            await s.write16(1, 0, b"\0" * 4096)
+            assert cap.last_lba == (8 << 20) // 512 - 1
+            assert s.unit_attentions and s.unit_attentions[0][12] == 0x29
+
+    with pytgt.serve(size=8 << 20) as t:
+        asyncio.run(asyncio.wait_for(body(t), 30))

@@ -90,6 +90,7 @@ class InitiatorSession:
         self.conn = InitiatorConnection(options)
         self.protocol = _Protocol(self.conn, self._on_event)
         self.async_events: list[Any] = []
+        self.unit_attentions: list[bytes] = []  # sense data of UAs the helpers retried
         self.abort_on_timeout = True  # send ABORT TASK for a command that timed out
         self.closed_reason: str | None = None
         self._futures: dict[int, asyncio.Future[Any]] = {}
@@ -259,29 +260,42 @@ class InitiatorSession:
         await self.logout()
 
     # -- SCSI helpers -------------------------------------------------------------------
+    # Like a host's SCSI midlayer, the helpers retry a command that reports a UNIT
+    # ATTENTION (power on, reset, parameters changed, ...) and keep the sense in
+    # ``unit_attentions``; ``execute`` itself returns every status untouched.
+    _UA_RETRIES = 8
+
+    async def _run(self, lun: int, cdb: bytes, **kw: Any) -> ScsiResult:
+        for _ in range(self._UA_RETRIES):
+            r = await self.execute(lun, cdb, **kw)
+            if r.status != 0x02 or r.sense_key != 0x06:
+                return r
+            self.unit_attentions.append(r.sense)
+        return r
+
     async def test_unit_ready(self, lun: int = 0, **kw: Any) -> ScsiResult:
-        return (await self.execute(lun, scsi.cdb_test_unit_ready(), **kw)).check()
+        return (await self._run(lun, scsi.cdb_test_unit_ready(), **kw)).check()
 
     async def inquiry(self, lun: int = 0, evpd: bool = False, page: int = 0,
                       allocation_length: int = 255, **kw: Any) -> Inquiry | bytes:
         """Standard INQUIRY -> Inquiry; with ``evpd`` the raw VPD page bytes."""
-        r = await self.execute(lun, scsi.cdb_inquiry(evpd, page, allocation_length),
+        r = await self._run(lun, scsi.cdb_inquiry(evpd, page, allocation_length),
                                read_length=allocation_length, **kw)
         r.check()
         return r.data if evpd else Inquiry.parse(r.data)
 
     async def read_capacity16(self, lun: int = 0, **kw: Any) -> Capacity:
-        r = await self.execute(lun, scsi.cdb_read_capacity16(32), read_length=32, **kw)
+        r = await self._run(lun, scsi.cdb_read_capacity16(32), read_length=32, **kw)
         return Capacity.parse(r.check().data)
 
     async def report_luns(self, allocation_length: int = 4096, **kw: Any) -> list[int]:
-        r = await self.execute(0, scsi.cdb_report_luns(allocation_length),
+        r = await self._run(0, scsi.cdb_report_luns(allocation_length),
                                read_length=allocation_length, **kw)
         return scsi.parse_report_luns(r.check().data)
 
     async def read16(self, lun: int, lba: int, blocks: int, block_size: int = 512,
                      *, fua: bool = False, **kw: Any) -> bytes:
-        r = await self.execute(lun, scsi.cdb_read16(lba, blocks, fua),
+        r = await self._run(lun, scsi.cdb_read16(lba, blocks, fua),
                                read_length=blocks * block_size, **kw)
         return r.check().data
 
@@ -290,10 +304,10 @@ class InitiatorSession:
         if len(data) % block_size:
             raise UsageError(f"write of {len(data)} bytes is not a multiple of {block_size}")
         cdb = scsi.cdb_write16(lba, len(data) // block_size, fua)
-        return (await self.execute(lun, cdb, data_out=data, **kw)).check()
+        return (await self._run(lun, cdb, data_out=data, **kw)).check()
 
     async def synchronize_cache(self, lun: int, **kw: Any) -> ScsiResult:
-        return (await self.execute(lun, scsi.cdb_synchronize_cache16(), **kw)).check()
+        return (await self._run(lun, scsi.cdb_synchronize_cache16(), **kw)).check()
 
 
 class _Opening:
