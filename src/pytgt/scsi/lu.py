@@ -12,6 +12,7 @@ import asyncio
 import errno
 import struct
 
+from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command
 from pytgt.scsi.modepages import ModePages
 from pytgt.scsi.pr import PersistentReservations
@@ -95,6 +96,7 @@ class LogicalUnit:
         self.pr = PersistentReservations()
         self.caw_lock = asyncio.Lock()
         self.task_set = TaskSet()
+        self.alua = TargetPortGroups()  # replaced by the target's own (ScsiTarget.add_lu)
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:
@@ -252,6 +254,8 @@ class LogicalUnit:
                 code = self.ua_take(task.nexus.key)
                 if code is not None:
                     raise CheckCondition(SenseKey.UNIT_ATTENTION, code)
+            if self.alua.restricted:  # a target port group in standby, unavailable, ...
+                self.alua.check(task.nexus, task.cdb)
             if row.medium and not (self.online and self.loaded):
                 raise self._not_ready()
             if self.reservation is not None and row.conflicts \

@@ -9,9 +9,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pytgt.scsi import alua, vpd
 from pytgt.scsi import cdb as c
 from pytgt.scsi import modepages as mp
-from pytgt.scsi import vpd
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ, persistent_reserve_in, persistent_reserve_out
 from pytgt.scsi.sense import (
@@ -58,7 +58,7 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
         0x06,  # VERSION: SPC-4
         0x12,  # HISUP, RESPONSE DATA FORMAT 2
         91,  # ADDITIONAL LENGTH
-        0x00,  # SCCS/ACC/TPGS/3PC/PROTECT
+        alua.TPGS,  # SCCS/ACC/TPGS (11b: implicit and explicit ALUA)/3PC/PROTECT
         0x00,
         0x02,  # CMDQUE
     ))
@@ -103,6 +103,8 @@ async def request_sense(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     code = lu.ua_take(task.nexus.key)
     if code is not None:
         sense = build_sense(SenseKey.UNIT_ATTENTION, *code, descriptor=desc)
+    elif lu.alua.restricted and (refused := lu.alua.refusal(task.nexus)) is not None:
+        sense = build_sense(SenseKey.NOT_READY, *refused, descriptor=desc)  # SPC-4 6.29
     elif not lu.online:
         sense = build_sense(SenseKey.NOT_READY, *Asc.MEDIUM_NOT_PRESENT, descriptor=desc)
     else:
@@ -331,6 +333,11 @@ SPC_COMMANDS: list[Command] = [
             report_supported_tmfs,
             service_action=ServiceAction.REPORT_SUPPORTED_TASK_MANAGEMENT_FUNCTIONS,
             medium=False, conflicts=False, pr_access=A),
+    Command(Opcode.MAINTENANCE_IN, "REPORT TARGET PORT GROUPS", alua.report_target_port_groups,
+            service_action=alua.REPORT_TARGET_PORT_GROUPS, medium=False, conflicts=False,
+            pr_access=A),
+    Command(Opcode.MAINTENANCE_OUT, "SET TARGET PORT GROUPS", alua.set_target_port_groups,
+            alua.param_len_6_4, service_action=alua.SET_TARGET_PORT_GROUPS, medium=False),
 ]
 
 CONTROLLER_COMMANDS: list[Command] = list(SPC_COMMANDS)

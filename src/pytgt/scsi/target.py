@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from pytgt.scsi import spc
+from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Opcode
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field, sense_bytes
@@ -55,6 +56,8 @@ class ScsiTarget:
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
         self._by_field: dict[int, LogicalUnit] = {}  # LUN number and raw LUN field -> LU
+        self.alua = TargetPortGroups(self.luns)  # ALUA states, shared by every LU
+        self.luns[0].alua = self.alua
         self._reindex()
 
     def _reindex(self) -> None:
@@ -76,6 +79,7 @@ class ScsiTarget:
         for other in self.luns.values():
             other.ua_add_all(keys, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
         lu.nexuses = dict(self.nexuses)
+        lu.alua = self.alua
         lu.ua_add_all(keys, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         self.luns[lu.lun] = lu
         self._reindex()
@@ -89,6 +93,7 @@ class ScsiTarget:
         if lun == 0:
             self.luns[0] = create_lu("controller", 0, None, tid=self.tid)
             self.luns[0].nexuses = dict(self.nexuses)
+            self.luns[0].alua = self.alua
         for other in self.luns.values():
             other.ua_add_all(list(self.nexuses), Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
         self._reindex()
@@ -97,6 +102,7 @@ class ScsiTarget:
     def add_nexus(self, nexus: ItNexus) -> None:
         """A new I_T nexus (login): POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LU."""
         self.nexuses[nexus.key] = nexus
+        self.alua.learn(nexus)  # its portal group is a target port group
         for lu in self.luns.values():
             lu.nexuses[nexus.key] = nexus
             lu.ua_add(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
