@@ -133,7 +133,7 @@ def parse_state(word: str) -> AccessState:
     Raises ValueError for anything else.
     """
     w = word.strip().lower()
-    state = STATE_WORDS.get(w) or _ALIASES.get(w)
+    state = STATE_WORDS.get(w, _ALIASES.get(w))  # not "or": active/optimized is 0
     if state is None:
         raise ValueError(f"bad ALUA state {word!r} (one of {', '.join(STATE_WORDS)})")
     return state
