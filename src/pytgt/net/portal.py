@@ -56,8 +56,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.conn: TargetConnection | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Future[Any]] = set()  # commands waiting on I/O
         self._pump_scheduled = False
+        self._flush_scheduled = False
+        self._in_pump = False
 
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,10 +122,14 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         conn = self.conn
         assert conn is not None
         now = self.loop.time()
-        while (event := conn.next_event(now)) is not None:
-            handler = _EVENT_HANDLERS.get(type(event))
-            if handler is not None:
-                handler(self, event)
+        self._in_pump = True
+        try:
+            while (event := conn.next_event(now)) is not None:
+                handler = _EVENT_HANDLERS.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+        finally:
+            self._in_pump = False
         self._transmit()
         self._arm_timer()
 
@@ -172,9 +178,30 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 hook(s, self.conn)
 
     def _on_command(self, ev: CommandReady) -> None:
-        t = asyncio.ensure_future(self._execute(ev.task))
-        self._running.add(t)
-        t.add_done_callback(self._running.discard)
+        """Run the command's first step now, without a Task: page-cache reads and most
+        non-data commands finish right here. Only a command that really waits (disk I/O
+        in the pool, a lock) becomes a Task, resumed right after the await it stopped at."""
+        coro = self._execute(ev.task)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        except BaseException:  # _execute answers every error itself; this is a bug
+            log.exception("SCSI command runner failed")
+            return
+
+        def resume(_: object = None) -> None:
+            t = self.loop.create_task(coro)
+            self._running.add(t)
+            t.add_done_callback(self._running.discard)
+
+        if waiting_on is None:  # a bare yield (asyncio.sleep(0))
+            self.loop.call_soon(resume)
+        else:  # an asyncio future, as a Task would see it
+            waiting_on._asyncio_future_blocking = False
+            self._running.add(waiting_on)
+            waiting_on.add_done_callback(self._running.discard)
+            waiting_on.add_done_callback(resume)
 
     async def _execute(self, task: Any) -> None:
         conn = self.conn
@@ -194,7 +221,19 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
         else:
             conn.complete_command(task, result.status, result.data, result.sense, write_length)
-        self._transmit()
+        if not self._in_pump:  # inside _pump the batch is sent when the pump ends
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Send everything completed in this loop iteration with one writev."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.transport is not None:
+            self._transmit()
 
     def _on_tmf(self, ev: TaskManagement) -> None:
         conn = self.conn
