@@ -3,6 +3,7 @@ then the RSS cost of idle logged-in sessions (issue 5: < 150 MiB, < 64 KiB per s
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from bench.targets import TARGETS, TargetError, rss_kib
 
 LUNS_PER_TARGET = 100
 IDLE_SESSIONS = 100
+LOGIN_TIMEOUT = 60.0
 
 
 def footprint(name: str, workdir: Path, luns: int) -> dict[str, Any]:
@@ -54,10 +56,13 @@ def idle_sessions(t: Any, iqn: str, count: int) -> dict[str, Any]:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert helper.stdin is not None and helper.stdout is not None
     try:
-        line = helper.stdout.readline()
+        ready, _, _ = select.select([helper.stdout], [], [], LOGIN_TIMEOUT)
+        line = helper.stdout.readline() if ready else ""
         if not line.startswith("ready"):
+            helper.kill()
             helper.wait(timeout=30)
-            raise TargetError(f"idle sessions: {helper.stderr.read() if helper.stderr else ''}")
+            why = (helper.stderr.read() if helper.stderr else "") or "timed out logging in"
+            raise TargetError(f"idle sessions: {why.strip()}")
         time.sleep(2.0)
         after = rss_kib(t.pid) or 0
     finally:
