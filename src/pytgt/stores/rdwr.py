@@ -17,15 +17,18 @@ store reports ``readonly = True``.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import mmap
 import os
 import stat
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pytgt.stores.base import (
     StoreCapability,
@@ -78,6 +81,7 @@ class RdwrStore:
         self._fd = fd  # buffered (or O_SYNC) descriptor
         self._direct_fd = direct_fd  # O_DIRECT descriptor, when asked for
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pytgt-rdwr")
+        self._submitter = _Submitter(self._pool, workers)
         self._closed = False
         self._nowait = _RWF_NOWAIT is not None and direct_fd is None
 
@@ -113,8 +117,7 @@ class RdwrStore:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
             raise StoreIOError(errno.EBADF, "store is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, *args)
+        return await self._submitter.submit(asyncio.get_running_loop(), fn, args)
 
     async def read(self, offset: int, length: int) -> bytes | bytearray | memoryview:
         check_range(self.size, offset, length)
@@ -250,6 +253,81 @@ class RdwrStore:
             n = min(length, zeros.nbytes)
             self._write_sync(offset, zeros[:n])
             offset, length = offset + n, length - n
+
+
+_Job = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]"]
+_Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
+_BATCH = 8
+
+
+class _Submitter:
+    """Runs blocking jobs in the pool, several per thread wake-up when work queues up.
+
+    Each pool thread ("drainer") takes jobs from one queue until it is empty and reports
+    results to the loop in batches: one ``call_soon_threadsafe`` per batch instead of
+    one thread wake-up and one loop wake-up per job (the cost of ``run_in_executor``).
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, max_drainers: int) -> None:
+        self._pool = pool
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._lock = threading.Lock()
+        self._drainers = 0
+        self._max = max_drainers
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T],
+               args: tuple[object, ...]) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, args, fut))
+        with self._lock:  # after the append: a drainer about to stop re-checks under it
+            start = self._drainers < self._max
+            if start:
+                self._drainers += 1
+        if start:
+            self._pool.submit(self._drain)
+        return fut
+
+    def _drain(self) -> None:
+        done: _Done = []
+        queue = self._queue
+        while True:
+            try:
+                fn, args, fut = queue.popleft()
+            except IndexError:
+                with self._lock:
+                    if not queue:
+                        self._drainers -= 1
+                        break
+                continue
+            try:
+                done.append((fut, fn(*args), None))
+            except BaseException as exc:  # handed to the awaiting coroutine
+                done.append((fut, None, exc))
+            if len(done) >= _BATCH or not queue:
+                _post(done)
+                done = []
+        if done:
+            _post(done)
+
+
+def _post(done: _Done) -> None:
+    """Hand results to the loops their futures belong to (one call per loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, _Done] = {}
+    for item in done:
+        by_loop.setdefault(item[0].get_loop(), []).append(item)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+            loop.call_soon_threadsafe(_complete, items)
+
+
+def _complete(done: _Done) -> None:
+    for fut, result, exc in done:
+        if fut.cancelled():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
 
 
 def _open(path: str, flags: int, readonly: bool = False) -> tuple[int, bool]:
