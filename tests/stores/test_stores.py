@@ -271,3 +271,36 @@ def test_rdwr_cached_reads_skip_the_pool(image: Path, monkeypatch: pytest.Monkey
     assert bytes(run(store.read(0, 4096))) == b"c" * 4096
     assert len(pooled) == calls + 1  # a cache miss goes to the pool
     run(store.close())
+
+
+def test_rdwr_many_concurrent_ios(image: Path) -> None:
+    async def main() -> None:
+        store = open_store("rdwr", str(image))
+        blocks = [bytes([i]) * 4096 for i in range(256)]
+        await asyncio.gather(*(store.write(i * 4096, b) for i, b in enumerate(blocks)))
+        store._nowait = False  # type: ignore[attr-defined]  # every read through the pool
+        got = await asyncio.gather(*(store.read(i * 4096, 4096) for i in range(256)))
+        assert [bytes(g) for g in got] == blocks
+        await store.close()
+
+    run(main())
+
+
+def test_rdwr_pool_errors_reach_their_own_caller(image: Path) -> None:
+    async def main() -> None:
+        store = RdwrStore.open(str(image))
+        orig = store._write_sync
+
+        def flaky(offset: int, view: memoryview) -> None:
+            if offset == 8192:
+                raise StoreIOError(errno.EIO, "boom")
+            orig(offset, view)
+
+        store._write_sync = flaky  # type: ignore[method-assign]
+        results = await asyncio.gather(*(store.write(i * 4096, b"x" * 4096) for i in range(6)),
+                                       return_exceptions=True)
+        assert [type(r).__name__ for r in results] == [
+            "NoneType", "NoneType", "StoreIOError", "NoneType", "NoneType", "NoneType"]
+        await store.close()
+
+    run(main())
