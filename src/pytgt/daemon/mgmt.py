@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
+from pytgt.daemon import alua_admin
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
@@ -349,7 +350,10 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
         params = {str(name): str(value), **params}
     state = None
     updates: dict[str, str] = {}
+    alua = _alua_change(target, {k: v for k, v in params.items() if k in alua_admin.PARAMS})
     for key, val in params.items():
+        if key in alua_admin.PARAMS:
+            continue
         if key == "state":
             if val not in _STATES:
                 raise _invalid()
@@ -360,7 +364,20 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
     target.iscsi_params.update(updates)
     if state is not None:
         target.state = state
+    if alua is not None:
+        alua()
     return ""
+
+
+def _alua_change(target: Target, params: dict[str, str]) -> Callable[[], None] | None:
+    """The checked ALUA state change of an update (alua_admin), or None."""
+    if not params:
+        return None
+    try:
+        return alua_admin.prepare(target.scsi, params)
+    except ValueError as exc:
+        log.warning("target %d: %s", target.tid, exc)
+        raise _invalid() from None
 
 
 # -- logicalunit mode ---------------------------------------------------------------------
@@ -638,6 +655,7 @@ def format_target(t: Target) -> str:
     if nop != "0":
         lines += [f"        Nop interval: {nop}",
                   f"        Nop count: {t.iscsi_params.get('nop_count', '0')}"]
+    lines += alua_admin.show_lines(t.scsi)  # none while every group is active/optimized
     lines.append("    I_T nexus information:")
     for nexus_id, info in sorted(t.nexuses.items()):
         lines += [f"        I_T nexus: {nexus_id}",
@@ -689,7 +707,8 @@ def format_target_params(t: Target) -> str:
     except ValueError:  # set behind our back; show what is stored
         values.update(keys.target_values({}), **iscsi)
     values.update((k, v) for k, v in t.iscsi_params.items() if k in _OTHER_PARAMS)
-    return "".join(f"{k}={values.get(k, '')}\n" for k in TARGET_PARAMS)
+    return ("".join(f"{k}={values.get(k, '')}\n" for k in TARGET_PARAMS)
+            + alua_admin.show_params(t.scsi))
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {
