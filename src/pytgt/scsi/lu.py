@@ -27,6 +27,7 @@ from pytgt.scsi.sense import (
 )
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 from pytgt.scsi.taskset import TaskSet
+from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
 
 DEVICE_TYPES = {"disk": 0x00, "controller": 0x0C}
@@ -97,6 +98,8 @@ class LogicalUnit:
         self.caw_lock = asyncio.Lock()
         self.task_set = TaskSet()
         self.alua = TargetPortGroups()  # replaced by the target's own (ScsiTarget.add_lu)
+        self.peers: dict[int, LogicalUnit] = {lun: self}  # the target's LUN map (add_lu)
+        self.copy_manager = CopyManager()  # EXTENDED COPY state (xcopy.py)
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:

@@ -58,7 +58,8 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
         0x06,  # VERSION: SPC-4
         0x12,  # HISUP, RESPONSE DATA FORMAT 2
         91,  # ADDITIONAL LENGTH
-        alua.TPGS,  # SCCS/ACC/TPGS (11b: implicit and explicit ALUA)/3PC/PROTECT
+        alua.TPGS  # SCCS/ACC/TPGS (11b: implicit and explicit ALUA)/3PC/PROTECT
+        | (0x08 if Opcode.EXTENDED_COPY in lu.service_actions else 0),  # 3PC
         0x00,
         0x02,  # CMDQUE
     ))

@@ -80,6 +80,7 @@ class ScsiTarget:
             other.ua_add_all(keys, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
         lu.nexuses = dict(self.nexuses)
         lu.alua = self.alua
+        lu.peers = self.luns
         lu.ua_add_all(keys, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         self.luns[lu.lun] = lu
         self._reindex()
@@ -90,6 +91,7 @@ class ScsiTarget:
         Every nexus gets REPORTED LUNS DATA HAS CHANGED on the remaining LUs.
         """
         lu = self.luns.pop(lun)
+        lu.peers = {lun: lu}
         if lun == 0:
             self.luns[0] = create_lu("controller", 0, None, tid=self.tid)
             self.luns[0].nexuses = dict(self.nexuses)
