@@ -58,7 +58,8 @@ Usage: {PROG} [OPTION]
         show all targets, or the parameters of the target with <id>.
 --lld <driver> --mode target --op update --tid <id> --name <param> --value <value>
 --lld <driver> --mode target --op update --tid <id> --params <param=value,...>
-        change parameters (state, iSCSI keys) of the target with <id>.
+        change parameters (state, iSCSI keys) of the target with <id>;
+        alua_state=active|nonoptimized|standby|unavailable|offline sets its ALUA state.
 --lld <driver> --mode target --op bind|unbind --tid <id> --initiator-address <address>
 --lld <driver> --mode target --op bind|unbind --tid <id> --initiator-name <name>
         allow or disallow initiators (address, CIDR, ALL; or iSCSI name).
