@@ -175,3 +175,52 @@ def test_registrations_survive_relogin_and_block_spc2(h: Harness, n2: ItNexus) -
     assert out(h, again, 0, K1, 0) == Status.GOOD  # still registered under the same port
     out(h, n2, 0, 0, K2)
     assert h.run([0x16, 0, 0, 0, 0, 0]).status == Status.RESERVATION_CONFLICT
+
+
+def test_holder_unregistering_releases(h: Harness, n2: ItNexus) -> None:
+    out(h, h.nexus, 0, 0, K1)
+    out(h, n2, 0, 0, K2)
+    out(h, h.nexus, 1, K1, ptype=PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+    assert out(h, h.nexus, 0, K1, 0) == Status.GOOD
+    assert h.sense([0] * 6, nexus=n2) == (0x06, 0x2A, 0x04)  # RESERVATIONS RELEASED
+    assert reservation(h) is None
+
+
+def test_all_registrants_reservation_lasts_until_the_last_registrant(h: Harness,
+                                                                     n2: ItNexus) -> None:
+    out(h, h.nexus, 0, 0, K1)
+    out(h, n2, 0, 0, K2)
+    out(h, h.nexus, 1, K1, ptype=PrType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS)
+    assert out(h, h.nexus, 0, K1, 0) == Status.GOOD
+    assert reservation(h) == (0, PrType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS)
+    assert h.run(cdb10(0x28, 0, 1)).status == Status.RESERVATION_CONFLICT  # not registered
+    assert out(h, n2, 0, K2, 0) == Status.GOOD
+    assert reservation(h) is None
+
+
+def test_preempt_all_registrants_with_zero_key(h: Harness, n2: ItNexus) -> None:
+    out(h, h.nexus, 0, 0, K1)
+    out(h, n2, 0, 0, K2)
+    out(h, h.nexus, 1, K1, ptype=PrType.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
+    assert out(h, n2, 4, K2, 0, ptype=PrType.WRITE_EXCLUSIVE) == Status.GOOD
+    assert h.sense([0] * 6) == (0x06, 0x2A, 0x05)
+    assert keys(h)[1] == [K2] and reservation(h) == (K2, PrType.WRITE_EXCLUSIVE)
+
+
+@pytest.mark.parametrize(("action", "ptype_byte", "sense"), [
+    (1, 0x10 | PrType.WRITE_EXCLUSIVE, (0x05, 0x24, 0x00)),  # scope not LU_SCOPE
+    (1, 0x02, (0x05, 0x24, 0x00)),  # type 2 is reserved
+    (4, 0x09, (0x05, 0x24, 0x00)),
+])
+def test_prout_invalid_scope_or_type(h: Harness, action: int, ptype_byte: int,
+                                     sense: tuple[int, int, int]) -> None:
+    out(h, h.nexus, 0, 0, K1)
+    cdb, data = prout(action, K1, K2, ptype_byte)
+    assert h.sense(cdb, data) == sense
+
+
+def test_prout_short_data_and_all_tg_pt(h: Harness) -> None:
+    cdb, data = prout(0, 0, K1)
+    assert h.sense(cdb, data[:10]) == (0x05, 0x1A, 0x00)
+    assert h.sense(*prout(0, 0, K1, flags=0x04)) == (0x05, 0x26, 0x00)
+    assert h.target.expected_data_out(1 << 48, cdb) == 24
