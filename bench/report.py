@@ -5,11 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.workloads import DIGEST_COST_GOAL_PCT
+
 
 def fmt(v: float | None) -> str:
     if v is None:
         return "—"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}"
+
+
+def goal_text(w: dict[str, Any]) -> str:
+    """``>= 1.3 ✓`` / ``<= 1.1 ✗`` for a workload with a goal ratio, else empty."""
+    goal, ratio = w.get("goal_ratio"), w.get("ratio")
+    if goal is None:
+        return ""
+    sign = ">=" if w["higher_is_better"] else "<="
+    if ratio is None:
+        return f"{sign} {goal:g}"
+    met = ratio >= goal if w["higher_is_better"] else ratio <= goal
+    return f"{sign} {goal:g} {'met' if met else 'not met'}"
 
 
 def write_markdown(result: dict[str, Any]) -> str:
@@ -25,8 +39,8 @@ def write_markdown(result: dict[str, Any]) -> str:
         f"{env['duration_s']:g} s; file LUN {env['file_size'] >> 20} MiB (prefilled, cached); "
         f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}.",
         "",
-        "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt |",
-        "|---|---|---|" + "---:|" * len(names) + "---:|",
+        "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt | goal |",
+        "|---|---|---|" + "---:|" * len(names) + "---:|---|",
     ]
     for w in result["workloads"].values():
         cells = [fmt(w["median"].get(n)) for n in names]
@@ -34,18 +48,23 @@ def write_markdown(result: dict[str, Any]) -> str:
         arrow = "" if w["higher_is_better"] else " (lower is better)"
         rtxt = f"{ratio:.2f}{arrow}" if ratio is not None else "—"
         lines.append(f"| {w['title']} | {w['client']} | {w['unit']} | "
-                     + " | ".join(cells) + f" | {rtxt} |")
+                     + " | ".join(cells) + f" | {rtxt} | {goal_text(w)} |")
         p99 = {n: w["extra_median"].get(n, {}).get("p99_us") for n in names}
         if any(v is not None for v in p99.values()):
             r = (p99["pytgt"] / p99["tgt"]) if p99.get("pytgt") and p99.get("tgt") else None
             lines.append("| ↳ same, p99 | | µs | " + " | ".join(fmt(p99[n]) for n in names)
-                         + f" | {f'{r:.2f} (lower is better)' if r else '—'} |")
+                         + f" | {f'{r:.2f} (lower is better)' if r else '—'} | |")
     cost = result.get("digest_cost_pct") or {}
     if cost:
+        pc = cost.get("pytgt")
+        verdict = ("" if pc is None else
+                   f" (goal: pytgt at most {DIGEST_COST_GOAL_PCT:g}%: "
+                   f"{'met' if pc <= DIGEST_COST_GOAL_PCT else 'not met'})")
         lines += ["", "HeaderDigest=CRC32C cost at 1 MiB reads (vs digests off): "
                   + ", ".join(f"{n} {c:.1f}%" if c is not None else f"{n} —"
                               for n, c in cost.items())
-                  + ". libiscsi clients never offer DataDigest, so data digests are not measured."]
+                  + f"{verdict}. libiscsi clients never offer DataDigest, so data digests "
+                  "are not measured."]
     rss = result.get("rss_kib_after_runs") or {}
     if rss:
         lines += ["", "Daemon RSS after the runs: "
@@ -61,7 +80,11 @@ def write_markdown(result: dict[str, Any]) -> str:
                          f"{fp['configure_s']:.1f} s; idle RSS {fp['rss_kib'] / 1024:.1f} MiB "
                          f"(empty daemon {fp['rss_kib_empty'] / 1024:.1f} MiB)"
                          + (f"; {per:.1f} KiB RSS per idle logged-in session "
-                            f"({fp['idle_sessions']} sessions)." if per is not None else "."))
+                            f"({fp['idle_sessions']} sessions)" if per is not None else "")
+                         + (f"; goals < 150 MiB with 1,000 LUNs, < 64 KiB per session: "
+                            f"{'met' if fp['rss_kib'] < 150 * 1024 else 'not met'}, "
+                            f"{'—' if per is None else 'met' if per < 64 else 'not met'}."
+                            if n == "pytgt" else "."))
     for n, e in (result.get("start_errors") or {}).items():
         lines += ["", f"{n} could not be started or configured: `{e.splitlines()[0][:400]}`"]
     errors = [(wn, n, e) for wn, w in result["workloads"].items()
@@ -94,7 +117,10 @@ def write_chart(result: dict[str, Any], path: Path) -> Path | None:
             v, b = w["median"].get(n), w["median"][base]
             rel = (v / b if w["higher_is_better"] else b / v) if v else 0.0
             vals.append(rel)
-        ax.barh([j + i * height for j in range(len(rows))], vals, height=height, label=n)
+        bars = ax.barh([j + i * height for j in range(len(rows))], vals, height=height, label=n)
+        if n != base:
+            ax.bar_label(bars, labels=[f"{v:.2f}" if v else "—" for v in vals], padding=2,
+                         fontsize=8)
     ax.set_yticks([j + height * (len(names) - 1) / 2 for j in range(len(rows))])
     ax.set_yticklabels([k for k, _ in rows])
     ax.invert_yaxis()

@@ -43,7 +43,7 @@ from bench.targets import (  # noqa: E402
     TgtTarget,
     rss_kib,
 )
-from bench.workloads import BY_NAME, WORKLOADS, ClientError, Workload  # noqa: E402
+from bench.workloads import BY_NAME, GOALS, WORKLOADS, ClientError, Workload  # noqa: E402
 
 GIB = 1 << 30
 TOOLS = ("iscsi-perf", "qemu-img", "iscsi-readcapacity16")
@@ -169,7 +169,7 @@ def run_workload(w: Workload, targets: dict[str, Target], runs: int,
     """Alternate the targets ``runs`` times; collect values, extras and errors."""
     res: dict[str, Any] = {
         "title": w.title, "client": w.client, "unit": w.unit,
-        "higher_is_better": w.higher_is_better,
+        "higher_is_better": w.higher_is_better, "goal_ratio": GOALS.get(w.name),
         "runs": {n: [] for n in targets}, "extra": {n: [] for n in targets},
         "errors": {n: [] for n in targets},
     }

@@ -213,6 +213,15 @@ WORKLOADS: list[Workload] = [
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
 
+# Issue 5's goals as pytgt/tgt ratios: at least this (higher is better) or at most this
+# (latency). The 1 MiB digest pair has its own goal (cost against digests off), not a ratio.
+GOALS: dict[str, float] = {
+    "4k_randread_qd32": 1.0, "4k_seqread_qd32": 1.0, "4k_write_qd32": 1.0,
+    "1m_seqread_qd16": 1.3, "1m_write_qd16": 1.0, "4k_randread_qd32_null": 1.0,
+    "4k_randread_qd1_lat": 1.1, "16sess_qd4": 1.0,
+}
+DIGEST_COST_GOAL_PCT = 15.0
+
 
 def timed(fn: Callable[[], Sample]) -> tuple[Sample, float]:
     t0 = time.monotonic()
