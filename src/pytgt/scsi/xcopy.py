@@ -141,7 +141,6 @@ class Cscd:
     """One identification CSCD descriptor, at ``offset`` in the parameter list."""
 
     offset: int
-    nul: bool
     device_type: int
     designator: tuple[int, int, int, bytes]  # code set, association, type, value
     pad: bool
@@ -215,17 +214,16 @@ def _cscds(data: memoryview, start: int, length: int) -> Iterator[Cscd]:
 
 
 def _cscd(data: memoryview, pos: int) -> Cscd:
+    # Byte 1: LU ID TYPE is ignored for an identification descriptor, which names its
+    # LU by the designator; NUL is obsolete in SPC-4 (6.4.5.1); PERIPHERAL DEVICE TYPE.
     b1 = data[pos + 1]
-    if b1 >> 6:  # LU ID TYPE: the designator names the LU; no LUN, no proxy token
-        raise invalid_param(pos + 1, 7)
     code_set, b5, desig_len = data[pos + 4], data[pos + 5], data[pos + 7]
     if desig_len > 20:
         raise invalid_param(pos + 7)
     designator = (code_set & 0x0F, (b5 >> 4) & 0x03, b5 & 0x0F,
                   bytes(data[pos + 8:pos + 8 + desig_len]))
     block_length = int.from_bytes(data[pos + 29:pos + 32], "big")
-    return Cscd(pos, bool(b1 & 0x20), b1 & 0x1F, designator, bool(data[pos + 28] & 0x04),
-                block_length)
+    return Cscd(pos, b1 & 0x1F, designator, bool(data[pos + 28] & 0x04), block_length)
 
 
 def _segments(data: memoryview, start: int, length: int) -> Iterator[Segment]:
@@ -283,8 +281,6 @@ def lu_designators(lu: LogicalUnit) -> set[tuple[int, int, int, bytes]]:
 
 
 def _resolve(lu: LogicalUnit, cscd: Cscd, seg: int) -> LogicalUnit:
-    if cscd.nul:
-        raise CopyAborted(seg, COPY_TARGET_DEVICE_NOT_REACHABLE, field_=cscd.offset + 1)
     for peer in list(lu.peers.values()):
         if cscd.designator in lu_designators(peer):
             break
