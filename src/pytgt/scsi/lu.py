@@ -272,7 +272,9 @@ class LogicalUnit:
         except CheckCondition as exc:
             return self.check_condition(exc)
         except StoreIOError as exc:
-            return self.check_condition(store_error(exc, row is not None and row.writes))
+            # A failed flush lost written data: WRITE ERROR, as for a write (SBC-3 5.22).
+            writing = row is not None and (row.writes or row.opcode in (0x35, 0x91))
+            return self.check_condition(store_error(exc, writing))
         except (struct.error, IndexError):  # a CDB shorter than its operation code needs
             return self.check_condition(invalid_field(len(task.cdb)))
         finally:
