@@ -245,3 +245,22 @@ def test_inquiry_3pc_and_opcodes(h: Harness) -> None:
 def test_write_still_works_after_copy(h: Harness) -> None:
     assert run_xcopy(h, plist([cscd(naa(h))], [b2b(0, 0, 1, 0, 1)])).status == 0
     assert h.run(cdb10(0x2A, 0, 1), b"q" * BS).status == Status.GOOD
+
+
+def test_third_party_copy_vpd(h: Harness) -> None:
+    pages = bytes(h.run([0x12, 1, 0x00, 0, 255, 0]).data)
+    assert 0x8F in pages[4:]
+    page = bytes(h.run([0x12, 1, 0x8F, 0x04, 0, 0]).data)
+    assert page[1] == 0x8F and struct.unpack_from(">H", page, 2)[0] == len(page) - 4
+    pos, kinds = 4, {}
+    while pos < len(page):
+        kind, length = struct.unpack_from(">HH", page, pos)
+        assert length % 4 == 0
+        kinds[kind] = page[pos + 4:pos + 4 + length]
+        pos += 4 + length
+    assert pos == len(page)
+    cmds = kinds[0x0001]
+    assert cmds[1:1 + cmds[0]] == bytes((0x83, 1, 0x00, 0x84, 4, 0, 1, 3, 4))
+    assert struct.unpack_from(">HH", kinds[0x0004], 4) == (x.MAX_CSCD_DESCRIPTORS,
+                                                         x.MAX_SEGMENT_DESCRIPTORS)
+    assert kinds[0x0008][:3] == bytes((2, 0x02, 0xE4))

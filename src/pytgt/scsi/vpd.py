@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 SUPPORTED_VPD_PAGES = 0x00
 UNIT_SERIAL_NUMBER = 0x80
 DEVICE_IDENTIFICATION = 0x83
+THIRD_PARTY_COPY = 0x8F
 BLOCK_LIMITS = 0xB0
 BLOCK_DEVICE_CHARACTERISTICS = 0xB1
 LOGICAL_BLOCK_PROVISIONING = 0xB2
@@ -101,6 +102,13 @@ def logical_block_provisioning(lu: LogicalUnit, nexus: ItNexus) -> bytes:
     return _header(lu, LOGICAL_BLOCK_PROVISIONING, body)
 
 
+def third_party_copy(lu: LogicalUnit, nexus: ItNexus) -> bytes:
+    """Third-party Copy VPD page (SPC-4 7.8.17), described by the copy manager (xcopy.py)."""
+    from pytgt.scsi import xcopy  # xcopy reads page 83h from here: import when called
+
+    return _header(lu, THIRD_PARTY_COPY, xcopy.third_party_copy_descriptors(lu))
+
+
 VpdBuilder = Callable[["LogicalUnit", "ItNexus"], bytes]
 
 _COMMON: dict[int, VpdBuilder] = {
@@ -113,6 +121,7 @@ _DISK: dict[int, VpdBuilder] = {
     BLOCK_LIMITS: block_limits,
     BLOCK_DEVICE_CHARACTERISTICS: block_device_characteristics,
     LOGICAL_BLOCK_PROVISIONING: logical_block_provisioning,
+    THIRD_PARTY_COPY: third_party_copy,
 }
 
 

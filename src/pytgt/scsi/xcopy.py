@@ -534,3 +534,28 @@ COMMANDS: list[Command] = [
       for sa in CopyResultsAction),
 ]
 """The command-table rows (block devices: sbc.DISK_COMMANDS)."""
+
+
+# Third-party Copy VPD page (SPC-4 7.8.17).
+def _tpc_descriptor(kind: int, body: bytes) -> bytes:
+    body = body.ljust(-(-len(body) // 4) * 4, b"\0")  # descriptors are a multiple of 4 bytes
+    return struct.pack(">HH", kind, len(body)) + body
+
+
+def third_party_copy_descriptors(lu: LogicalUnit) -> bytes:
+    """The descriptors of VPD page 8Fh, from the LU's command table and the limits above."""
+    commands = b""
+    for opcode in (Opcode.EXTENDED_COPY, Opcode.RECEIVE_COPY_RESULTS):
+        actions = bytes(sorted(lu.service_actions.get(opcode, {})))
+        if actions:
+            commands += bytes((opcode, len(actions))) + actions
+    supported = _tpc_descriptor(0x0001, bytes((len(commands),)) + commands)
+    parameters = _tpc_descriptor(0x0004, struct.pack(
+        ">4xHHII12x", MAX_CSCD_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS,
+        MAX_DESCRIPTOR_LIST_LENGTH, MAX_INLINE_DATA_LENGTH))
+    descriptors = _tpc_descriptor(
+        0x0008, bytes((len(IMPLEMENTED_DESCRIPTORS),)) + IMPLEMENTED_DESCRIPTORS)
+    general = _tpc_descriptor(0x8001, struct.pack(
+        ">IIIBB14x", MAX_CONCURRENT_COPIES, MAX_CONCURRENT_COPIES, MAX_SEGMENT_LENGTH,
+        DATA_SEGMENT_GRANULARITY, 0))
+    return supported + parameters + descriptors + general
