@@ -178,3 +178,27 @@ def test_short_read_from_store_is_not_sent_as_good(lu_target: tuple) -> None:
     # Either the data the store returned (a residual for the transport to report) or an
     # error; never an exception.
     assert r.status in (Status.GOOD, Status.CHECK_CONDITION)
+
+
+def test_plan_changes_through_management_update() -> None:
+    """``pytgtadm --op new --bstype faulty --bsopts ...`` then ``--op update --params``."""
+    from pytgt.config.model import Registry
+    from pytgt.daemon.mgmt import Management
+
+    async def body() -> None:
+        m = Management(Registry(), portals=[("127.0.0.1", 3260)], control_port=0)
+        for req in ({"mode": "target", "op": "new", "tid": 1, "targetname": "iqn.2026-11.t:f"},
+                    {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1, "bstype": "faulty",
+                     "backing_store": "1M", "bsopts": "size=1M,fault=eio,ops=read"},
+                    {"mode": "logicalunit", "op": "update", "tid": 1, "lun": 1,
+                     "params": "fault=enospc,ops=write,readonly=0"}):
+            rc, out = await m.handle(req)
+            assert rc == 0, out
+        store = m.registry.targets[1].scsi.luns[1].store
+        assert store.plan.fault == "enospc" and store.plan.ops == {"write"}
+        rc, _ = await m.handle({"mode": "logicalunit", "op": "update", "tid": 1, "lun": 1,
+                                "params": "fault=melt"})
+        assert rc != 0 and store.plan.fault == "enospc"
+        await store.close()
+
+    run(body())

@@ -139,8 +139,13 @@ class LogicalUnit:
     def update_params(self, params: dict[str, str]) -> None:
         """Apply ``tgtadm --op update --params k=v,...``; raises ValueError, applying nothing."""
         staged: dict[str, object] = {}
+        own = getattr(self.store, "store_params", frozenset())  # e.g. the faulty store's
         for key, text in params.items():
-            staged[key] = self._check_param(key, text)
+            if key not in own:
+                staged[key] = self._check_param(key, text)
+        to_store = {k: v for k, v in params.items() if k in own}
+        if to_store:
+            self.store.update_params(to_store)  # type: ignore[union-attr]  # ValueError
         for key, value in staged.items():
             setattr(self, key, value)
 
