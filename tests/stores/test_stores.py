@@ -304,3 +304,30 @@ def test_rdwr_pool_errors_reach_their_own_caller(image: Path) -> None:
         await store.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("bstype", ["rdwr", "memory", "null"])
+def test_write_durable(image: Path, bstype: str) -> None:
+    from pytgt.stores.base import SupportsWriteFua, write_durable
+
+    calls: list[str] = []
+
+    async def main() -> bytes:
+        store = open_store(bstype, str(image), size=MIB)
+        orig_flush = store.flush
+
+        async def flush() -> None:
+            calls.append("flush")
+            await orig_flush()
+
+        store.flush = flush  # type: ignore[method-assign]
+        await write_durable(store, 4096, b"d" * 512)
+        data = bytes(await store.read(4096, 512))
+        await store.close()
+        return data
+
+    data = run(main())
+    fused = bstype == "rdwr"
+    assert isinstance(RdwrStore, type) and (calls == []) == fused
+    assert data == (bytes(512) if bstype == "null" else b"d" * 512)
+    assert issubclass(RdwrStore, SupportsWriteFua) if fused else True

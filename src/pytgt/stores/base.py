@@ -70,6 +70,23 @@ class SupportsAllocationStatus(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsWriteFua(Protocol):
+    """Optional: write and make durable in one step (one thread hop instead of two)."""
+
+    async def write_fua(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
+
+
+async def write_durable(store: BackingStore, offset: int,
+                        data: bytes | bytearray | memoryview) -> None:
+    """``write`` then ``flush`` (FUA, write-through caching), fused when the store can."""
+    if isinstance(store, SupportsWriteFua):
+        await store.write_fua(offset, data)
+    else:
+        await store.write(offset, data)
+        await store.flush()
+
+
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 

@@ -154,6 +154,14 @@ class RdwrStore:
     async def flush(self) -> None:
         await self._run(self._flush_sync)
 
+    async def write_fua(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write then fdatasync, in one pool job."""
+        view = memoryview(data).cast("B")
+        check_range(self.size, offset, view.nbytes)
+        if self.readonly:
+            raise StoreIOError(errno.EROFS, f"{self.path} is read-only")
+        await self._run(self._write_fua_sync, offset, view)
+
     async def unmap(self, offset: int, length: int) -> None:
         check_range(self.size, offset, length)
         if self.readonly:
@@ -233,6 +241,11 @@ class RdwrStore:
             return False, min(data, end) - offset
         hole = os.lseek(self._fd, offset, os.SEEK_HOLE)
         return True, min(hole, end) - offset
+
+    def _write_fua_sync(self, offset: int, view: memoryview) -> None:
+        if view.nbytes:
+            self._write_sync(offset, view)
+        self._flush_sync()
 
     def _flush_sync(self) -> None:
         try:
