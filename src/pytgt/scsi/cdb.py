@@ -37,10 +37,12 @@ class Opcode(enum.IntEnum):
     VERIFY_10 = 0x2F
     PRE_FETCH_10 = 0x34
     SYNCHRONIZE_CACHE_10 = 0x35
+    READ_DEFECT_DATA_10 = 0x37
     WRITE_BUFFER = 0x3B
     READ_BUFFER = 0x3C
     WRITE_SAME_10 = 0x41
     UNMAP = 0x42
+    SANITIZE = 0x48
     LOG_SELECT = 0x4C
     LOG_SENSE = 0x4D
     MODE_SELECT_10 = 0x55
@@ -60,6 +62,7 @@ class Opcode(enum.IntEnum):
     PRE_FETCH_16 = 0x90
     SYNCHRONIZE_CACHE_16 = 0x91
     WRITE_SAME_16 = 0x93
+    WRITE_ATOMIC_16 = 0x9C
     SERVICE_ACTION_IN_16 = 0x9E
     REPORT_LUNS = 0xA0
     MAINTENANCE_IN = 0xA3
@@ -68,6 +71,7 @@ class Opcode(enum.IntEnum):
     WRITE_12 = 0xAA
     WRITE_AND_VERIFY_12 = 0xAE
     VERIFY_12 = 0xAF
+    READ_DEFECT_DATA_12 = 0xB7
 
 
 class ServiceAction(enum.IntEnum):
@@ -98,7 +102,10 @@ class Command:
     WRITE ERROR; ``conflicts`` commands are refused while another nexus holds an
     SPC-2 reservation; ``pr_access`` says how a persistent reservation held elsewhere
     affects the command (0 allowed, 1 read: refused under exclusive access types,
-    2 write: refused under every type; SPC-4 5.9.1).
+    2 write: refused under every type; SPC-4 5.9.1). ``available(lu)``, when given, says
+    whether this LU offers the command now (e.g. only when thin provisioned): when it
+    does not, the command is refused as unsupported and REPORT SUPPORTED OPERATION
+    CODES leaves it out.
     """
 
     opcode: int
@@ -112,6 +119,7 @@ class Command:
     writes: bool = False
     conflicts: bool = True
     pr_access: int = 2
+    available: Callable[[LogicalUnit], bool] | None = None
 
 
 def usage_bits(length: int, opcode: int, *masks: int) -> bytes:

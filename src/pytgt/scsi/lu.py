@@ -16,6 +16,7 @@ from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command
 from pytgt.scsi.modepages import ModePages
 from pytgt.scsi.pr import PersistentReservations
+from pytgt.scsi.sanitize import SanitizeOperation
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -97,6 +98,7 @@ class LogicalUnit:
         self.pr = PersistentReservations()
         self.caw_lock = asyncio.Lock()
         self.task_set = TaskSet()
+        self.sanitizing: SanitizeOperation | None = None  # running or failed (sanitize.py)
         self.alua = TargetPortGroups()  # replaced by the target's own (ScsiTarget.add_lu)
         self.peers: dict[int, LogicalUnit] = {lun: self}  # the target's LUN map (add_lu)
         self.copy_manager = CopyManager()  # EXTENDED COPY state (xcopy.py)
@@ -258,10 +260,14 @@ class LogicalUnit:
             if task.aborted:
                 return ScsiResult(Status.TASK_ABORTED)
             row = self.commands.get(task.cdb[0]) or self.lookup(task.cdb)
+            if row.available is not None and not row.available(self):
+                raise invalid_opcode() if row.service_action is None else invalid_field(1, 4)
             if self.ua and not row.skip_ua:
                 code = self.ua_take(task.nexus.key)
                 if code is not None:
                     raise CheckCondition(SenseKey.UNIT_ATTENTION, code)
+            if self.sanitizing is not None:  # NOT READY or failure mode (SBC-4 4.11)
+                self.sanitizing.check(row)
             if self.alua.restricted:  # a target port group in standby, unavailable, ...
                 self.alua.check(task.nexus, task.cdb)
             if row.medium and not (self.online and self.loaded):

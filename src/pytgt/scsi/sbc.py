@@ -11,7 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import cdb as c
-from pytgt.scsi import spc, vpd, xcopy
+from pytgt.scsi import sanitize, sbc_extra, spc, vpd, xcopy
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
@@ -493,6 +493,8 @@ def _rows() -> list[Command]:
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
                 prevent_allow_medium_removal, medium=False, pr_access=R),
         *xcopy.COMMANDS,
+        *sanitize.sanitize_rows(),
+        *sbc_extra.extra_rows(),
     ]
 
 

@@ -216,6 +216,7 @@ def _all_commands(lu: LogicalUnit) -> list[Command]:
     rows = list(lu.commands.values())
     for sas in lu.service_actions.values():
         rows.extend(sas.values())
+    rows = [r for r in rows if r.available is None or r.available(lu)]
     return sorted(rows, key=lambda r: (r.opcode, r.service_action or 0))
 
 
@@ -255,7 +256,7 @@ async def report_supported_opcodes(lu: LogicalUnit, task: ScsiTask) -> ScsiResul
     if option not in (1, 2, 3):
         raise invalid_field(2, 2)
     found = lu.service_actions[opcode].get(sa) if has_sa else lu.commands.get(opcode)
-    if found is None:
+    if found is None or found.available is not None and not found.available(lu):
         return data_in(bytes((0, 0x01, 0, 0)), alloc)  # SUPPORT 001b: not supported
     usage = _usage(found)
     one = bytes((0, (0x80 if rctd else 0) | 0x03)) + _U16.pack(len(usage)) + usage

@@ -25,11 +25,16 @@ ASSOC_LU, ASSOC_TARGET_PORT = 0, 1
 DESIG_T10_VENDOR, DESIG_NAA, DESIG_RELATIVE_PORT, DESIG_PORT_GROUP = 1, 3, 4, 5
 
 # Block limits we advertise (SBC-3 6.6.4).
-MAX_TRANSFER_BLOCKS = 0  # no limit beyond the transport's
+MAX_TRANSFER_BLOCKS = 0xFFFFFFFF  # no limit below the largest TRANSFER LENGTH field
 MAX_COMPARE_AND_WRITE = 1
 MAX_UNMAP_LBA_COUNT = 0xFFFFFFFF
 MAX_UNMAP_DESCRIPTORS = 256
 MAX_WRITE_SAME_BLOCKS = 0x10000
+# WRITE ATOMIC(16) limits (SBC-4 6.6.4, sbc_extra.py): one store write of up to 1 MiB
+# at 4096-byte blocks, any alignment and granularity, no atomic boundaries.
+MAX_ATOMIC_TRANSFER_BLOCKS = 256
+ATOMIC_ALIGNMENT = 1
+ATOMIC_GRANULARITY = 1
 
 
 def _header(lu: LogicalUnit, code: int, body: bytes) -> bytes:
@@ -74,7 +79,7 @@ def device_identification(lu: LogicalUnit, nexus: ItNexus) -> bytes:
 def block_limits(lu: LogicalUnit, nexus: ItNexus) -> bytes:
     thin = lu.thin_provisioning
     body = struct.pack(
-        ">BBHIIIIIIIQ20x",
+        ">BBHIIIIIIIQIIIII",
         0x01,  # WSNZ: a WRITE SAME NUMBER OF LOGICAL BLOCKS of zero is refused
         MAX_COMPARE_AND_WRITE,
         0,  # OPTIMAL TRANSFER LENGTH GRANULARITY
@@ -86,12 +91,20 @@ def block_limits(lu: LogicalUnit, nexus: ItNexus) -> bytes:
         1 if thin else 0,  # OPTIMAL UNMAP GRANULARITY
         0,  # UGAVALID=0, UNMAP GRANULARITY ALIGNMENT
         MAX_WRITE_SAME_BLOCKS,
+        MAX_ATOMIC_TRANSFER_BLOCKS,
+        ATOMIC_ALIGNMENT,
+        ATOMIC_GRANULARITY,
+        0,  # MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY
+        0,  # MAXIMUM ATOMIC BOUNDARY SIZE
     )
     return _header(lu, BLOCK_LIMITS, body)
 
 
 def block_device_characteristics(lu: LogicalUnit, nexus: ItNexus) -> bytes:
-    body = struct.pack(">HBB56x", 1, 0, 0)  # MEDIUM ROTATION RATE 1: non-rotating
+    # MEDIUM ROTATION RATE 1: non-rotating; WABEREQ/WACEREQ 01b (reads of erased blocks
+    # succeed) where SANITIZE BLOCK/CRYPTO ERASE are offered (thin LUs, sanitize.py).
+    erase = 0x50 if lu.thin_provisioning else 0
+    body = struct.pack(">HBB56x", 1, 0, erase)
     return _header(lu, BLOCK_DEVICE_CHARACTERISTICS, body)
 
 
