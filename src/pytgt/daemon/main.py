@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
+    p.add_argument("--persist", action="store_true",
+                   help="restore $PYTGT_STATE_DIR/config.json at start and save every change")
+    p.add_argument("--config", metavar="FILE", help="apply a targets.conf at start")
     p.add_argument("-V", "--version", action="version", version="pytgtd 0.1.0")
     return p
 
@@ -87,6 +90,15 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
                args: argparse.Namespace) -> int:
     daemon = Daemon(portals, control_port=args.control_port, options=opts)
     await daemon.start()
+    if args.persist or args.config:
+        from pytgt.config.targets_conf import ConfigError
+        from pytgt.daemon.config_ops import configure_at_start
+
+        try:
+            await configure_at_start(daemon.management, args.persist, args.config)
+        except ConfigError as exc:
+            await daemon.stop()
+            raise CliError("\n".join(exc.errors)) from None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

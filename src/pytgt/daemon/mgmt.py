@@ -17,6 +17,7 @@ from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.daemon import alua_admin
+from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
@@ -149,12 +150,17 @@ class Management:
         self.create_lu = create_lu
         self.make_target = make_target
         self._lock = asyncio.Lock()
+        # awaited after every successful change, under the lock (pytgtd --persist saves);
+        # a MgmtError it raises becomes the request's answer
+        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
         try:
             async with self._lock:
                 out = await self._dispatch(request)
+                if self.on_change is not None and request.get("op") not in READ_ONLY_OPS:
+                    await self.on_change()
         except MgmtError as exc:
             return exc.exit_status, exc.message
         except Exception:  # a bug must be one line for the admin, a traceback in the log
@@ -397,6 +403,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     bsoflags = _opt_str(req, "bsoflags")
     block_size = _opt_int(req, "blocksize") or 512
     params = parse_params(req.get("params"))
+    mode_page = params.pop("mode_page", None)
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
     try:
@@ -408,6 +415,9 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     try:
         lu = m.create_lu(device_type, lun, store, tid=tid, path=path, bstype=bstype,
                             bsoflags=bsoflags, block_size=block_size, params=params or None)
+        lu.bsopts = _opt_str(req, "bsopts")
+        if mode_page is not None:
+            apply_mode_page(lu, mode_page)
         target.scsi.add_lu(lu)
     except ValueError as exc:
         await _close_store(store, flush=False)
@@ -451,6 +461,13 @@ async def lu_delete(m: Management, req: dict[str, Any]) -> str:
 async def lu_update(m: Management, req: dict[str, Any]) -> str:
     _target, lu = _lu(m, req)
     params = parse_params(req.get("params"))
+    mode_page = params.pop("mode_page", None)
+    if mode_page is not None:
+        try:
+            apply_mode_page(lu, mode_page)
+        except ValueError as exc:
+            log.warning("LUN %d: %s", lu.lun, exc)
+            raise _invalid() from None
     if params:
         try:
             lu.update_params(params)
@@ -736,5 +753,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("conn", "delete"): conn_delete,
     ("session", "show"): session_show,
     ("session", "delete"): session_delete,
+    ("system", "dump"): system_dump,
+    ("system", "batch"): system_batch,
 }
 MODES = frozenset(mode for mode, _op in HANDLERS)
