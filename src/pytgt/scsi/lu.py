@@ -85,7 +85,6 @@ class LogicalUnit:
         self.online = True
         self.removable = False
         self.readonly = bool(getattr(store, "readonly", False))
-        self.swp = False
         self.thin_provisioning = False
         self.loaded = True  # medium present (removable media may be ejected)
         self.nexuses: dict[str, ItNexus] = {}  # I_T nexuses of the target, kept by ScsiTarget
@@ -133,6 +132,15 @@ class LogicalUnit:
     @property
     def prevent_removal(self) -> bool:
         return bool(self._prevent)
+
+    @property
+    def swp(self) -> bool:
+        """Software write protect: the control mode page's SWP bit (SPC-4 7.5.8)."""
+        return self.mode.swp
+
+    @swp.setter
+    def swp(self, value: bool) -> None:  # pytgtadm swp=1 also makes it the reset value
+        self.mode.swp = self.mode.default_swp = value
 
     @property
     def write_protected(self) -> bool:

@@ -1,6 +1,6 @@
 """Mode pages (SPC-4 7.5, SBC-3 6.4): current/changeable/default values, MODE SELECT parsing.
 
-Only two bits are changeable: WCE in the caching page and D_SENSE in the control page.
+Three bits are changeable: WCE in the caching page, D_SENSE and SWP in the control page.
 Saved values are not supported (PC=11b and SP=1 are refused by the callers).
 """
 
@@ -31,11 +31,14 @@ class ModePages:
     def __init__(self) -> None:
         self.wce = self.DEFAULT_WCE
         self.d_sense = self.DEFAULT_D_SENSE
+        self.default_swp = False  # the LU's swp parameter
+        self.swp = False
 
     def reset(self) -> None:
         """Back to the defaults (a LU reset restores saved values; we save none)."""
         self.wce = self.DEFAULT_WCE
         self.d_sense = self.DEFAULT_D_SENSE
+        self.swp = self.default_swp
 
     def pages(self, disk: bool) -> tuple[int, ...]:
         """Supported page codes, in the order MODE SENSE 3Fh returns them."""
@@ -63,11 +66,14 @@ class ModePages:
 
     def _control(self, pc: int) -> bytes:
         if pc == PC_CHANGEABLE:
-            return bytes((0x04,)) + bytes(9)
+            return bytes((0x04, 0, 0x08)) + bytes(7)
         d_sense = self.d_sense if pc == PC_CURRENT else self.DEFAULT_D_SENSE
+        swp = self.swp if pc == PC_CURRENT else self.default_swp
         # byte 2: TST=000b, D_SENSE; byte 3: QUEUE ALGORITHM MODIFIER 1 (unrestricted);
-        # byte 5: TAS=1 (aborted tasks get TASK ABORTED); bytes 8-9 BUSY TIMEOUT PERIOD.
-        return bytes((0x04 if d_sense else 0, 0x10, 0, 0x40, 0, 0, 0xFF, 0xFF, 0, 0))
+        # byte 4: SWP; byte 5: TAS=1 (aborted tasks get TASK ABORTED); bytes 8-9 BUSY
+        # TIMEOUT PERIOD.
+        return bytes((0x04 if d_sense else 0, 0x10, 0x08 if swp else 0, 0x40, 0, 0, 0xFF, 0xFF,
+                      0, 0))
 
     def select(self, data: memoryview, disk: bool, base: int) -> bool:
         """Apply the pages of a MODE SELECT parameter list (after header and descriptors).
@@ -106,5 +112,5 @@ class ModePages:
         if code == CACHING:
             return [("wce", bool(body[0] & 0x04))]
         if code == CONTROL:
-            return [("d_sense", bool(body[0] & 0x04))]
+            return [("d_sense", bool(body[0] & 0x04)), ("swp", bool(body[2] & 0x08))]
         return []
