@@ -23,7 +23,7 @@ from pytgt.scsi.sense import (
     lba_out_of_range,
 )
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
-from pytgt.stores.base import BackingStore, SupportsAllocationStatus
+from pytgt.stores.base import BackingStore, SupportsAllocationStatus, write_durable
 
 if TYPE_CHECKING:
     from pytgt.scsi.lu import LogicalUnit
@@ -126,9 +126,10 @@ async def _write(lu: LogicalUnit, task: ScsiTask, flags: int, lba: int, n: int) 
         return ScsiResult(Status.GOOD)
     data = _data_out(task, n * bs, bs)
     if len(data):
-        await store.write(lba * bs, data)
         if flags & _FUA or not lu.mode.wce:
-            await store.flush()
+            await write_durable(store, lba * bs, data)
+        else:
+            await store.write(lba * bs, data)
     return ScsiResult(Status.GOOD)
 
 
@@ -145,9 +146,10 @@ async def write_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         return await _write(lu, task, flags, lba, n)
     if lba + n > store.size // bs:
         raise lba_out_of_range()
-    await store.write(lba * bs, data)
     if flags & _FUA or not lu.mode.wce:
-        await store.flush()
+        await write_durable(store, lba * bs, data)  # one store round trip for FUA
+    else:
+        await store.write(lba * bs, data)
     return ScsiResult(Status.GOOD)
 
 
@@ -163,9 +165,10 @@ async def write_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         return await _write(lu, task, flags, lba, n)
     if lba + n > store.size // bs:
         raise lba_out_of_range()
-    await store.write(lba * bs, data)
     if flags & _FUA or not lu.mode.wce:
-        await store.flush()
+        await write_durable(store, lba * bs, data)  # one store round trip for FUA
+    else:
+        await store.write(lba * bs, data)
     return ScsiResult(Status.GOOD)
 
 
