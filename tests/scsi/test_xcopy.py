@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
 
-from pytgt.scsi import Status, create_lu
+from pytgt.scsi import ScsiResult, ScsiTask, Status, create_lu
 from pytgt.scsi import xcopy as x
 from pytgt.scsi.sense import decode_sense
 from pytgt.scsi.task import ItNexus
@@ -264,3 +265,42 @@ def test_third_party_copy_vpd(h: Harness) -> None:
     assert struct.unpack_from(">HH", kinds[0x0004], 4) == (x.MAX_CSCD_DESCRIPTORS,
                                                          x.MAX_SEGMENT_DESCRIPTORS)
     assert kinds[0x0008][:3] == bytes((2, 0x02, 0xE4))
+
+
+class _GatedStore(MemoryStore):
+    """A MemoryStore whose reads wait for a gate (a copy caught in flight)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def read(self, offset: int, length: int) -> bytes:
+        self.reads += 1
+        await self.gate.wait()
+        return await super().read(offset, length)
+
+
+def test_same_list_id_while_in_progress_and_abort(h: Harness) -> None:
+    store = _GatedStore(BLOCKS * BS)
+    h.lu.store = store
+    data = plist([cscd(naa(h))], [b2b(0, 0, 4, 0, 8)], list_id=3)
+
+    async def scenario() -> tuple[ScsiResult, ScsiResult, ScsiResult, ScsiResult]:
+        first = ScsiTask(h.nexus, 1 << 48, xcopy_cdb(len(data)), data_out=data)
+        running = asyncio.ensure_future(h.target.execute(first))
+        while not store.reads:
+            await asyncio.sleep(0)
+        status = await h.target.execute(ScsiTask(h.nexus, 1 << 48, rcr_cdb(0, 3)))
+        again = await h.target.execute(
+            ScsiTask(h.nexus, 1 << 48, xcopy_cdb(len(data)), data_out=data))
+        first.aborted = True
+        store.gate.set()
+        return status, again, await running, await h.target.execute(
+            ScsiTask(h.nexus, 1 << 48, rcr_cdb(0, 3)))
+
+    status, again, first, after = h.loop.run_until_complete(scenario())
+    assert bytes(status.data)[4] == 0x00  # in progress
+    assert decode_sense(again.sense) == (ILLEGAL, 0x00, 0x16)  # OPERATION IN PROGRESS
+    assert first.status == Status.TASK_ABORTED
+    assert bytes(after.data)[4] == 0x02  # completed with errors
