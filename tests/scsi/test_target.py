@@ -61,7 +61,7 @@ def test_tmf_response_codes(h: Harness) -> None:
 def test_target_reset_unit_attentions(h: Harness) -> None:
     h.lu.mode.wce = False
     h.target.target_reset(h.nexus, False)
-    assert h.sense([0] * 6) == (0x06, 0x29, 0x02)
+    assert h.sense([0] * 6) == (0x06, 0x29, 0x00)
     assert h.lu.mode.wce
     h.target.target_reset(h.nexus, True)
     assert h.sense([0] * 6, lun=0) == (0x06, 0x29, 0x01)

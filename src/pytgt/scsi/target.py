@@ -193,8 +193,14 @@ class ScsiTarget:
         return TMF_COMPLETE
 
     def target_reset(self, nexus: ItNexus, cold: bool) -> int:
-        """TARGET WARM/COLD RESET: every LU reset; UA 29/02 (warm) or 29/01 (cold)."""
-        asc = Asc.POWER_ON_OCCURRED if cold else Asc.SCSI_BUS_RESET_OCCURRED
+        """TARGET WARM/COLD RESET: every LU reset; UA 29/00 (warm) or 29/01 (cold).
+
+        A warm reset is a hard reset other than power on: POWER ON, RESET, OR BUS DEVICE
+        RESET OCCURRED (SAM-5 6.3.3); a cold reset is a power on (RFC 7143 11.5.1), after
+        which the transport drops every connection to the target.
+        """
+        asc = (Asc.POWER_ON_OCCURRED if cold
+               else Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         for lu in self.luns.values():
             lu.reset()
             lu.ua_add_all(list(self.nexuses), asc)
