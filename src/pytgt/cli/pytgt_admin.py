@@ -13,6 +13,7 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pytgt.config.plan import (
     Plan,
@@ -88,19 +89,6 @@ def fetch_running(port: int, required: bool) -> Running:
     return Running()
 
 
-def batches(requests: list[Request]) -> list[list[Request]]:
-    out: list[list[Request]] = [[]]
-    size = 0
-    for req in requests:
-        n = len(json.dumps(req)) + 2
-        if out[-1] and size + n > BATCH_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(req)
-        size += n
-    return [b for b in out if b]
-
-
 # -- printing ------------------------------------------------------------------------------
 _FLAGS = (("tid", "--tid"), ("lun", "--lun"), ("targetname", "-T"), ("backing_store", "-b"),
           ("bstype", "--bstype"), ("bsopts", "--bsopts"), ("bsoflags", "--bsoflags"),
@@ -125,49 +113,78 @@ def command_line(req: Request, port: int) -> str:
 
 
 # -- running a plan ------------------------------------------------------------------------
+Item = tuple[list[str], Request | None]  # comment lines, then the request (if any)
+
+
 def run_plan(plan: Plan, port: int, args: argparse.Namespace, ignore: bool) -> int:
+    """Print (``-p``) or send the plan: all its requests in as few batches as fit."""
     for line in plan.warnings:
         print(f"{PROG}: {line}", file=sys.stderr)
     verbose = args.verbose or args.pretend
+    items: list[tuple[list[str], Request | None]] = []
+    for step in plan.steps:
+        reqs: list[Request | None] = list(step.requests) or [None]
+        items += [(step.comments if i == 0 else [], r) for i, r in enumerate(reqs)]
     if args.pretend:
-        for step in plan.steps:
-            _print_step(step.comments, step.requests, port, verbose)
+        for comments, req in items:
+            _print_item(comments, req, port)
         return 0
     status = 0
-    for step in plan.steps:
-        _print_step(step.comments, [], port, verbose)
-        for chunk in batches(step.requests):
-            status = _send_batch(chunk, port, ignore, verbose) or status
-            if status and not ignore:
-                return status
+    for chunk in batches(items):
+        status = _send_batch(chunk, port, ignore, verbose) or status
+        if status and not ignore:
+            return status
     return 0 if ignore else status
 
 
-def _print_step(comments: list[str], requests: list[Request], port: int,
-                verbose: bool) -> None:
-    if not verbose:
-        return
+def batches(items: list[Item]) -> list[list[Item]]:
+    """Items cut into runs whose requests fit one control message."""
+    out: list[list[Item]] = [[]]
+    size = 0
+    for item in items:
+        n = len(json.dumps(item[1])) + 2
+        if out[-1] and size + n > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
+    return [b for b in out if b]
+
+
+def _print_item(comments: list[str], req: Request | None, port: int) -> None:
     for line in comments:
         print(line)
-    for req in requests:
+    if req is not None:
         print(command_line(req, port))
 
 
-def _send_batch(chunk: list[Request], port: int, ignore: bool, verbose: bool) -> int:
-    rc, out = send(port, {"mode": "system", "op": "batch", "requests": chunk,
-                          "ignore_errors": ignore})
-    if rc:
-        print(f"{PROG}: {out}", file=sys.stderr)
-        return rc
+def _send_batch(chunk: list[Item], port: int, ignore: bool, verbose: bool) -> int:
+    requests = [req for _c, req in chunk if req is not None]
+    results: list[list[Any]] = []
+    if requests:
+        rc, out = send(port, {"mode": "system", "op": "batch", "requests": requests,
+                              "ignore_errors": ignore})
+        if rc:
+            print(f"{PROG}: {out}", file=sys.stderr)
+            return rc
+        results = json.loads(out)
     status = 0
-    for req, (sub_rc, sub_out) in zip(chunk, json.loads(out), strict=False):
+    done = iter(results)
+    for comments, req in chunk:
+        if req is None:
+            if verbose:
+                _print_item(comments, None, port)
+            continue
+        result = next(done, None)
+        if result is None:  # the daemon stopped at an earlier failure
+            break
         if verbose:
-            print(command_line(req, port))
-        if sub_rc:
-            print(f"pytgtadm: {sub_out}", file=sys.stderr)
-            print(f"Command:\n\t{command_line(req, port)}\nexited with code: {sub_rc}.",
+            _print_item(comments, req, port)
+        if result[0]:
+            print(f"pytgtadm: {result[1]}", file=sys.stderr)
+            print(f"Command:\n\t{command_line(req, port)}\nexited with code: {result[0]}.",
                   file=sys.stderr)
-            status = sub_rc
+            status = int(result[0])
     sys.stdout.flush()
     return status
 
