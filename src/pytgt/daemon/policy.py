@@ -122,8 +122,9 @@ class RegistryPolicy:
         if fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
             _abort_elsewhere(service, session, lambda t: True)
             return int(scsi.target_reset(session.nexus, fn == TmfFunction.TARGET_COLD_RESET))
-        if fn == TmfFunction.ABORT_TASK_SET and ev.lun not in getattr(scsi, "luns", {ev.lun: 1}):
-            return int(TmfResponse.LUN_DOES_NOT_EXIST) if ev.lun else 0
+        if fn == TmfFunction.ABORT_TASK_SET and getattr(scsi, "lu", None) is not None \
+                and scsi.lu(ev.lun) is None:  # ev.lun is the raw 8-byte LUN field
+            return int(TmfResponse.LUN_DOES_NOT_EXIST)
         return int(TmfResponse.FUNCTION_COMPLETE)
 
 
