@@ -14,6 +14,11 @@ def fmt(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}"
 
 
+# Extra metrics shown as their own rows under a workload: key, label, unit, higher is better.
+EXTRA_ROWS = [("p99_us", "same, p99", "µs", False),
+              ("off_mib_s", "same, digests off", "MiB/s", True)]
+
+
 def goal_text(w: dict[str, Any]) -> str:
     """``>= 1.3 ✓`` / ``<= 1.1 ✗`` for a workload with a goal ratio, else empty."""
     goal, ratio = w.get("goal_ratio"), w.get("ratio")
@@ -49,18 +54,23 @@ def write_markdown(result: dict[str, Any]) -> str:
         rtxt = f"{ratio:.2f}{arrow}" if ratio is not None else "—"
         lines.append(f"| {w['title']} | {w['client']} | {w['unit']} | "
                      + " | ".join(cells) + f" | {rtxt} | {goal_text(w)} |")
-        p99 = {n: w["extra_median"].get(n, {}).get("p99_us") for n in names}
-        if any(v is not None for v in p99.values()):
-            r = (p99["pytgt"] / p99["tgt"]) if p99.get("pytgt") and p99.get("tgt") else None
-            lines.append("| ↳ same, p99 | | µs | " + " | ".join(fmt(p99[n]) for n in names)
-                         + f" | {f'{r:.2f} (lower is better)' if r else '—'} | |")
+        for key, label, unit, higher in EXTRA_ROWS:
+            vals = {n: w["extra_median"].get(n, {}).get(key) for n in names}
+            if all(v is None for v in vals.values()):
+                continue
+            a, b = vals.get("pytgt"), vals.get("tgt")
+            r = (a / b) if a and b else None
+            rt = "—" if r is None else f"{r:.2f}" + ("" if higher else " (lower is better)")
+            lines.append(f"| ↳ {label} | | {unit} | "
+                         + " | ".join(fmt(vals[n]) for n in names) + f" | {rt} | |")
     cost = result.get("digest_cost_pct") or {}
     if cost:
         pc = cost.get("pytgt")
         verdict = ("" if pc is None else
                    f" (goal: pytgt at most {DIGEST_COST_GOAL_PCT:g}%: "
                    f"{'met' if pc <= DIGEST_COST_GOAL_PCT else 'not met'})")
-        lines += ["", "HeaderDigest=CRC32C cost at 1 MiB reads (vs digests off): "
+        lines += ["", "HeaderDigest=CRC32C cost at 1 MiB reads (median of paired runs, "
+                  "against digests off): "
                   + ", ".join(f"{n} {c:.1f}%" if c is not None else f"{n} —"
                               for n, c in cost.items())
                   + f"{verdict}. libiscsi clients never offer DataDigest, so data digests "

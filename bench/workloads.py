@@ -137,35 +137,68 @@ def image_opts(t: Target, lun: int, digest: str | None) -> str:
     return opts + (f",header-digest={digest}" if digest else "")
 
 
+def qemu_once(t: Target, lun: int, size: int, depth: int, write: bool, digest: str | None,
+              count: int, duration: float) -> float:
+    """One ``qemu-img bench`` of ``count`` requests; returns requests per second."""
+    cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
+           "-t", "none"]
+    if write:
+        cmd.append("-w")
+    cmd += ["--image-opts", image_opts(t, lun, digest)]
+    out = _cmd(cmd, client_timeout(duration * 5))
+    m = QEMU_DONE.search(out)
+    if not m:
+        raise ClientError(f"`{' '.join(cmd)}` printed no run time: {out[-300:]!r}")
+    return count / max(float(m.group(1)), 1e-6)
+
+
+def calibrate(t: Target, cal: dict[str, int], duration: float, size: int, depth: int,
+              once: Callable[[int, float], float]) -> int:
+    """The request count that lasts about ``duration`` (measured once per workload).
+
+    The count is measured on the first target's first run and reused for every run of the
+    workload, so all targets do the same work.
+    """
+    if "count" not in cal:
+        pilot = max(depth * 4, int(200 * MIB / size) if size >= MIB else 2000)
+        rate = once(pilot, 10.0)
+        cal["count"] = max(pilot, int(rate * duration))
+    return cal["count"]
+
+
 def qemu_bench(lun: int, size: int, depth: int, write: bool,
                digest: str | None = None) -> Callable[..., Sample]:
-    """A workload body: ``qemu-img bench`` with a count calibrated to ``duration``.
-
-    The count is measured once (first target, first run) and reused for every run of the
-    workload so all targets do the same work; IOPS = count / elapsed.
-    """
-
-    def once(t: Target, count: int, duration: float) -> float:
-        cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
-               "-t", "none"]
-        if write:
-            cmd.append("-w")
-        cmd += ["--image-opts", image_opts(t, lun, digest)]
-        out = _cmd(cmd, client_timeout(duration * 5))
-        m = QEMU_DONE.search(out)
-        if not m:
-            raise ClientError(f"`{' '.join(cmd)}` printed no run time: {out[-300:]!r}")
-        return count / max(float(m.group(1)), 1e-6)
+    """A workload body: ``qemu-img bench``, IOPS = calibrated count / elapsed."""
 
     def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
-        if "count" not in cal:
-            pilot = max(depth * 4, int(200 * MIB / size) if size >= MIB else 2000)
-            rate = once(t, pilot, 10.0)
-            cal["count"] = max(pilot, int(rate * duration))
-        iops = once(t, cal["count"], duration)
+        def once(count: int, secs: float) -> float:
+            return qemu_once(t, lun, size, depth, write, digest, count, secs)
+
+        count = calibrate(t, cal, duration, size, depth, once)
+        iops = once(count, duration)
         if size >= MIB:
-            return Sample(iops * size / MIB, {"iops": iops, "count": cal["count"]})
-        return Sample(iops, {"count": cal["count"]})
+            return Sample(iops * size / MIB, {"iops": iops, "count": count})
+        return Sample(iops, {"count": count})
+
+    return run
+
+
+def digest_pair(lun: int, size: int, depth: int) -> Callable[..., Sample]:
+    """A workload body: reads with HeaderDigest=None and =CRC32C back to back (the order
+    swapped every run); MiB/s with digests, and the paired cost in percent."""
+
+    def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
+        def once(digest: str) -> Callable[[int, float], float]:
+            return lambda count, secs: qemu_once(t, lun, size, depth, False, digest, count,
+                                                 secs)
+
+        count = calibrate(t, cal, duration, size, depth, once("none"))
+        turn = cal[f"turn:{t.name}"] = cal.get(f"turn:{t.name}", 0) + 1
+        order = ("none", "crc32c") if turn % 2 else ("crc32c", "none")
+        rate = {d: once(d)(count, duration) * size / MIB for d in order}
+        on, off = rate["crc32c"], rate["none"]
+        return Sample(on, {"off_mib_s": off, "cost_pct": (1.0 - on / off) * 100.0,
+                           "count": count})
 
     return run
 
@@ -206,10 +239,8 @@ WORKLOADS: list[Workload] = [
              "libiscsi sync (latency.py)", "µs", False, latency(FILE_LUN, K4)),
     Workload("16sess_qd4", "16 sessions x 4 KiB random read QD4 (file)", "16 x iscsi-perf",
              "IOPS", True, many_sessions(16, 4, K4)),
-    Workload("1m_read_qd16_nodigest", "1 MiB read QD16, digests off (file)", "qemu-img bench",
-             "MiB/s", True, qemu_bench(FILE_LUN, M1, 16, False, "none")),
-    Workload("1m_read_qd16_hdigest", "1 MiB read QD16, HeaderDigest=CRC32C (file)",
-             "qemu-img bench", "MiB/s", True, qemu_bench(FILE_LUN, M1, 16, False, "crc32c")),
+    Workload("1m_read_qd16_digest", "1 MiB read QD16, HeaderDigest=CRC32C (file)",
+             "qemu-img bench", "MiB/s", True, digest_pair(FILE_LUN, M1, 16)),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
 
