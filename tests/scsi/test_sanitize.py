@@ -145,7 +145,8 @@ def test_in_progress_refuses_all_but_inquiry_report_luns_request_sense(
     assert h.sense(san(OVERWRITE, len(params)), params) == IN_PROGRESS
     assert h.run([0x12, 0, 0, 0, 96, 0]).status == Status.GOOD
     assert h.run([0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]).status == Status.GOOD
-    assert h.run([0x03, 0, 0, 0, 18, 0]).status == Status.GOOD
+    sense = bytes(h.run([0x03, 0, 0, 0, 18, 0]).data)  # REQUEST SENSE: progress indication
+    assert (sense[2], sense[12], sense[13], sense[15] & 0x80) == (0x02, 0x04, 0x1B, 0x80)
     assert h.sense(TUR, nexus=other) == IN_PROGRESS
     h.target.lu_reset(h.nexus, 1 << 48)  # resets do not stop a sanitize (SBC-4 4.11)
     h.target.target_reset(h.nexus, True)
@@ -185,6 +186,7 @@ def test_failure_mode_until_a_sanitize_succeeds(h: Harness,
         broken_store(h, m)
         assert h.sense(san(OVERWRITE, len(params)), params) == FAILED
     assert h.sense(cdb10(0x28, 0, 1)) == FAILED
+    assert bytes(h.run([0x03, 0, 0, 0, 18, 0]).data)[2] == 0x03
     assert h.run([0x12, 0, 0, 0, 96, 0]).status == Status.GOOD
     assert h.sense(san(EXIT_FAILURE_MODE)) == INVALID_FIELD  # the failed one had no AUSE
     assert h.run(san(OVERWRITE, len(params)), params).status == Status.GOOD

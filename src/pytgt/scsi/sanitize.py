@@ -29,6 +29,7 @@ from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
     SenseKey,
+    build_sense,
     invalid_field,
     invalid_param,
 )
@@ -86,6 +87,15 @@ class SanitizeOperation:
     def progress(self) -> int:
         """PROGRESS INDICATION (SPC-4 4.5.2.4.4): fraction done, in 1/65536 units."""
         return min(0xFFFF, self.done * 0x10000 // self.total)
+
+    def sense(self, descriptor: bool) -> bytes:
+        """REQUEST SENSE data: in progress with its PROGRESS INDICATION, or failed."""
+        if not self.running:
+            return build_sense(SenseKey.MEDIUM_ERROR, *SANITIZE_COMMAND_FAILED,
+                               descriptor=descriptor)
+        sks = bytes((0x80,)) + struct.pack(">H", self.progress)  # SKSV, progress
+        return build_sense(SenseKey.NOT_READY, *SANITIZE_IN_PROGRESS, descriptor=descriptor,
+                           sks=sks)
 
     def check(self, row: Command) -> None:
         """Preflight for another command: raises while running, or in failure mode."""

@@ -106,6 +106,8 @@ async def request_sense(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         sense = build_sense(SenseKey.UNIT_ATTENTION, *code, descriptor=desc)
     elif lu.alua.restricted and (refused := lu.alua.refusal(task.nexus)) is not None:
         sense = build_sense(SenseKey.NOT_READY, *refused, descriptor=desc)  # SPC-4 6.29
+    elif lu.sanitizing is not None:  # SANITIZE IN PROGRESS or failed (sanitize.py)
+        sense = lu.sanitizing.sense(desc)
     elif not lu.online:
         sense = build_sense(SenseKey.NOT_READY, *Asc.MEDIUM_NOT_PRESENT, descriptor=desc)
     else:
