@@ -149,7 +149,7 @@ class LogicalUnit:
     def update_params(self, params: dict[str, str]) -> None:
         """Apply ``tgtadm --op update --params k=v,...``; raises ValueError, applying nothing."""
         staged: dict[str, object] = {}
-        own = getattr(self.store, "store_params", frozenset())  # e.g. the faulty store's
+        own: frozenset[str] = getattr(self.store, "store_params", frozenset())  # faulty store
         for key, text in params.items():
             if key not in own:
                 staged[key] = self._check_param(key, text)

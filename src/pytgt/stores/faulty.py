@@ -175,7 +175,10 @@ class FaultyStore:
         self._install(FaultPlan())
 
     def update_params(self, params: dict[str, str]) -> None:
-        """``--op update --params fault=...``: change the plan; raises ValueError, changing nothing."""
+        """``--op update --params fault=...``: change the plan.
+
+        Raises ValueError, changing nothing.
+        """
         try:
             plan = FaultPlan.parse(params, self._plan)
         except StoreError as exc:
