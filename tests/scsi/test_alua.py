@@ -15,7 +15,7 @@ from pytgt.scsi.alua import (
     parse_state,
     state_word,
 )
-from pytgt.scsi.sense import decode_sense
+from pytgt.scsi.sense import CheckCondition, decode_sense
 from tests.scsi.conftest import Harness, cdb10
 
 NOT_READY, ILLEGAL_REQUEST, UNIT_ATTENTION = 0x2, 0x5, 0x6
@@ -328,3 +328,40 @@ def test_lu_added_later_shares_the_state(h: Harness) -> None:
     assert lu.alua is h.target.alua
     h.target.remove_lu(0)
     assert h.target.luns[0].alua is h.target.alua
+
+
+def _rows() -> list[tuple[str, bytes]]:
+    from pytgt.scsi import sbc
+
+    out = []
+    for row in sbc.DISK_COMMANDS:
+        cdb = bytearray(16)
+        cdb[0] = row.opcode
+        if row.service_action is not None:
+            cdb[1] = row.service_action
+        out.append((row.name, bytes(cdb)))
+    return out
+
+
+@pytest.mark.parametrize("state,code", [(AccessState.STANDBY, STANDBY_ASC),
+                                        (AccessState.UNAVAILABLE, UNAVAILABLE_ASC)])
+@pytest.mark.parametrize("name,cdb", _rows())
+def test_every_command_row_is_gated(h: Harness, state: AccessState, code: tuple[int, int],
+                                    name: str, cdb: bytes) -> None:
+    """Every row of the disk table: refused with the state's sense unless the state serves it."""
+    try:
+        row = h.lu.lookup(cdb)
+    except CheckCondition:
+        row = None
+    available = getattr(row, "available", None)  # rows offered only on some LUs
+    if row is None or available is not None and not available(h.lu):
+        pytest.skip(f"{name} is not offered by this LU")
+    set_state(h, state)
+    h.sense(TUR)
+    before = bytes(h.store._buf)
+    s = h.sense(cdb, data=bytes(4096))
+    if allowed(state, cdb):
+        assert s is None or asc(s) != code, name
+    else:
+        assert s == (NOT_READY, *code), name
+        assert bytes(h.store._buf) == before, name  # the handler never ran
