@@ -63,6 +63,14 @@ def write_markdown(result: dict[str, Any]) -> str:
             rt = "—" if r is None else f"{r:.2f}" + ("" if higher else " (lower is better)")
             lines.append(f"| ↳ {label} | | {unit} | "
                          + " | ".join(fmt(vals[n]) for n in names) + f" | {rt} | |")
+    cpu = [(w["title"], [w["extra_median"].get(n, {}).get("daemon_cpu_pct") for n in names])
+           for w in result["workloads"].values()]
+    if any(v is not None for _, vs in cpu for v in vs):
+        lines += ["", "Daemon CPU during the runs (100% = one core; the clients share the "
+                  "same 2 cores, so less is better at equal work):", "",
+                  "| workload | " + " | ".join(f"{n} CPU %" for n in names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        lines += [f"| {title} | " + " | ".join(fmt(v) for v in vs) + " |" for title, vs in cpu]
     cost = result.get("digest_cost_pct") or {}
     if cost:
         pc = cost.get("pytgt")

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from bench.targets import (  # noqa: E402
     Target,
     TargetError,
     TgtTarget,
+    cpu_seconds,
     rss_kib,
 )
 from bench.workloads import BY_NAME, GOALS, WORKLOADS, ClientError, Workload  # noqa: E402
@@ -68,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--footprint-luns", type=int, default=1000)
     p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default",
                    help="pytgtd's event loop: default (uvloop when installed) or asyncio")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy flame graph of pytgtd per workload (first run) into DIR")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
@@ -147,6 +151,7 @@ def start_targets(names: list[str], workdir: Path, disk: Path, args: argparse.Na
             t.setup(disk)
             for lun in (FILE_LUN, NULL_LUN):
                 t.blocksize(lun)
+            t.verify(disk)
         except (TargetError, OSError, subprocess.TimeoutExpired) as exc:
             errors[n] = f"{exc}\n{t.log_tail(10)}".strip()
             print(f"bench: {n} left out: {errors[n]}", file=sys.stderr)
@@ -164,8 +169,32 @@ def stop_all(targets: dict[str, Target]) -> None:
             print(f"bench: stopping {t.name}: {exc}", file=sys.stderr)
 
 
+def start_profile(outdir: Path | None, workload: str, run: int,
+                  t: Target) -> subprocess.Popen[bytes] | None:
+    """py-spy on pytgtd during the first run of a workload (``--profile DIR``)."""
+    if outdir is None or run != 0 or t.name != "pytgt":
+        return None
+    outdir.mkdir(parents=True, exist_ok=True)
+    out = outdir / f"{workload}.svg"
+    return subprocess.Popen(["py-spy", "record", "--pid", str(t.pid), "--rate", "250",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop our py-spy with SIGINT so it writes its flame graph."""
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_workload(w: Workload, targets: dict[str, Target], runs: int,
-                 duration: float) -> dict[str, Any]:
+                 duration: float, profile_dir: Path | None = None) -> dict[str, Any]:
     """Alternate the targets ``runs`` times; collect values, extras and errors."""
     res: dict[str, Any] = {
         "title": w.title, "client": w.client, "unit": w.unit,
@@ -180,12 +209,19 @@ def run_workload(w: Workload, targets: dict[str, Target], runs: int,
                 rc = t.proc.returncode if t.proc else "?"
                 res["errors"][name].append(f"daemon exited (rc {rc}): {t.log_tail(5)}")
                 continue
+            profiler = start_profile(profile_dir, w.name, i, t)
+            cpu0, wall0 = cpu_seconds(t.pid), time.monotonic()
             try:
                 s = w.run(t, duration, calibration)
+                cpu1, wall1 = cpu_seconds(t.pid), time.monotonic()
+                if cpu0 is not None and cpu1 is not None:
+                    s.extra["daemon_cpu_pct"] = 100.0 * (cpu1 - cpu0) / (wall1 - wall0)
             except (ClientError, TargetError, subprocess.TimeoutExpired, OSError) as exc:
                 res["errors"][name].append(str(exc))
                 print(f"  {w.name} run {i + 1} {name}: ERROR {exc}", file=sys.stderr)
                 continue
+            finally:
+                stop_profile(profiler)
             res["runs"][name].append(s.value)
             res["extra"][name].append(s.extra)
             print(f"  {w.name} run {i + 1} {name}: {s.value:,.1f} {w.unit}", file=sys.stderr)
@@ -245,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"missing clients: {', '.join(missing)} "
                          "(apt-get install libiscsi-bin qemu-utils qemu-block-extra)")
+    if args.profile and shutil.which("py-spy") is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
     workloads, names = select_workloads(args.only), select_targets(args.targets)
     args.workdir.mkdir(parents=True, exist_ok=True)
     disk = args.workdir / f"disk-{args.size}.img"
@@ -260,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         result["rss_kib_after_setup"] = {n: rss_kib(t.pid) for n, t in targets.items()}
         for w in workloads:
             print(f"bench: {w.name} ({w.title})", file=sys.stderr)
-            result["workloads"][w.name] = run_workload(w, targets, args.runs, args.duration)
+            result["workloads"][w.name] = run_workload(w, targets, args.runs, args.duration,
+                                                      args.profile)
         result["rss_kib_after_runs"] = {n: rss_kib(t.pid) for n, t in targets.items()}
         result["daemon_log_tail"] = {n: t.log_tail(10) for n, t in targets.items()
                                      if not t.alive()}

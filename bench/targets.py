@@ -48,6 +48,15 @@ def rss_kib(pid: int) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads), or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Target:
     """One daemon under test: start, configure LUNs, give URLs, stop."""
 
@@ -103,6 +112,16 @@ class Target:
                                   f"rc {res.returncode}: {(res.stderr or res.stdout).strip()}")
             self._blocksizes[lun] = int(m.group(1))
         return self._blocksizes[lun]
+
+    def verify(self, disk: Path) -> None:
+        """LUN 1 reads back exactly the file (``qemu-img compare``); raises TargetError."""
+        res = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", str(disk),
+                              self.url(FILE_LUN)], capture_output=True, text=True,
+                             timeout=300)
+        if res.returncode != 0:
+            raise TargetError(f"{self.name}: LUN {FILE_LUN} differs from {disk} "
+                              f"(qemu-img compare rc {res.returncode}): "
+                              f"{(res.stdout + res.stderr).strip()[-300:]}")
 
     def portal(self) -> str:
         return f"127.0.0.1:{self.port}"

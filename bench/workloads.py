@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.targets import FILE_LUN, IQN, NULL_LUN, Target
 
 MIB = 1 << 20
+WRITE_PATTERN = 0xA5
 IOPS_LINE = re.compile(r"iops average (\d+)")
 QEMU_DONE = re.compile(r"Run completed in ([0-9.]+) seconds")
 
@@ -142,8 +143,8 @@ def qemu_once(t: Target, lun: int, size: int, depth: int, write: bool, digest: s
     """One ``qemu-img bench`` of ``count`` requests; returns requests per second."""
     cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
            "-t", "none"]
-    if write:
-        cmd.append("-w")
+    if write:  # a non-zero pattern keeps the prefilled file free of zero blocks
+        cmd += ["-w", f"--pattern={WRITE_PATTERN}"]
     cmd += ["--image-opts", image_opts(t, lun, digest)]
     out = _cmd(cmd, client_timeout(duration * 5))
     m = QEMU_DONE.search(out)
