@@ -585,7 +585,7 @@ def render(config: ConfigSpec, header: str = "") -> str:
             out.append(f"\tcontroller_tid {t.tid}")
         for lu in t.luns:
             out += _render_lun(lu)
-        out += [f"\t{k} {_quote(v)}" for k, v in t.iscsi_params.items()]
+        out += [f"\t{k} {_quote(v)}" for k, v in sorted(t.iscsi_params.items())]
         out += [f"\tinitiator-address {a}" for a in t.initiator_addresses or [NO_ADDRESS]]
         out += [f"\tinitiator-name {_quote(n)}" for n in t.initiator_names]
         out += [f"\tincominguser {u} {p}" for u, p in t.incoming]
