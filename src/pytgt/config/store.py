@@ -82,10 +82,14 @@ def snapshot(registry: Registry, param_defaults: dict[str, str] | None = None) -
     return config
 
 
+def encode(config: ConfigSpec) -> bytes:
+    """The saved form of ``config`` (JSON)."""
+    return json.dumps(config.to_dict(), indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
 def save(path: str, config: ConfigSpec) -> None:
     """Write ``config`` to ``path`` atomically and durably. Raises OSError."""
-    data = json.dumps(config.to_dict(), indent=1, sort_keys=True).encode("utf-8") + b"\n"
-    write_atomic(path, data)
+    write_atomic(path, encode(config))
 
 
 def write_atomic(path: str, data: bytes) -> None:

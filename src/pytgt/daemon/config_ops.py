@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -115,15 +116,20 @@ class Persister:
 
         return cls(management, os.path.join(state_dir(), store.CONFIG_FILE))
 
-    def save_now(self) -> None:
-        """Write the running configuration. Raises OSError."""
+    def _encode(self) -> bytes:
         if self._defaults is None:
             self._defaults = param_defaults()
-        store.save(self.path, store.snapshot(self.management.registry, self._defaults))
+        return store.encode(store.snapshot(self.management.registry, self._defaults))
+
+    def save_now(self) -> None:
+        """Write the running configuration. Raises OSError."""
+        store.write_atomic(self.path, self._encode())
 
     async def __call__(self) -> None:
+        """Snapshot on the loop (consistent), write and fsync in a thread; the caller
+        holds the management lock, so saves never overtake each other."""
         try:
-            self.save_now()
+            await asyncio.to_thread(store.write_atomic, self.path, self._encode())
         except OSError as exc:
             log.error("saving the configuration to %s failed: %s", self.path, exc)
             raise MgmtError(TgtadmError.UNKNOWN_ERR,
