@@ -95,8 +95,12 @@ class Framer:
             buf[:n] = view[:n]
             self.buffer_updated(n)
             view = view[n:]
-            if self._seg is None and n == 0:
+            if n == 0:
                 self._grow(len(view))
+                if self._seg is not None:  # own segment full, frame not taken yet: the
+                    self._view[self._end : self._end + len(view)] = view  # rest waits behind
+                    self._end += len(view)
+                    return
 
     def _grow(self, more: int) -> None:
         """Make room for ``more`` bytes (only a sans-I/O caller feeding big chunks gets here;

@@ -1,0 +1,26 @@
+"""Inputs the fuzzers found, kept as exact regression tests (one per bug)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytgt.iscsi.framer import Framer
+from pytgt.iscsi.pdu import DataOut, NopOut
+
+
+@pytest.mark.timeout(10)
+def test_framer_receive_data_past_a_completed_own_segment() -> None:
+    """fuzz_connection, stream s05 cut into 1..64-byte pieces: Framer.receive_data spun
+    forever when one call carried the end of a big data segment (read into its own
+    buffer) and the start of the next PDU: the full segment buffer offered 0 bytes."""
+    big = DataOut(itt=1, ttt=2, data=bytes(20000), data_sn=0, buffer_offset=0, final=True)
+    nop = NopOut(itt=3, cmd_sn=1, exp_stat_sn=1, immediate=True)
+    stream = big.encode() + big.data + nop.encode()
+    f = Framer(65536)
+    f.receive_data(stream[:1000])
+    assert f.next_frame() is None  # the segment now gets its own buffer
+    f.receive_data(stream[1000:])  # rest of the segment + the NOP-Out header
+    first, second = f.next_frame(), f.next_frame()
+    assert first is not None and len(first.data) == 20000
+    assert second is not None and second.bhs == nop.encode()
+    assert f.next_frame() is None
