@@ -607,3 +607,17 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.Mo
         store.save(str(path), _tids(parse(ROUND_TRIP)))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_automatic_tids_skip_controller_tids_asked_for_later_in_the_file() -> None:
+    config = parse(f"<target {IQN}a>\ncontroller_tid 1\n</target>\n<target {IQN}b>\n</target>\n"
+                   f"<target {IQN}c>\ncontroller_tid 2\n</target>\n")
+    news = [(r["tid"], r["targetname"]) for r in plan_execute(config, Running()).requests()
+            if r["op"] == "new"]
+    assert news == [(1, f"{IQN}a"), (3, f"{IQN}b"), (2, f"{IQN}c")]
+
+
+def test_warnings_are_reported_once() -> None:
+    _config, warnings = parse_text(f"<target {IQN}>\nbacking-store /a\nbacking-store /b\n"
+                                   "vendor_id LONGVENDORNAME\n</target>\n", "t.conf")
+    assert len(warnings) == 1

@@ -194,12 +194,13 @@ def plan_execute(config: ConfigSpec, running: Running, force: bool = False) -> P
     plan = Plan()
     accounts = dict(running.config.accounts)
     used = {t.tid for t in running.config.targets if t.tid is not None}
+    reserved = _reserved(config, running)
     paths = _paths_in_use(running)
     for t in config.targets:
         if running.config.target(t.name) is not None:
             plan.steps.append(Step([f"# Target {t.name} already exists!"]))
             continue
-        tid = _assign_tid(t, used, running, plan)
+        tid = _assign_tid(t, used, reserved, running, plan)
         if tid is None:
             continue
         plan.steps.append(_add_step(t, tid, paths, force, accounts, plan))
@@ -223,8 +224,16 @@ def _missing_discovery(config: ConfigSpec, running: Running) -> ConfigSpec:
     return out
 
 
-def _assign_tid(t: TargetSpec, used: set[int], running: Running, plan: Plan) -> int | None:
-    """controller_tid if given, else one more than the largest tid in use (tgt-admin)."""
+def _reserved(config: ConfigSpec, running: Running) -> set[int]:
+    """The controller_tids of the file's targets that are not running yet."""
+    return {t.tid for t in config.targets
+            if t.tid is not None and running.config.target(t.name) is None}
+
+
+def _assign_tid(t: TargetSpec, used: set[int], reserved: set[int], running: Running,
+                plan: Plan) -> int | None:
+    """controller_tid if given, else one more than the largest tid in use (tgt-admin),
+    skipping the controller_tids other targets of the file ask for."""
     if t.tid is not None:
         if t.tid in used:
             other = running.by_tid(t.tid)
@@ -235,6 +244,8 @@ def _assign_tid(t: TargetSpec, used: set[int], running: Running, plan: Plan) -> 
         tid = t.tid
     else:
         tid = max(used, default=0) + 1
+        while tid in reserved:
+            tid += 1
     used.add(tid)
     return tid
 
@@ -317,7 +328,7 @@ def plan_update(config: ConfigSpec, running: Running, value: str, force: bool = 
                                     "skipping"]))
         elif have is None:
             plan.steps.append(Step([f"# Target with name {name} does not exist!"]))
-            tid = _assign_tid(want, used, running, plan)
+            tid = _assign_tid(want, used, _reserved(config, running), running, plan)
             if tid is not None:
                 plan.steps.append(_add_step(want, tid, paths, force, accounts, plan))
         else:

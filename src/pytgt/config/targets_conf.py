@@ -123,8 +123,8 @@ def parse_text(text: str, name: str = "<string>") -> tuple[ConfigSpec, list[str]
     warnings: list[str] = []
     config = _Builder(errors, warnings).build(root)
     if errors:
-        raise ConfigError(errors)
-    return config, warnings
+        raise ConfigError(list(dict.fromkeys(errors)))
+    return config, list(dict.fromkeys(warnings))  # a target-level value warns once
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

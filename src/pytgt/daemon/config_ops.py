@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pytgt.config import store
 from pytgt.config.plan import restore_requests
@@ -39,7 +39,7 @@ def param_defaults() -> dict[str, str]:
     from pytgt.config.model import Target
     from pytgt.daemon.mgmt import format_target_params
 
-    text = format_target_params(Target(tid=0, name="", scsi=None))
+    text = format_target_params(Target(tid=0, name="", scsi=cast(Any, None)))
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
