@@ -84,7 +84,7 @@ def snapshot(registry: Registry, param_defaults: dict[str, str] | None = None) -
 
 def encode(config: ConfigSpec) -> bytes:
     """The saved form of ``config`` (JSON)."""
-    return json.dumps(config.to_dict(), indent=1, sort_keys=True).encode("utf-8") + b"\n"
+    return json.dumps(config.to_dict(), separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def save(path: str, config: ConfigSpec) -> None:
