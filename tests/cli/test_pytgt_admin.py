@@ -414,3 +414,21 @@ def test_one_thousand_targets_under_ten_seconds(tmp_path: Path, persist: bool) -
         assert len(targets(d)) == 1000
     finally:
         d.stop()
+
+
+def test_pretend_without_a_daemon_and_help(tmp_path: Path) -> None:
+    conf = write(tmp_path, f"<target {IQN}>\n  backing-store \"x y\"\n  bs-type null\n"
+                           "  vendor_id \"A B\"\n</target>\n")
+    env = dict(os.environ, PYTGT_RUN_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "pytgt.cli.pytgt_admin", "-C", "9"]
+    res = subprocess.run([*cmd, "-c", conf, "-e", "-p"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0
+    assert res.stdout.splitlines()[2:] == [
+        f"# Adding target: {IQN}",
+        f"pytgtadm -C 9 --lld iscsi --op new --mode target --tid 1 -T {IQN}",
+        "pytgtadm -C 9 --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 "
+        "-b 'x y' --bstype null --params 'vendor_id=A B'",
+        "pytgtadm -C 9 --lld iscsi --op bind --mode target --tid 1 -I ALL"]
+    res = subprocess.run([*cmd, "-h"], env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "--update" in res.stdout and "--dump" in res.stdout

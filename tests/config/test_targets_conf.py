@@ -621,3 +621,12 @@ def test_warnings_are_reported_once() -> None:
     _config, warnings = parse_text(f"<target {IQN}>\nbacking-store /a\nbacking-store /b\n"
                                    "vendor_id LONGVENDORNAME\n</target>\n", "t.conf")
     assert len(warnings) == 1
+
+
+def test_update_keeps_the_running_tid_and_says_so() -> None:
+    have = _running(f"<target {IQN}>\ncontroller_tid 4\n</target>\n")
+    want = parse(f"<target {IQN}>\ncontroller_tid 8\ninitiator-address 10.0.0.1\n</target>\n")
+    plan = plan_update(want, have, "ALL")
+    assert {r["tid"] for r in plan.requests()} == {4}
+    assert plan.warnings == ["t.conf:1: controller_tid 8 differs from the running tid 4; "
+                             "--update keeps tid 4"]

@@ -340,6 +340,9 @@ def _update_step(want: TargetSpec, have: TargetSpec, running: Running, paths: di
                  force: bool, accounts: dict[str, str], plan: Plan) -> Step:
     assert have.tid is not None
     tid = have.tid
+    if want.tid is not None and want.tid != tid:
+        plan.warnings.append(f"{want.where}: controller_tid {want.tid} differs from the "
+                             f"running tid {tid}; --update keeps tid {tid}")
     own = {p: n for p, n in paths.items() if n != have.name}
     want = _with_luns(want, usable_luns(want, own, force, plan))
     requests = diff_target(have, want, tid, running.param_defaults, accounts, plan.warnings)
