@@ -24,3 +24,13 @@ def test_framer_receive_data_past_a_completed_own_segment() -> None:
     assert first is not None and len(first.data) == 20000
     assert second is not None and second.bhs == nop.encode()
     assert f.next_frame() is None
+
+
+def test_chap_a_with_a_non_ascii_digit_fails_the_login() -> None:
+    """fuzz_chap: ``CHAP_A=²`` passed str.isdigit() and int() raised ValueError out of the
+    login (the connection died without a Login Response, with a traceback in the log)."""
+    from pytgt.iscsi.chap import ChapTarget
+    from pytgt.iscsi.errors import LoginError
+
+    with pytest.raises(LoginError):
+        ChapTarget(lambda user: None).step({"CHAP_A": "\u00b2"})

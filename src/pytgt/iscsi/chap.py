@@ -114,7 +114,7 @@ class ChapTarget:
         if set(keys) != {"CHAP_A"}:
             raise LoginError(LoginStatus.INITIATOR_ERROR, "expected CHAP_A alone")
         for item in keys["CHAP_A"].split(","):
-            algo = ALGORITHMS.get(int(item)) if item.isdigit() else None
+            algo = ALGORITHMS.get(int(item)) if item.isascii() and item.isdigit() else None
             if algo is not None:
                 break
         else:
