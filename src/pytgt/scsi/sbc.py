@@ -342,6 +342,11 @@ async def write_same_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return await _write_same(lu, task, flags, lba, n, 10)
 
 
+def _thin(lu: LogicalUnit) -> bool:
+    """UNMAP exists only on thin-provisioned LUs (LBPME; RSOC leaves it out otherwise)."""
+    return lu.thin_provisioning
+
+
 async def unmap(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if not lu.thin_provisioning:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_COMMAND_OPERATION_CODE,
@@ -481,7 +486,7 @@ def _rows() -> list[Command]:
                 c.compare_and_write, writes=W),
         Command(O.WRITE_SAME_10, "WRITE SAME(10)", write_same_10, c.write_same_10, writes=W),
         Command(O.WRITE_SAME_16, "WRITE SAME(16)", write_same_16, c.write_same_16, writes=W),
-        Command(O.UNMAP, "UNMAP", unmap, c.param_len_7, writes=W),
+        Command(O.UNMAP, "UNMAP", unmap, c.param_len_7, writes=W, available=_thin),
         Command(O.SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE(10)", synchronize_cache_10),
         Command(O.SYNCHRONIZE_CACHE_16, "SYNCHRONIZE CACHE(16)", synchronize_cache_16),
         Command(O.PRE_FETCH_10, "PRE-FETCH(10)", pre_fetch_10, pr_access=R),
