@@ -226,3 +226,10 @@ def test_swp_is_changeable_by_mode_select(h: Harness) -> None:
     assert h.sense(cdb10(0x2A, 0, 1), bytes(BS)) == (0x07, 0x27, 0x00)
     h.target.lu_reset(h.nexus, 1 << 48)
     assert not h.lu.write_protected
+
+
+def test_unmap_listed_only_when_thin(h: Harness) -> None:
+    assert (0x42, -1) not in rsoc_all(h)
+    assert h.sense([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], bytes(24)) == (0x05, 0x20, 0x00)
+    h.lu.update_params({"thin_provisioning": "1"})
+    assert (0x42, -1) in rsoc_all(h)
