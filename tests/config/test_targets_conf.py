@@ -630,3 +630,11 @@ def test_update_keeps_the_running_tid_and_says_so() -> None:
     assert {r["tid"] for r in plan.requests()} == {4}
     assert plan.warnings == ["t.conf:1: controller_tid 8 differs from the running tid 4; "
                              "--update keeps tid 4"]
+
+
+@pytest.mark.parametrize("value", ["ab\\", "=x", '"q', "a b", " s", "x#y", "a\\#", ""])
+def test_render_quotes_values_that_would_not_parse_back(value: str) -> None:
+    config = parse(f"<target {IQN}>\n  backing-store /p\n</target>\n")
+    config.targets[0].luns[0].params["scsi_sn"] = value
+    again = parse(render(config))
+    assert again.targets[0].luns[0].params["scsi_sn"] == value

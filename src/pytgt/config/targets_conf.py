@@ -566,7 +566,7 @@ def _valid_iqn(name: str) -> bool:
 # -- writing -------------------------------------------------------------------------------
 def _quote(value: str) -> str:
     value = value.replace("#", "\\#")
-    if not value or value != value.strip() or value.startswith('"'):
+    if not value or value != value.strip() or value[0] in '"=' or value.endswith("\\"):
         return f'"{value}"'
     return value
 
