@@ -7,7 +7,7 @@ Pure bookkeeping: the connection feeds PDUs in and collects PDUs to send.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pytgt.iscsi.constants import RESERVED_TAG, RejectReason
 from pytgt.iscsi.errors import ProtocolError
@@ -44,57 +44,90 @@ class R2TState:
     next_data_sn: int = 0
 
 
-@dataclass(slots=True)
 class Task:
-    """A received SCSI Command and the state of its Data-Out."""
+    """A received SCSI Command and the state of its Data-Out.
 
-    command: ScsiCommand
-    limits: Limits
-    chunks: list[tuple[int, Data]] = field(default_factory=list)
-    received: int = 0
-    unsolicited_end: int = 0  # end offset of immediate + unsolicited data
-    unsolicited_done: bool = True
-    unsolicited_next_data_sn: int = 0
-    next_r2t_offset: int = 0
-    r2t_sn: int = 0
-    r2ts: dict[int, R2TState] = field(default_factory=dict)
-    ordered: bool = False
-    delivered: bool = False
-    aborted: bool = False
-    data_sn: int = 0  # next DataSN for Data-In
-    scsi_task: object = None  # the transport's SCSI-layer task, for aborts
-    data_error: tuple[int, int] | None = None  # (ASC, ASCQ) of a broken Data-Out sequence
+    A plain slotted class with a positional constructor: one is made per command, so
+    it keeps to the fields the hot path reads (``itt``, ``lun``, ``cdb``, ``read``,
+    ``write``, ``attr``, ``expected_length`` = EDTL, ``edtl`` = Data-Out length). The
+    full :class:`ScsiCommand` is decoded from the raw header only when asked for.
+    """
+
+    __slots__ = ("itt", "lun", "cdb", "expected_length", "edtl", "read", "write", "attr",
+                 "limits", "chunks", "received", "unsolicited_end", "unsolicited_done",
+                 "unsolicited_next_data_sn", "next_r2t_offset", "r2t_sn", "r2ts", "ordered",
+                 "delivered", "aborted", "data_sn", "scsi_task", "data_error", "_command",
+                 "_raw")
+
+    def __init__(self, itt: int, lun: int, cdb: bytes, expected_length: int, read: bool,
+                 write: bool, attr: int, limits: Limits,
+                 command: ScsiCommand | None = None,
+                 raw: tuple[bytes, Data, Data] | None = None) -> None:
+        self.itt = itt
+        self.lun = lun
+        self.cdb = cdb
+        self.expected_length = expected_length
+        self.edtl = expected_length if write else 0
+        self.read = read
+        self.write = write
+        self.attr = attr
+        self.limits = limits
+        self.chunks: list[tuple[int, Data]] = []
+        self.received = 0
+        self.unsolicited_end = 0  # end offset of immediate + unsolicited data
+        self.unsolicited_done = True
+        self.unsolicited_next_data_sn = 0
+        self.next_r2t_offset = 0
+        self.r2t_sn = 0
+        self.r2ts: dict[int, R2TState] = {}
+        self.ordered = False
+        self.delivered = False
+        self.aborted = False
+        self.data_sn = 0  # next DataSN for Data-In
+        self.scsi_task: object = None  # the transport's SCSI-layer task, for aborts
+        self.data_error: tuple[int, int] | None = None  # (ASC, ASCQ) of a broken sequence
+        self._command = command
+        self._raw = raw  # (BHS, data, AHS) to decode ``command`` from on demand
 
     @property
-    def itt(self) -> int:
-        return self.command.itt
-
-    @property
-    def edtl(self) -> int:
-        return self.command.expected_data_transfer_length if self.command.write else 0
+    def command(self) -> ScsiCommand:
+        """The SCSI Command PDU this task came from."""
+        cmd = self._command
+        if cmd is None:
+            assert self._raw is not None
+            bhs, data, ahs = self._raw
+            cmd = self._command = ScsiCommand.decode(bhs, data, ahs)
+        return cmd
 
     @classmethod
     def start(cls, cmd: ScsiCommand, limits: Limits) -> Task:
         """Begin a task; raises ProtocolError if the immediate data breaks the rules (13.13)."""
-        task = cls(cmd, limits)
-        n = len(cmd.data)
-        if n and not cmd.write:
-            raise ProtocolError(RejectReason.PROTOCOL_ERROR, "data with a non-write command")
-        if n and not limits.immediate_data:
-            raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data not negotiated")
-        if n > min(limits.first_burst_length, task.edtl):
-            raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data too long")
+        task = cls(cmd.itt, cmd.lun, cmd.cdb, cmd.expected_data_transfer_length, cmd.read,
+                   cmd.write, cmd.attr, limits, cmd)
+        task.begin(cmd.data, cmd.final)
+        return task
+
+    def begin(self, data: Data, final: bool) -> None:
+        """Take the immediate data and set up unsolicited Data-Out (13.13); raises
+        ProtocolError if the immediate data breaks the rules."""
+        limits = self.limits
+        n = len(data)
         if n:
-            task.chunks.append((0, cmd.data))
-            task.received = n
-        task.unsolicited_end = n
-        if cmd.write and not cmd.final:
+            if not self.write:
+                raise ProtocolError(RejectReason.PROTOCOL_ERROR, "data with a non-write command")
+            if not limits.immediate_data:
+                raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data not negotiated")
+            if n > min(limits.first_burst_length, self.edtl):
+                raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data too long")
+            self.chunks.append((0, data))
+            self.received = n
+        self.unsolicited_end = n
+        if self.write and not final:
             if limits.initial_r2t:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "unsolicited data with InitialR2T")
-            task.unsolicited_end = min(limits.first_burst_length, task.edtl)
-            task.unsolicited_done = task.unsolicited_end <= n
-        task.next_r2t_offset = task.unsolicited_end
-        return task
+            self.unsolicited_end = min(limits.first_burst_length, self.edtl)
+            self.unsolicited_done = self.unsolicited_end <= n
+        self.next_r2t_offset = self.unsolicited_end
 
     @property
     def data_complete(self) -> bool:

@@ -12,6 +12,7 @@ SCSI execution and task management are the adapter's (via events).
 from __future__ import annotations
 
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,12 +39,13 @@ from pytgt.iscsi.events import (
     SessionStarted,
     TaskManagement,
 )
-from pytgt.iscsi.framer import DataDigestError, Frame, Framer
+from pytgt.iscsi.framer import DataDigestError, Framer
 from pytgt.iscsi.pdu import (
+    F_BIT,
+    I_BIT,
     OPCODE_MASK,
     R2T,
     AsyncMessage,
-    DataIn,
     DataOut,
     LoginRequest,
     LoginResponse,
@@ -53,7 +55,6 @@ from pytgt.iscsi.pdu import (
     NopOut,
     Reject,
     ScsiCommand,
-    ScsiResponse,
     TaskMgmtRequest,
     TaskMgmtResponse,
     TextRequest,
@@ -71,6 +72,15 @@ _ORDERED = {Opcode.SCSI_COMMAND, Opcode.TASK_MGMT_REQUEST, Opcode.TEXT_REQUEST,
             Opcode.LOGOUT_REQUEST, Opcode.NOP_OUT}
 _DISCOVERY_OK = {Opcode.TEXT_REQUEST, Opcode.LOGOUT_REQUEST, Opcode.NOP_OUT}
 _MAX_TEXT = 64 * 1024
+
+# The hot path packs and unpacks these directly (same layouts as pdu.py's classes).
+_CMD_HEAD = struct.Struct(">BBxxIQIII")  # opcode, flags, AHS|DSL, LUN, ITT, EDTL, CmdSN
+_DATA_IN = struct.Struct(">BBBBIQIIIIIIII")  # 11.7.1
+_SCSI_RSP = struct.Struct(">BBBBIQIIIIIIII")  # 11.4
+_OP_DATA_IN = int(Opcode.SCSI_DATA_IN)
+_OP_SCSI_RSP = int(Opcode.SCSI_RESPONSE)
+_OP_SCSI_CMD = int(Opcode.SCSI_COMMAND)
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
 class TargetConnection:
@@ -133,7 +143,7 @@ class TargetConnection:
         """The next event, or None when all received bytes are consumed."""
         while not self._events and not self.closed:
             try:
-                frame = self.framer.next_frame()
+                parts = self.framer.next_parts()
             except DataDigestError as exc:
                 self._reject(exc.bhs, RejectReason.DATA_DIGEST_ERROR)
                 self._close("data digest error")  # ERL 0: no recovery within the connection
@@ -144,11 +154,11 @@ class TargetConnection:
             except ConnectionDropped as exc:
                 self._close(str(exc))
                 break
-            if frame is None:
+            if parts is None:
                 break
             if now is not None:
                 self._last_rx, self._pings_out = now, 0
-            self._dispatch(frame)
+            self._dispatch(*parts)
         return self._events.popleft() if self._events else None
 
     def data_to_send(self) -> list[Data]:
@@ -186,13 +196,13 @@ class TargetConnection:
         self._send(NopIn(RESERVED_TAG, ttt, self.stat_sn, *self._window()))
 
     # -- dispatch ----------------------------------------------------------------
-    def _dispatch(self, frame: Frame) -> None:
-        op = frame.bhs[0] & OPCODE_MASK
+    def _dispatch(self, bhs: bytes, ahs: bytes, data: Data) -> None:
+        op = bhs[0] & OPCODE_MASK
         try:
             if not self.full_feature:
                 if op != Opcode.LOGIN_REQUEST:
                     raise ConnectionDropped(f"opcode {op:#x} during login")
-                self._on_login(LoginRequest.decode(frame.bhs, frame.data))
+                self._on_login(LoginRequest.decode(bhs, data))
                 return
             handler = self._HANDLERS.get(op)
             if handler is None:
@@ -200,10 +210,10 @@ class TargetConnection:
             assert self.session is not None
             if self.session.session_type == "Discovery" and op not in _DISCOVERY_OK:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "not allowed in discovery")
-            handler(self, frame)
+            handler(self, bhs, data, ahs)
         except ProtocolError as exc:
             self.log.info("reject %s: %s", exc.reason.name, exc)
-            self._reject(frame.bhs, exc.reason)
+            self._reject(bhs, exc.reason)
             if exc.fatal:
                 self._close(str(exc))
         except ConnectionDropped as exc:
@@ -295,21 +305,38 @@ class TargetConnection:
                              p.max_xmit_data_segment_length)
 
     # -- full feature phase handlers ------------------------------------------------
-    def _on_scsi_command(self, frame: Frame) -> None:
-        cmd = ScsiCommand.decode(frame.bhs, frame.data, frame.ahs)
-        if cmd.itt in self.tasks:
+    def _on_scsi_command(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        # The hot path: the fields it needs from one unpack; ScsiCommand on demand.
+        op, flags, _, lun, itt, edtl, cmd_sn = _CMD_HEAD.unpack_from(bhs)
+        read, write = flags & 0x40 != 0, flags & 0x20 != 0
+        if ahs:  # extended CDB (11.3.5) or bidirectional read length (11.3.6)
+            cmd = ScsiCommand.decode(bhs, data, ahs)
+            task = Task(itt, lun, cmd.cdb, edtl, read, write, flags & 7, self.limits, cmd)
+        else:
+            task = Task(itt, lun, bhs[32:48], edtl, read, write, flags & 7, self.limits, None,
+                        (bhs, data, ahs))
+        if itt in self.tasks:
             raise ProtocolError(RejectReason.TASK_IN_PROGRESS, "ITT in use")
-        if cmd.read and cmd.write and not cmd.bidi_read_length:
-            pass  # bidirectional without AHS: treat read length as EDTL of the write
-        task = Task.start(cmd, self.limits)
-        assert self.session is not None
-        if not cmd.immediate and not sn_in_window(cmd.cmd_sn, self.session.exp_cmd_sn,
-                                                  self.session.max_cmd_sn):
-            self.log.debug("CmdSN %d outside window, ignored", cmd.cmd_sn)
+        if data or write:
+            task.begin(data, flags & F_BIT != 0)
+        session = self.session
+        assert session is not None
+        immediate = op & I_BIT != 0
+        if not immediate and cmd_sn == session.exp_cmd_sn and session.in_order():
+            # In order with nothing held (the usual case): deliver now (4.2.2.1).
+            session.exp_cmd_sn = (cmd_sn + 1) & 0xFFFFFFFF
+            self.tasks[itt] = task
+            if task.next_r2t_offset < task.edtl:
+                self._send_r2ts(task)
+            task.ordered = True
+            self._maybe_ready(task)
             return
-        self.tasks[cmd.itt] = task
+        if not immediate and not sn_in_window(cmd_sn, session.exp_cmd_sn, session.max_cmd_sn):
+            self.log.debug("CmdSN %d outside window, ignored", cmd_sn)
+            return
+        self.tasks[itt] = task
         self._send_r2ts(task)
-        self._ordered(cmd.cmd_sn, cmd.immediate, lambda: self._mark_ordered(task))
+        self._ordered(cmd_sn, immediate, lambda: self._mark_ordered(task))
 
     def _mark_ordered(self, task: Task) -> None:
         task.ordered = True
@@ -326,12 +353,12 @@ class TargetConnection:
             if self._next_ttt >= RESERVED_TAG:
                 self._next_ttt = 1
             self._send(R2T(task.itt, r2t.ttt, r2t.r2t_sn, r2t.offset, r2t.length,
-                           task.command.lun, self.stat_sn, *self._window()))
+                           task.lun, self.stat_sn, *self._window()))
 
-    def _on_data_out(self, frame: Frame) -> None:
-        pdu = DataOut.decode(frame.bhs, frame.data)
+    def _on_data_out(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        pdu = DataOut.decode(bhs, data)
         task = self.tasks.get(pdu.itt)
-        if task is None or not task.command.write:
+        if task is None or not task.write:
             raise ProtocolError(RejectReason.INVALID_PDU_FIELD, "Data-Out for no write task")
         burst_done = task.data_out(pdu)
         if task.data_error is not None:
@@ -349,8 +376,8 @@ class TargetConnection:
         sense = bytes([0x70, 0, 0x0B, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0])
         self.complete_command(task, 0x02, b"", sense)
 
-    def _on_nop_out(self, frame: Frame) -> None:
-        pdu = NopOut.decode(frame.bhs, frame.data)
+    def _on_nop_out(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        pdu = NopOut.decode(bhs, data)
         if pdu.itt == RESERVED_TAG:
             if pdu.ttt == RESERVED_TAG and not pdu.immediate:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "NOP-Out without ITT or TTT")
@@ -362,8 +389,8 @@ class TargetConnection:
                              bytes(pdu.data)))
         self._ordered(pdu.cmd_sn, pdu.immediate, answer)
 
-    def _on_text(self, frame: Frame) -> None:
-        pdu = TextRequest.decode(frame.bhs, frame.data)
+    def _on_text(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        pdu = TextRequest.decode(bhs, data)
         self._ordered(pdu.cmd_sn, pdu.immediate, lambda: self._text(pdu))
 
     def _text(self, pdu: TextRequest) -> None:
@@ -410,8 +437,8 @@ class TargetConnection:
         self._send(TextResponse(itt, RESERVED_TAG if last else ttt, stat_sn, *self._window(),
                                 final=last, cont=not last, data=data))
 
-    def _on_tmf(self, frame: Frame) -> None:
-        pdu = TaskMgmtRequest.decode(frame.bhs, frame.data)
+    def _on_tmf(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        pdu = TaskMgmtRequest.decode(bhs, data)
         self._ordered(pdu.cmd_sn, pdu.immediate, lambda: self._tmf(pdu))
 
     def _tmf(self, pdu: TaskMgmtRequest) -> None:
@@ -420,7 +447,7 @@ class TargetConnection:
         fn = pdu.function
         if fn == TmfFunction.ABORT_TASK:
             task = self._find_task(pdu.referenced_task_tag)
-            if task is None or task.command.lun != pdu.lun:
+            if task is None or task.lun != pdu.lun:
                 # 11.5.1: a task never received but inside the window counts as received
                 # and one outside the window (e.g. completed long ago) does not exist.
                 s = self.session
@@ -433,7 +460,7 @@ class TargetConnection:
             aborted = self._abort([task])
         elif fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
                     TmfFunction.LOGICAL_UNIT_RESET):
-            aborted = self._abort([t for t in self._session_tasks() if t.command.lun == pdu.lun])
+            aborted = self._abort([t for t in self._session_tasks() if t.lun == pdu.lun])
         elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
             aborted = self._abort(list(self._session_tasks()))
         elif fn in (TmfFunction.CLEAR_ACA, TmfFunction.TASK_REASSIGN):
@@ -463,8 +490,8 @@ class TargetConnection:
                     del conn.tasks[task.itt]
         return tasks
 
-    def _on_logout(self, frame: Frame) -> None:
-        pdu = LogoutRequest.decode(frame.bhs, frame.data)
+    def _on_logout(self, bhs: bytes, data: Data, ahs: bytes) -> None:
+        pdu = LogoutRequest.decode(bhs, data)
         self._ordered(pdu.cmd_sn, pdu.immediate, lambda: self._logout(pdu))
 
     def _logout(self, pdu: LogoutRequest) -> None:
@@ -495,7 +522,7 @@ class TargetConnection:
             if conn is not self and conn.wakeup is not None:
                 conn.wakeup()
 
-    _HANDLERS: dict[int, Callable[[TargetConnection, Frame], None]] = {
+    _HANDLERS: dict[int, Callable[[TargetConnection, bytes, Data, bytes], None]] = {
         Opcode.SCSI_COMMAND: _on_scsi_command,
         Opcode.SCSI_DATA_OUT: _on_data_out,
         Opcode.NOP_OUT: _on_nop_out,
@@ -513,55 +540,86 @@ class TargetConnection:
         if self.closed or task.aborted or self.tasks.get(task.itt) is not task:
             return
         del self.tasks[task.itt]
-        cmd = task.command
-        edtl = cmd.expected_data_transfer_length
+        edtl = task.expected_length
         residual, over, under = 0, False, False
         n = len(data)
-        if cmd.read and not cmd.write:
+        if task.read and not task.write:
             if n > edtl:
                 residual, over, n = n - edtl, True, edtl
             elif n < edtl:
                 residual, under = edtl - n, True
-        elif cmd.write:
+        elif task.write:
             need = write_length if write_length is not None else edtl
             if need > edtl:
                 residual, over = need - edtl, True
             elif need < edtl:
                 residual, under = edtl - need, True
-        elif edtl and not cmd.read:
-            pass
         fold = n > 0 and not sense
         if n:
             self._send_data_in(task, memoryview(data)[:n] if n != len(data) else data,
                                status if fold else None, residual, over, under)
         if not fold:
             body = len(sense).to_bytes(2, "big") + sense if sense else b""
-            stat_sn = self._next_stat_sn()
-            self._send(ScsiResponse(cmd.itt, status, 0, stat_sn, *self._window(),
-                                    task.data_sn, residual, over, under, data=body))
+            stat_sn = self.stat_sn
+            self.stat_sn = (stat_sn + 1) & 0xFFFFFFFF
+            exp, mx = self._window()
+            flags = F_BIT | (0x04 if over else 0) | (0x02 if under else 0)
+            header = _SCSI_RSP.pack(_OP_SCSI_RSP, flags, 0, status, len(body), 0, task.itt, 0,
+                                    stat_sn, exp, mx, task.data_sn, 0, residual)
+            self._out.extend(self.framer.frame(header, body))
 
     def _send_data_in(self, task: Task, data: Data, status: int | None, residual: int,
                       over: bool, under: bool) -> None:
+        """Data-In PDUs (11.7), each header packed straight from the task's fields."""
         step = self.limits.max_xmit_data_segment_length
         burst = self.limits.max_burst_length
         total = len(data)
+        exp, mx = self._window()
+        framer, out = self.framer, self._out
+        plain = not (framer.header_digest or framer.data_digest)
+        lun, itt = task.lun, task.itt
+        if total <= step and total <= burst:  # one PDU: the 4 KiB read
+            if status is None:
+                flags, st, stat_sn, residual = F_BIT, 0, 0, 0
+            else:
+                flags = F_BIT | 0x01 | (0x04 if over else 0) | (0x02 if under else 0)
+                st, stat_sn = status, self.stat_sn
+                self.stat_sn = (stat_sn + 1) & 0xFFFFFFFF
+            header = _DATA_IN.pack(_OP_DATA_IN, flags, 0, st, total, lun, itt, RESERVED_TAG,
+                                   stat_sn, exp, mx, task.data_sn, 0, residual)
+            task.data_sn += 1
+            if plain:
+                out.append(header)
+                out.append(data)
+                if total & 3:
+                    out.append(_PAD[total & 3])
+            else:
+                out.extend(framer.frame(header, data))
+            return
         view = memoryview(data)
-        lun = task.command.lun
         off = 0
         while off < total:
             n = min(step, total - off, burst - off % burst)
-            last = off + n >= total
-            final = last or (off + n) % burst == 0
-            with_status = last and status is not None
-            stat_sn = self._next_stat_sn() if with_status else 0
-            exp, mx = self._window()
-            self._send(DataIn(task.itt, task.data_sn, off, view[off : off + n], final,
-                              with_status, status or 0, False,
-                              over and with_status, under and with_status,
-                              residual if with_status else 0, lun, RESERVED_TAG, stat_sn,
-                              exp, mx))
+            end = off + n
+            if end >= total and status is not None:  # the last one carries the status
+                flags = F_BIT | 0x01 | (0x04 if over else 0) | (0x02 if under else 0)
+                st, stat_sn, res = status, self.stat_sn, residual
+                self.stat_sn = (stat_sn + 1) & 0xFFFFFFFF
+            else:
+                flags = F_BIT if end >= total or end % burst == 0 else 0
+                st = stat_sn = res = 0
+            chunk = view[off:end]
+            header = _DATA_IN.pack(_OP_DATA_IN, flags, 0, st, n, lun, itt, RESERVED_TAG,
+                                   stat_sn, exp, mx, task.data_sn, off, res)
             task.data_sn += 1
-            off += n
+            if plain:
+                out.append(header)
+                out.append(chunk)
+                if n & 3:
+                    out.append(_PAD[n & 3])
+            else:
+                out.extend(framer.frame(header, chunk))
+            off = end
 
     def complete_tmf(self, itt: int, response: int) -> None:
         """Answer a TaskManagement event (11.6)."""

@@ -9,6 +9,7 @@ Every claimed length is bounded before any byte of it is read.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from crc32c import crc32c
@@ -22,6 +23,8 @@ _BUFSIZE = 256 * 1024
 _MIN_FREE = 64 * 1024
 _OWN_BUFFER_AT = 8 * 1024  # partial data segments at least this big get their own buffer
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_WORD = struct.Struct(">I")  # TotalAHSLength << 24 | DataSegmentLength (11.2.1)
+Parts = tuple[bytes, bytes, Data]  # BHS, AHS, data segment
 
 
 def digest(*parts: Data) -> bytes:
@@ -32,7 +35,7 @@ def digest(*parts: Data) -> bytes:
     return crc.to_bytes(4, "little")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     """One received PDU: 48-byte BHS, AHS bytes and the data segment without padding."""
 
@@ -117,10 +120,30 @@ class Framer:
         Raises ConnectionDropped (header digest, oversized segment) or
         DataDigestError (the PDU is dropped; the caller rejects it).
         """
+        parts = self.next_parts()
+        return None if parts is None else Frame(*parts)
+
+    def next_parts(self) -> Parts | None:
+        """:meth:`next_frame` as a ``(bhs, ahs, data)`` tuple (no object per PDU)."""
         if self._seg is not None:
             return self._finish_own_segment()
-        if self._pending is None and not self._read_header():
-            return None
+        if self._pending is None:
+            # The common case first: no digests, no AHS, the whole PDU in the buffer.
+            start = self._start
+            have = self._end - start
+            if have < BHS_LENGTH:
+                return None
+            dlen = _WORD.unpack_from(self._buf, start + 4)[0]
+            if dlen <= self.max_data_segment_length and not (
+                    self.header_digest or self.data_digest):  # top byte (AHS) is 0 here
+                end = start + BHS_LENGTH + dlen
+                if have >= BHS_LENGTH + dlen + (-dlen % 4):
+                    view = self._view
+                    self._start = end + (-dlen % 4)
+                    return (bytes(view[start : start + BHS_LENGTH]), b"",
+                            bytes(view[start + BHS_LENGTH : end]) if dlen else b"")
+            if not self._read_header():
+                return None
         assert self._pending is not None
         bhs, ahs, dlen = self._pending
         total = dlen + (-dlen % 4) + (4 if self.data_digest and dlen else 0)
@@ -162,7 +185,7 @@ class Framer:
         self._pending = (header[:BHS_LENGTH], header[BHS_LENGTH:], dlen)
         return True
 
-    def _finish_own_segment(self) -> Frame | None:
+    def _finish_own_segment(self) -> Parts | None:
         assert self._seg is not None and self._pending is not None
         if self._seg_pos < len(self._seg):
             return None
@@ -171,13 +194,13 @@ class Framer:
         self._seg, self._pending = None, None
         return self._complete(bhs, ahs, memoryview(seg), dlen)
 
-    def _complete(self, bhs: bytes, ahs: bytes, raw: memoryview, dlen: int) -> Frame:
+    def _complete(self, bhs: bytes, ahs: bytes, raw: memoryview, dlen: int) -> Parts:
         data = raw[:dlen]
         if self.data_digest and dlen:
             end = dlen + (-dlen % 4)
             if digest(raw[:end]) != raw[end : end + 4]:
                 raise DataDigestError(bhs)
-        return Frame(bhs, ahs, data)
+        return bhs, ahs, data
 
     # -- sending ---------------------------------------------------------------
     def frame(self, header: bytes, data: Data = b"") -> list[Data]:

@@ -61,6 +61,10 @@ class Session:
             return True
         return False
 
+    def in_order(self) -> bool:
+        """No command is held for a CmdSN gap: ExpCmdSN can be delivered at once."""
+        return not self._held
+
     def forget_held(self) -> None:
         """Drop commands waiting for a CmdSN gap (connection loss at ERL 0)."""
         self._held.clear()

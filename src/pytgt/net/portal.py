@@ -23,6 +23,7 @@ from pytgt.iscsi.events import (
     TaskManagement,
 )
 from pytgt.iscsi.session import Session, SessionTable
+from pytgt.scsi import fastpath
 from pytgt.scsi.task import ItNexus, ScsiTask, Status
 
 log = logging.getLogger("pytgt.net")
@@ -61,6 +62,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._pump_scheduled = False
         self._flush_scheduled = False
         self._in_pump = False
+        self._scsi: Any = None  # the session's ScsiTarget, once a command arrived
+        self._nexus_key = ""
 
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -181,8 +184,34 @@ class IscsiProtocol(asyncio.BufferedProtocol):
     def _on_command(self, ev: CommandReady) -> None:
         """Run the command's first step now, without a Task: page-cache reads and most
         non-data commands finish right here. Only a command that really waits (disk I/O
-        in the pool, a lock) becomes a Task, resumed right after the await it stopped at."""
-        coro = self._execute(ev.task)
+        in the pool, a lock) becomes a Task, resumed right after the await it stopped at.
+
+        Plain READ/WRITE(10/16) take :mod:`pytgt.scsi.fastpath` (same answers, no
+        per-layer coroutines); anything else, or anything unusual, the generic path."""
+        task = ev.task
+        scsi = self._scsi
+        if scsi is None:
+            s = self.conn.session if self.conn is not None else None
+            assert s is not None and s.target is not None
+            scsi = self._scsi = s.target.scsi
+            self._nexus_key = s.nexus.key
+        coro: Any = None
+        if task.read:
+            if not task.write:
+                data = fastpath.read(scsi, self._nexus_key, task.lun, task.cdb)
+                if data is not None:
+                    assert self.conn is not None
+                    self.conn.complete_command(task, 0, data)
+                    if not self._in_pump:
+                        self._schedule_flush()
+                    return
+        elif task.write:
+            data = task.data_out_buffer()
+            pending = fastpath.write(scsi, self._nexus_key, task.lun, task.cdb, data)
+            if pending is not None:
+                coro = self._finish_write(task, pending, len(data))
+        if coro is None:
+            coro = self._execute(task)
         try:
             waiting_on = coro.send(None)
         except StopIteration:
@@ -204,21 +233,33 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             waiting_on.add_done_callback(self._running.discard)
             waiting_on.add_done_callback(resume)
 
+    async def _finish_write(self, task: Any, pending: Any, length: int) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            result = await pending
+        except Exception:  # the SCSI layer answers errors itself; this is a bug
+            log.exception("SCSI command %s failed", task.cdb[:1].hex())
+            conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
+        else:
+            conn.complete_command(task, result.status, b"", result.sense, length)
+        if not self._in_pump:
+            self._schedule_flush()
+
     async def _execute(self, task: Any) -> None:
         conn = self.conn
         assert conn is not None and conn.session is not None
         s = conn.session
-        cmd = task.command
         scsi = s.target.scsi
-        write_length = scsi.expected_data_out(cmd.lun, cmd.cdb) if cmd.write else None
-        st = ScsiTask(s.nexus, cmd.lun, cmd.cdb, cmd.itt, data_out=task.data_out_buffer(),
-                      expected_in=cmd.expected_data_transfer_length if cmd.read else 0,
+        write_length = scsi.expected_data_out(task.lun, task.cdb) if task.write else None
+        st = ScsiTask(s.nexus, task.lun, task.cdb, task.itt, data_out=task.data_out_buffer(),
+                      expected_in=task.expected_length if task.read else 0,
                       expected_out=task.edtl)
         task.scsi_task = st
         try:
             result = await scsi.execute(st)
         except Exception:  # the SCSI layer answers errors itself; this is a bug
-            log.exception("SCSI command %s failed", cmd.cdb[:1].hex())
+            log.exception("SCSI command %s failed", task.cdb[:1].hex())
             conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
         else:
             conn.complete_command(task, result.status, result.data, result.sense, write_length)

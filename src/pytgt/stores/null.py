@@ -54,6 +54,13 @@ class NullStore:
             return self._zeros[:length]
         return bytes(length)
 
+    def read_nowait(self, offset: int, length: int) -> bytes | memoryview:
+        """:meth:`read` without awaiting (zeros are always at hand)."""
+        check_range(self.size, offset, length)
+        if length <= _ZERO_CHUNK:
+            return self._zeros[:length]
+        return bytes(length)
+
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         check_range(self.size, offset, len(data))
 

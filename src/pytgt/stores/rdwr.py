@@ -129,6 +129,14 @@ class RdwrStore:
                 return buf
         return await self._run(self._read_sync, offset, length)
 
+    def read_nowait(self, offset: int, length: int) -> bytearray | None:
+        """The data if the page cache holds all of it, read on the calling thread without
+        waiting for the disk (``RWF_NOWAIT``); None when :meth:`read` must be awaited."""
+        if not self._nowait or self._closed or length <= 0:
+            return None
+        check_range(self.size, offset, length)
+        return self._read_cached(offset, length)
+
     def _read_cached(self, offset: int, length: int) -> bytearray | None:
         """The data if the page cache holds all of it, without blocking; else None."""
         buf = bytearray(length)
