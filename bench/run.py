@@ -47,7 +47,6 @@ from bench.targets import (  # noqa: E402
 )
 from bench.workloads import BY_NAME, GOALS, WORKLOADS, ClientError, Workload  # noqa: E402
 
-GIB = 1 << 30
 TOOLS = ("iscsi-perf", "qemu-img", "iscsi-readcapacity16")
 
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 IQN = "iqn.2026-11.org.pytgt:bench"
 FILE_LUN = 1
@@ -200,13 +201,13 @@ class PytgtTarget(Target):
             self.stop()
             raise TargetError(f"pytgtd did not start ({' '.join(cmd)}):\n{self.log_tail()}")
 
-    def _drain(self, log: object, found: threading.Event) -> None:
+    def _drain(self, log: BinaryIO, found: threading.Event) -> None:
         """Copy the daemon's stderr to its log file; note the port it reports."""
         assert self.proc is not None and self.proc.stderr is not None
-        with log:  # type: ignore[attr-defined]
+        with log:
             for line in self.proc.stderr:
-                log.write(line)  # type: ignore[attr-defined]
-                log.flush()  # type: ignore[attr-defined]
+                log.write(line)
+                log.flush()
                 if not found.is_set():
                     m = READY.search(line.decode(errors="replace"))
                     if m:
