@@ -638,3 +638,13 @@ def test_render_quotes_values_that_would_not_parse_back(value: str) -> None:
     config.targets[0].luns[0].params["scsi_sn"] = value
     again = parse(render(config))
     assert again.targets[0].luns[0].params["scsi_sn"] == value
+
+
+def test_render_escapes_hash_in_chap_secrets() -> None:
+    config = parse(f"incomingdiscoveryuser d p\\#1\n<target {IQN}>\n"
+                   "  incominguser u se\\#cret\n  outgoinguser o \\#x\n</target>\n")
+    assert config.targets[0].incoming == [("u", "se#cret")]
+    again = parse(render(config))
+    assert again.targets[0].incoming == [("u", "se#cret")]
+    assert again.targets[0].outgoing == ("o", "#x")
+    assert again.discovery_incoming == [("d", "p#1")]

@@ -571,14 +571,18 @@ def _quote(value: str) -> str:
     return value
 
 
+def _acct(account: Account) -> str:
+    return " ".join(x.replace("#", "\\#") for x in account)
+
+
 def render(config: ConfigSpec, header: str = "") -> str:
     """targets.conf text that :func:`parse_text` reads back as ``config`` (tids and LUNs
     explicit, passwords included)."""
     out = [f"# {line}" for line in header.splitlines()]
     out.append("default-driver iscsi")
-    out += [f"incomingdiscoveryuser {u} {p}" for u, p in config.discovery_incoming]
+    out += [f"incomingdiscoveryuser {_acct(a)}" for a in config.discovery_incoming]
     if config.discovery_outgoing:
-        out.append("outgoingdiscoveryuser {} {}".format(*config.discovery_outgoing))
+        out.append(f"outgoingdiscoveryuser {_acct(config.discovery_outgoing)}")
     for t in config.targets:
         out += ["", f"<target {t.name}>"]
         if t.tid is not None:
@@ -588,9 +592,9 @@ def render(config: ConfigSpec, header: str = "") -> str:
         out += [f"\t{k} {_quote(v)}" for k, v in sorted(t.iscsi_params.items())]
         out += [f"\tinitiator-address {a}" for a in t.initiator_addresses or [NO_ADDRESS]]
         out += [f"\tinitiator-name {_quote(n)}" for n in t.initiator_names]
-        out += [f"\tincominguser {u} {p}" for u, p in t.incoming]
+        out += [f"\tincominguser {_acct(a)}" for a in t.incoming]
         if t.outgoing:
-            out.append("\toutgoinguser {} {}".format(*t.outgoing))
+            out.append(f"\toutgoinguser {_acct(t.outgoing)}")
         out.append("</target>")
     return "\n".join(out) + "\n"
 
