@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.targets import TARGETS, TargetError, rss_kib
+from bench.targets import TARGETS, TargetError, die_with_parent, rss_kib
 
 LUNS_PER_TARGET = 100
 IDLE_SESSIONS = 100
@@ -53,7 +53,8 @@ def idle_sessions(t: Any, iqn: str, count: int) -> dict[str, Any]:
     helper = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("idle_sessions.py")), "--portal",
          t.portal(), "--target", iqn, "--lun", "1", "--count", str(count)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=die_with_parent)
     assert helper.stdin is not None and helper.stdout is not None
     try:
         ready, _, _ = select.select([helper.stdout], [], [], LOGIN_TIMEOUT)

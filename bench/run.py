@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(apt-get install libiscsi-bin qemu-utils qemu-block-extra)")
     if args.profile and shutil.which("py-spy") is None:
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup in finally
     workloads, names = select_workloads(args.only), select_targets(args.targets)
     args.workdir.mkdir(parents=True, exist_ok=True)
     disk = args.workdir / f"disk-{args.size}.img"
@@ -307,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     result["digest_cost_pct"] = digest_cost(result["workloads"])
     if args.footprint:
         result["footprint"] = {n: footprint(n, args.workdir, args.footprint_luns) for n in names}
-    return write_results(result, args.results_dir)
+    rc = write_results(result, args.results_dir)
+    print(f"bench: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return rc
 
 
 def write_results(result: dict[str, Any], outdir: Path) -> int:
@@ -325,7 +329,4 @@ def write_results(result: dict[str, Any], outdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    t0 = time.monotonic()
-    rc = main()
-    print(f"bench: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    sys.exit(rc)
+    sys.exit(main())

@@ -7,6 +7,7 @@ Each daemon is stopped by its own PID; nothing here signals a process it did not
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import re
@@ -26,6 +27,7 @@ NULL_LUN = 2
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"listening on (\S+):(\d+)")
 TGT_RUN_DIR = Path("/var/run/tgtd")
+PR_SET_PDEATHSIG = 1
 
 
 class TargetError(RuntimeError):
@@ -56,6 +58,15 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def die_with_parent() -> None:
+    """In the child: SIGKILL when the benchmark dies, so no daemon outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 class Target:
@@ -190,7 +201,7 @@ class PytgtTarget(Target):
         cmd = [sys.executable, *launcher, "-f", "-C", str(self.control),
                "--iscsi", "portal=127.0.0.1:0", *extra]
         self.proc = subprocess.Popen(cmd, env=self._env(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=die_with_parent)
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the drain thread
         found = threading.Event()
         threading.Thread(target=self._drain, args=(log, found), daemon=True).start()
@@ -241,7 +252,8 @@ class TgtTarget(Target):
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(
                     ["tgtd", "-f", "-C", str(self.control), "--iscsi",
-                     f"portal={self.portal()}"], stdout=log, stderr=subprocess.STDOUT)
+                     f"portal={self.portal()}"], stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent)
             if self._wait_ready():
                 return
             last = self.log_tail()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.targets import FILE_LUN, IQN, NULL_LUN, Target
+from bench.targets import FILE_LUN, IQN, NULL_LUN, Target, die_with_parent
 
 MIB = 1 << 20
 WRITE_PATTERN = 0xA5
@@ -62,7 +62,7 @@ def client_timeout(seconds: float) -> float:
 
 def _cmd(cmd: list[str], timeout: float) -> str:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                         errors="replace")
+                         errors="replace", preexec_fn=die_with_parent)
     out = res.stdout.replace("\r", "\n")
     if res.returncode != 0:
         tail = "\n".join((out + res.stderr).strip().splitlines()[-5:])
@@ -109,7 +109,8 @@ def many_sessions(sessions: int, depth: int, size: int) -> Callable[..., Sample]
         cmds = [iscsi_perf_cmd(t.url(FILE_LUN), depth, size // t.blocksize(FILE_LUN), secs, True,
                                f"iqn.2026-11.org.pytgt:bench-s{i}") for i in range(sessions)]
         procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, errors="replace") for c in cmds]
+                                  text=True, errors="replace", preexec_fn=die_with_parent)
+                 for c in cmds]
         total, errors = 0.0, []
         deadline = time.monotonic() + client_timeout(secs)
         for cmd, p in zip(cmds, procs, strict=True):
