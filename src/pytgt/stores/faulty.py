@@ -13,7 +13,9 @@ the fault clears can be tested without a broken disk.
 ``fault``      ``none`` (default), ``eio``, ``enospc``, ``erofs``, ``slow``
                (only the delay), ``truncate`` (I/O reaching past ``at`` fails
                with ENXIO, as a device that shrank), ``short`` (a read returns
-               fewer bytes than asked: a store bug the caller must survive)
+               fewer bytes than asked: a store bug the caller must survive),
+               ``stuck`` (the delay, but cancelling the caller does not stop the
+               operation: it completes later, as a pwrite in a thread would)
 ``ops``        which operations are hit: ``read``, ``write``, ``flush``,
                ``unmap`` joined by ``+`` (default: all)
 ``after``      let this many matching operations through first (default 0)
@@ -55,6 +57,7 @@ FAULTS = {
     "erofs": errno.EROFS,
     "truncate": errno.ENXIO,
     "short": None,
+    "stuck": None,
 }
 PLAN_KEYS = frozenset({"fault", "ops", "after", "count", "delay", "offset", "length", "at"})
 
@@ -131,6 +134,7 @@ class FaultyStore:
         self._plan = plan or FaultPlan()
         self._matched = 0  # matching operations seen under the current plan
         self._injected = 0  # faults injected under the current plan
+        self._stuck = 0.0  # the delay of the stuck operation about to start
 
     @classmethod
     def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
@@ -200,7 +204,7 @@ class FaultyStore:
     async def read(self, offset: int, length: int) -> bytes | bytearray | memoryview:
         short = await self._enter("read", offset, length)
         try:
-            data = await self.inner.read(offset, length)
+            data = await self._io(self.inner.read(offset, length))
         finally:
             self.stats.in_flight -= 1
         return memoryview(data)[: length // 2] if short else data
@@ -208,21 +212,21 @@ class FaultyStore:
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         await self._enter("write", offset, memoryview(data).nbytes)
         try:
-            await self.inner.write(offset, data)
+            await self._io(self.inner.write(offset, data))
         finally:
             self.stats.in_flight -= 1
 
     async def flush(self) -> None:
         await self._enter("flush", 0, 0)
         try:
-            await self.inner.flush()
+            await self._io(self.inner.flush())
         finally:
             self.stats.in_flight -= 1
 
     async def unmap(self, offset: int, length: int) -> None:
         await self._enter("unmap", offset, length)
         try:
-            await self.inner.unmap(offset, length)
+            await self._io(self.inner.unmap(offset, length))
         finally:
             self.stats.in_flight -= 1
 
@@ -237,6 +241,23 @@ class FaultyStore:
         await self.inner.close()
 
     # -- injection ----------------------------------------------------------------------
+    async def _io(self, coro: Any) -> Any:
+        """Run one inner operation; a ``stuck`` one runs to its end even if we are cancelled."""
+        delay, self._stuck = self._stuck, 0.0
+        if not delay:
+            return await coro
+        self.stats.delayed += 1
+
+        async def late() -> Any:
+            try:
+                await asyncio.sleep(delay)
+                return await coro
+            finally:
+                self.stats.in_flight -= 1
+
+        self.stats.in_flight += 1  # until the shielded operation really ends
+        return await asyncio.shield(asyncio.ensure_future(late()))
+
     async def _enter(self, op: str, offset: int, length: int) -> bool:
         """Count, stall and fail as planned; True when a read must come back short.
 
@@ -252,6 +273,10 @@ class FaultyStore:
             self.stats.in_flight += 1
             return False
         self._injected += 1
+        if plan.fault == "stuck":
+            self._stuck = plan.delay  # taken by _io right after this returns
+            self.stats.in_flight += 1
+            return False
         if plan.delay:
             self.stats.delayed += 1
             await asyncio.sleep(plan.delay)

@@ -1,0 +1,195 @@
+"""Backing-store faults seen through iSCSI: the right sense for that command only, task
+management while I/O is stuck, other sessions unaffected, the LU fine once it clears."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from pytgt.initiator import InitiatorSession
+from pytgt.initiator.scsi import cdb_read16, cdb_synchronize_cache16, cdb_write16
+from pytgt.iscsi.constants import TmfFunction
+from pytgt.scsi.sense import decode_sense
+from pytgt.stores.faulty import FaultyStore
+from tests.robustness.daemon_proc import IQN
+from tests.robustness.util import login, ready, run
+
+BS = 512
+
+
+@asynccontextmanager
+async def faulty_target(bsopts: str = "") -> AsyncIterator[tuple[Any, int, FaultyStore]]:
+    from pytgt.daemon.server import Daemon
+
+    async with Daemon([("127.0.0.1", 0)]) as d:
+        for req in ({"mode": "target", "op": "new", "tid": 1, "targetname": IQN},
+                    {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1, "bstype": "faulty",
+                     "backing_store": "16M", "bsopts": f"size=16M{',' + bsopts if bsopts else ''}"},
+                    {"mode": "target", "op": "bind", "tid": 1, "initiator_address": "ALL"}):
+            rc, out = await d.management.handle(req)
+            assert rc == 0, out
+        store = d.registry.targets[1].scsi.luns[1].store
+        assert isinstance(store, FaultyStore)
+        yield d, d.portals[0][1], store
+
+
+async def session(port: int) -> InitiatorSession:
+    s = await login(port)
+    await ready(s)
+    return s
+
+
+def sense(r: Any) -> tuple[int, int, int] | None:
+    return decode_sense(r.sense) if r.status == 2 else None
+
+
+@pytest.mark.parametrize(("fault", "ops", "cdb", "expected"), [
+    ("eio", "read", cdb_read16(0, 8), (0x03, 0x11, 0x00)),
+    ("eio", "write", cdb_write16(0, 8), (0x03, 0x0C, 0x00)),
+    ("enospc", "write", cdb_write16(0, 8), (0x07, 0x27, 0x07)),
+    ("eio", "flush", cdb_synchronize_cache16(), (0x03, 0x0C, 0x00)),
+    ("truncate", "read+write", cdb_read16(30000, 8), (0x03, 0x11, 0x00)),
+])
+def test_fault_answers_that_command_only(fault: str, ops: str, cdb: bytes,
+                                         expected: tuple[int, int, int]) -> None:
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            s = await session(port)
+            data = bytes(range(256)) * 16 if cdb[0] == 0x8A else b""
+            read = 4096 if cdb[0] == 0x88 else 0
+            store.set_fault(fault, ops=ops, at=8 << 20 if fault == "truncate" else None)
+            r = await s.execute(1, cdb, data, read)
+            assert sense(r) == expected
+            # The same session goes on: other blocks, other commands are fine.
+            await s.write16(1, 100, b"\x5a" * 4096) if "write" not in ops else None
+            assert (await s.execute(1, cdb_read16(200, 1), read_length=BS)).status in (0, 2)
+            store.clear()  # the fault goes away: the LU works again
+            await s.write16(1, 0, b"\xa5" * 4096, fua=True)
+            assert await s.read16(1, 0, 8) == b"\xa5" * 4096
+            await s.synchronize_cache(1)
+            await s.logout()
+
+    run(body())
+
+
+def test_write_fault_reaches_the_initiator_over_r2t() -> None:
+    """EIO on a solicited (R2T) write: the Data-Out is drained, then the sense is sent."""
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            s = await login(port, immediate_data=False, initial_r2t=True)
+            await ready(s)
+            store.set_fault("eio", ops="write", count=1)
+            r = await s.execute(1, cdb_write16(8, 512), bytes(256 * 1024))
+            assert sense(r) == (0x03, 0x0C, 0x00)
+            await s.write16(1, 8, bytes(256 * 1024))
+            await s.logout()
+
+    run(body())
+
+
+async def _timed(coro: Any) -> tuple[Any, float]:
+    t0 = time.monotonic()
+    out = await coro
+    return out, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("fault", ["slow", "stuck"])
+@pytest.mark.parametrize("tmf", [TmfFunction.ABORT_TASK, TmfFunction.LOGICAL_UNIT_RESET])
+def test_tmf_answered_and_others_served_while_the_store_is_stuck(tmf: int, fault: str) -> None:
+    delay = 2.0
+
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            a, b = await session(port), await session(port)
+            # reads of the first 4 KiB stall for 2 s; everything else is fast
+            store.set_fault(fault, ops="read", delay=delay, offset=0, length=4096)
+            itt = a.conn.send_command(1, cdb_read16(0, 8), read_length=4096)
+            stuck = asyncio.ensure_future(a._call(itt, 10))
+            await asyncio.sleep(0)  # let the command go out
+            for _ in range(100):  # until the store holds it (a condition, bounded)
+                if store.stats.delayed:
+                    break
+                await a.nop(b"x")
+            assert store.stats.delayed == 1
+            ref = {"ref_itt": itt} if tmf == TmfFunction.ABORT_TASK else {}
+            response, took = await _timed(a.task_management(tmf, lun=1, timeout=delay * 3,
+                                                            **ref))
+            assert response in (0, 1)  # FUNCTION COMPLETE (or TASK DOES NOT EXIST: done)
+            assert took < delay * 2
+            # The other session is served at once meanwhile.
+            data, fast = await _timed(b.read16(1, 100, 8))
+            assert fast < delay / 2
+            stuck.cancel()  # no response for a task the TMF aborted (RFC 7143 11.5.1)
+            await _store_idle(store, delay * 3)
+            store.clear()
+            await ready(a)
+            await a.write16(1, 0, b"\x11" * 4096)
+            assert await a.read16(1, 0, 8) == b"\x11" * 4096
+            assert await b.read16(1, 0, 8) == b"\x11" * 4096
+            await a.logout()
+            await b.logout()
+
+    run(body())
+
+
+async def _store_idle(store: FaultyStore, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while store.stats.in_flight:
+        assert time.monotonic() < deadline, "store I/O still in flight"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fault", [
+    "slow",  # the store's wait is cancelled with the task: nothing lands
+    pytest.param("stuck", marks=pytest.mark.xfail(strict=True, reason=(
+        "ABORT TASK / LU RESET are answered FUNCTION COMPLETE while the aborted WRITE is "
+        "still inside the store (a pwrite in a pool thread cannot be cancelled); it lands "
+        "later and overwrites the initiator's newer WRITE. SAM-5 7.2/7.6: the TMF response "
+        "must wait until the task is really gone (cancel what can be, await the rest)"))),
+])
+@pytest.mark.parametrize("tmf", [TmfFunction.ABORT_TASK, TmfFunction.LOGICAL_UNIT_RESET])
+def test_aborted_write_does_not_land_after_the_tmf_response(tmf: int, fault: str) -> None:
+    delay = 1.0
+
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            s = await session(port)
+            store.set_fault(fault, ops="write", delay=delay, count=1)
+            itt = s.conn.send_command(1, cdb_write16(0, 8), b"A" * 4096)
+            old = asyncio.ensure_future(s._call(itt, 10))
+            for _ in range(100):
+                if store.stats.delayed:
+                    break
+                await s.nop(b"x")
+            assert store.stats.delayed == 1  # WRITE A is inside the store
+            ref = {"ref_itt": itt} if tmf == TmfFunction.ABORT_TASK else {}
+            assert await s.task_management(tmf, lun=1, timeout=delay * 3, **ref) == 0
+            old.cancel()
+            await ready(s)
+            await s.write16(1, 0, b"B" * 4096)  # the initiator moves on: WRITE B
+            await _store_idle(store, delay * 3)
+            assert await s.read16(1, 0, 8) == b"B" * 4096, "the aborted WRITE A landed later"
+            await s.logout()
+
+    run(body())
+
+
+def test_fault_plan_changed_through_the_control_plane() -> None:
+    """``pytgtadm --op update --mode logicalunit --params fault=eio,ops=read``."""
+    async def body() -> None:
+        async with faulty_target() as (d, port, store):
+            s = await session(port)
+            rc, out = await d.management.handle({"mode": "logicalunit", "op": "update",
+                                                 "tid": 1, "lun": 1,
+                                                 "params": "fault=eio,ops=read,count=1"})
+            assert rc == 0, out
+            assert sense(await s.execute(1, cdb_read16(0, 1), read_length=BS)) == (3, 0x11, 0)
+            assert (await s.execute(1, cdb_read16(0, 1), read_length=BS)).status == 0
+            await s.logout()
+
+    run(body())
