@@ -3,6 +3,7 @@ then the RSS cost of idle logged-in sessions (issue 5: < 150 MiB, < 64 KiB per s
 
 from __future__ import annotations
 
+import re
 import select
 import subprocess
 import sys
@@ -40,6 +41,47 @@ def footprint(name: str, workdir: Path, luns: int) -> dict[str, Any]:
         res["rss_kib"] = rss_kib(t.pid)
         if luns:
             res.update(idle_sessions(t, "iqn.2026-11.org.pytgt:fp1", IDLE_SESSIONS))
+    except (TargetError, OSError, subprocess.SubprocessError) as exc:
+        res["error"] = str(exc)
+    finally:
+        t.stop()
+    return res
+
+
+ADMIN_TOOLS = {"pytgt": [sys.executable, "-m", "pytgt.cli.pytgt_admin"], "tgt": ["tgt-admin"]}
+
+
+def write_targets_conf(path: Path, stores: Path, targets: int) -> None:
+    """``targets`` targets, one null-store LUN each (tgt-admin skips missing paths)."""
+    stores.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i in range(1, targets + 1):
+        store = stores / f"null{i}"
+        store.touch()
+        parts.append(f"<target iqn.2026-11.org.pytgt:conf{i}>\n    bs-type null\n"
+                     f"    backing-store {store}\n    initiator-address ALL\n</target>\n")
+    path.write_text("".join(parts))
+
+
+def conf_apply(name: str, workdir: Path, targets: int) -> dict[str, Any]:
+    """Time ``pytgt-admin -e`` / ``tgt-admin -e`` of a ``targets``-target targets.conf
+    on a fresh daemon, and check that every target is there afterwards."""
+    t = TARGETS[name](workdir / "conf")
+    conf = t.workdir / "targets.conf"
+    write_targets_conf(conf, t.workdir / "stores", targets)
+    res: dict[str, Any] = {"targets": targets}
+    try:
+        t.start()
+        cmd = [*ADMIN_TOOLS[name], "-C", str(t.control), "-e", "-c", str(conf)]
+        t0 = time.monotonic()
+        run = subprocess.run(cmd, env=t.adm_env(), capture_output=True, text=True, timeout=600)
+        res["apply_s"] = time.monotonic() - t0
+        if run.returncode != 0:
+            raise TargetError(f"`{' '.join(cmd)}` -> rc {run.returncode}: "
+                              f"{(run.stderr or run.stdout).strip()[-300:]}")
+        shown = t.adm("--op", "show", "--mode", "target")
+        res["targets_running"] = len(re.findall(r"^Target \d+:", shown, re.M))
+        res["rss_kib"] = rss_kib(t.pid)
     except (TargetError, OSError, subprocess.SubprocessError) as exc:
         res["error"] = str(exc)
     finally:

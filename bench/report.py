@@ -105,6 +105,17 @@ def write_markdown(result: dict[str, Any]) -> str:
                             if n == "pytgt" else "."))
     for n, e in (result.get("start_errors") or {}).items():
         lines += ["", f"{n} could not be started or configured: `{e.splitlines()[0][:400]}`"]
+    for n, ca in (result.get("conf_apply") or {}).items():
+        if ca.get("error"):
+            lines.append(f"targets.conf {n}: error: {ca['error'].splitlines()[0][:300]}")
+        else:
+            tool = "pytgt-admin" if n == "pytgt" else "tgt-admin"
+            goal = (f" (goal < 10 s: {'met' if ca['apply_s'] < 10 else 'not met'})"
+                    if n == "pytgt" else "")
+            lines.append(f"targets.conf {n}: `{tool} -e` of {ca['targets']} targets (one null "
+                         f"LUN each) in {ca['apply_s']:.1f} s{goal}; "
+                         f"{ca['targets_running']} running after; RSS "
+                         f"{ca['rss_kib'] / 1024:.1f} MiB.")
     errors = [(wn, n, e) for wn, w in result["workloads"].items()
               for n, es in w["errors"].items() for e in es]
     if errors:

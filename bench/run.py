@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.footprint import footprint  # noqa: E402
+from bench.footprint import conf_apply, footprint  # noqa: E402
 from bench.report import write_chart, write_markdown  # noqa: E402
 from bench.targets import (  # noqa: E402
     FILE_LUN,
@@ -65,8 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="prefilled disk image and daemon state (default /var/tmp/pytgt-bench)")
     p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--footprint", action="store_true",
-                   help="also measure idle RSS with --footprint-luns null LUNs per daemon")
-    p.add_argument("--footprint-luns", type=int, default=1000)
+                   help="also: idle RSS with 1,000 null LUNs, per idle session, and the time "
+                        "to apply a 1,000-target targets.conf (pytgt-admin / tgt-admin -e)")
+    p.add_argument("--footprint-luns", type=int, default=1000,
+                   help="LUNs for the RSS footprint, and targets in the targets.conf applied")
     p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default",
                    help="pytgtd's event loop: default (uvloop when installed) or asyncio")
     p.add_argument("--profile", type=Path, metavar="DIR",
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     result["digest_cost_pct"] = digest_cost(result["workloads"])
     if args.footprint:
         result["footprint"] = {n: footprint(n, args.workdir, args.footprint_luns) for n in names}
+        result["conf_apply"] = {n: conf_apply(n, args.workdir, args.footprint_luns)
+                                for n in names}
     rc = write_results(result, args.results_dir)
     print(f"bench: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return rc
