@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default",
                    help="pytgtd's event loop: default (uvloop when installed) or asyncio")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="py-spy flame graph of pytgtd per workload (first run) into DIR")
+                   help="py-spy stacks of pytgtd per workload (first run) into DIR: "
+                        "WORKLOAD.folded (for flamegraph.pl/inferno) and WORKLOAD.top.txt")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
@@ -171,27 +173,48 @@ def stop_all(targets: dict[str, Target]) -> None:
 
 
 def start_profile(outdir: Path | None, workload: str, run: int,
-                  t: Target) -> subprocess.Popen[bytes] | None:
+                  t: Target) -> tuple[subprocess.Popen[bytes], Path] | None:
     """py-spy on pytgtd during the first run of a workload (``--profile DIR``)."""
     if outdir is None or run != 0 or t.name != "pytgt":
         return None
     outdir.mkdir(parents=True, exist_ok=True)
-    out = outdir / f"{workload}.svg"
-    return subprocess.Popen(["py-spy", "record", "--pid", str(t.pid), "--rate", "250",
-                             "--output", str(out), "--nonblocking"],
+    out = outdir / f"{workload}.folded"
+    proc = subprocess.Popen(["py-spy", "record", "--pid", str(t.pid), "--rate", "250",
+                             "--format", "raw", "--threads", "--output", str(out),
+                             "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
 
 
-def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
-    """Stop our py-spy with SIGINT so it writes its flame graph."""
-    if proc is None:
-        return
+def stop_profile(profiler: tuple[subprocess.Popen[bytes], Path] | None) -> list[str]:
+    """Stop our py-spy with SIGINT so it writes its stacks; return the top self frames."""
+    if profiler is None:
+        return []
+    proc, out = profiler
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    top = top_frames(out)
+    out.with_suffix(".top.txt").write_text("\n".join(top) + "\n")
+    return top
+
+
+def top_frames(folded: Path, count: int = 15) -> list[str]:
+    """``12.3% function (file:line)`` for the frames most often on top of the stack."""
+    frames: Counter[str] = Counter()
+    try:
+        lines = folded.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            frames[stack.rsplit(";", 1)[-1]] += int(n)
+    total = sum(frames.values()) or 1
+    return [f"{100 * n / total:5.1f}% {f}" for f, n in frames.most_common(count)]
 
 
 def run_workload(w: Workload, targets: dict[str, Target], runs: int,
@@ -222,7 +245,9 @@ def run_workload(w: Workload, targets: dict[str, Target], runs: int,
                 print(f"  {w.name} run {i + 1} {name}: ERROR {exc}", file=sys.stderr)
                 continue
             finally:
-                stop_profile(profiler)
+                top = stop_profile(profiler)
+                if top:
+                    res["profile_top"] = top
             res["runs"][name].append(s.value)
             res["extra"][name].append(s.extra)
             print(f"  {w.name} run {i + 1} {name}: {s.value:,.1f} {w.unit}", file=sys.stderr)
