@@ -71,6 +71,13 @@ def write_markdown(result: dict[str, Any]) -> str:
                   "| workload | " + " | ".join(f"{n} CPU %" for n in names) + " |",
                   "|---|" + "---:|" * len(names)]
         lines += [f"| {title} | " + " | ".join(fmt(v) for v in vs) + " |" for title, vs in cpu]
+    profiled = [(w["title"], w["profile_top"]) for w in result["workloads"].values()
+                if w.get("profile_top")]
+    if profiled:
+        lines += ["", "pytgtd profile (py-spy, first run; frames most often on top of the stack):",
+                  ""]
+        for title, top in profiled:
+            lines.append(f"- {title}: " + "; ".join(t.strip() for t in top[:5]))
     cost = result.get("digest_cost_pct") or {}
     if cost:
         pc = cost.get("pytgt")
