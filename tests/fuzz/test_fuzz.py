@@ -1,6 +1,6 @@
 """Each fuzz target for a bounded number of examples (``python -m fuzz.run`` runs longer).
 
-``PYTGT_FUZZ_EXAMPLES`` raises the per-target count (default 100).
+``PYTGT_FUZZ_EXAMPLES`` raises the per-target count (default 50).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from fuzz.strategies import STRATEGIES, seeds
 from fuzz.targets import TARGETS
 
-EXAMPLES = int(os.environ.get("PYTGT_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("PYTGT_FUZZ_EXAMPLES", "50"))
 
 
 @pytest.fixture(autouse=True)

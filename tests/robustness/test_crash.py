@@ -15,13 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pytgt.daemon.control import request_sync
 from pytgt.initiator import InitiatorError
-from tests.robustness.util import INITIATOR, ROOT, login, read_ready, ready, run, stop
+from tests.robustness.util import INITIATOR, ROOT, login, read_ready, ready, run, spawn, stop
 
 IQN = "iqn.2026-11.org.pytgt:crash"
 BLOCK = 4096
@@ -34,9 +35,8 @@ def pytgtd(tmp: Path, image: Path) -> Iterator[tuple[subprocess.Popen[bytes], in
     """The real ``pytgtd`` on 127.0.0.1 (ephemeral port) exporting ``image`` as LUN 1."""
     env = {**os.environ, "PYTGT_RUN_DIR": str(tmp / "run"), "PYTGT_STATE_DIR": str(tmp / "st"),
            "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "pytgt.daemon.main", "-f", "-C", "7",
-                             "--iscsi", "portal=127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env)
+    proc = spawn([sys.executable, "-m", "pytgt.daemon.main", "-f", "-C", "7",
+                  "--iscsi", "portal=127.0.0.1:0"], env, tmp / f"pytgtd-{time.monotonic_ns()}.log")
     try:
         line = read_ready(proc, 30, b"listening on")
         port = int(line.rsplit(b":", 1)[1].split()[0])
@@ -50,8 +50,6 @@ def pytgtd(tmp: Path, image: Path) -> Iterator[tuple[subprocess.Popen[bytes], in
         yield proc, port
     finally:
         stop(proc, signal.SIGKILL)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def block(slot: int, gen: int) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -58,22 +57,32 @@ class Child:
 
 
 def read_ready(proc: subprocess.Popen[bytes], timeout: float, marker: bytes) -> bytes:
-    """The first stdout/stderr line containing ``marker`` within ``timeout`` seconds."""
-    assert proc.stdout is not None
+    """The first line of the child's log containing ``marker`` within ``timeout`` seconds.
+
+    The child writes to a log file (see :func:`spawn`), never to a pipe we might stop
+    reading: a daemon blocked on a full stderr pipe stops serving everyone.
+    """
+    path = getattr(proc, "log_path", None)
+    assert path is not None, "start the child with spawn()"
     deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not r:
-            break
-        chunk = os.read(proc.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        buf += chunk
-        for line in buf.splitlines():
-            if marker in line:
-                return line
-    raise RuntimeError(f"daemon did not start: {buf.decode(errors='replace')[-2000:]}")
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(path, "rb") as f:
+            for line in f.read().splitlines():
+                if marker in line:
+                    return line
+        time.sleep(0.02)  # polling the log for a condition, bounded by the deadline
+    with open(path, "rb") as f:
+        tail = f.read()[-2000:].decode(errors="replace")
+    raise RuntimeError(f"daemon did not start: {tail}")
+
+
+def spawn(argv: list[str], env: dict[str, str], log_path: Path,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a child with stdout and stderr going to ``log_path``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
@@ -94,16 +103,13 @@ def child_daemon(tmp_path: Path, *args: str, uvloop: bool = True) -> Iterator[Ch
     argv = [sys.executable, "-m", "tests.robustness.daemon_proc", *args]
     if uvloop:
         argv.append("--uvloop")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            cwd=ROOT)
+    proc = spawn(argv, env, tmp_path / f"daemon-{time.monotonic_ns()}.log", cwd=ROOT)
     try:
         line = read_ready(proc, 30, b"READY")
         _, port, control = line.decode().split()
         yield Child(proc, int(port), control)
     finally:
         stop(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def run(coro: Any, timeout: float = 60) -> Any:
