@@ -137,7 +137,7 @@ def test_preempt_removes_registration_without_reservation(h: Harness, n2: ItNexu
 
 def test_report_capabilities_and_full_status(h: Harness, n2: ItNexus) -> None:
     d = bytes(h.run(prin(2)).data)
-    assert struct.unpack_from(">H", d)[0] == 8 and d[3] & 0x80 and d[2] & 0x0D == 0
+    assert struct.unpack_from(">H", d)[0] == 8 and d[3] == 0x80 and d[2] == 0x1D  # + PTPL_A
     assert struct.unpack_from(">H", d, 4)[0] == 0xEA01
     out(h, h.nexus, 0, 0, K1)
     out(h, h.nexus, 1, K1, ptype=PrType.WRITE_EXCLUSIVE)
@@ -150,9 +150,9 @@ def test_report_capabilities_and_full_status(h: Harness, n2: ItNexus) -> None:
 
 @pytest.mark.parametrize(("cdb_data", "sense"), [
     (prout(0, 0, K1, length=20), (0x05, 0x1A, 0x00)),
-    (prout(0, 0, K1, flags=0x01), (0x05, 0x26, 0x00)),  # APTPL
-    (prout(0, 0, K1, flags=0x08), (0x05, 0x26, 0x00)),  # SPEC_I_PT
-    (prout(7, 0, K1), (0x05, 0x24, 0x00)),  # REGISTER AND MOVE
+    (prout(0, 0, K1, flags=0x08), (0x05, 0x1A, 0x00)),  # SPEC_I_PT without a list
+    (prout(1, 0, K1, flags=0x08), (0x05, 0x26, 0x00)),  # SPEC_I_PT on RESERVE
+    (prout(8, 0, K1), (0x05, 0x24, 0x00)),  # no such service action
 ])
 def test_prout_invalid(h: Harness, cdb_data: tuple[bytes, bytes],
                        sense: tuple[int, int, int]) -> None:
@@ -219,8 +219,7 @@ def test_prout_invalid_scope_or_type(h: Harness, action: int, ptype_byte: int,
     assert h.sense(cdb, data) == sense
 
 
-def test_prout_short_data_and_all_tg_pt(h: Harness) -> None:
+def test_prout_short_data(h: Harness) -> None:
     cdb, data = prout(0, 0, K1)
     assert h.sense(cdb, data[:10]) == (0x05, 0x1A, 0x00)
-    assert h.sense(*prout(0, 0, K1, flags=0x04)) == (0x05, 0x26, 0x00)
     assert h.target.expected_data_out(1 << 48, cdb) == 24

@@ -1,18 +1,23 @@
 """Persistent reservations (SPC-4 5.9, 6.15 PERSISTENT RESERVE IN, 6.16 PERSISTENT RESERVE OUT).
 
 Registrations belong to an I_T nexus named by its initiator port (iSCSI name + ISID)
-and relative target port, so they survive logout and re-login as SPC-4 requires.
-Not supported (and reported so in REPORT CAPABILITIES): APTPL, SPEC_I_PT, ALL_TG_PT,
-REGISTER AND MOVE. Registrations are kept in memory only.
+and relative target port, so they survive logout and re-login as SPC-4 requires. A
+registration made with ALL_TG_PT covers every target port (relative port 0 here); one
+made through a format-00b TransportID (SPEC_I_PT) names an initiator device, which
+covers every ISID of that iSCSI name. APTPL: ``PersistentReservations.saver`` (installed
+by the daemon, see pr_state.py) is awaited after every change, so the state is on disk
+before the command completes.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pytgt.scsi.pr_state import TransportIdError, encode_transport_id, parse_transport_id
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -58,7 +63,14 @@ _REGISTRANTS_ACCESS = frozenset({PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
 _EXCLUSIVE_ACCESS = frozenset({PrType.EXCLUSIVE_ACCESS, PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY,
                                PrType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS})
 _OUT_PARAMS = struct.Struct(">QQ4xBx2x")
+_MOVE_PARAMS = struct.Struct(">QQxBHI")  # REGISTER AND MOVE (SPC-4 6.16.4)
+SPEC_I_PT, ALL_TG_PT, APTPL = 0x08, 0x04, 0x01
 INVALID_RELEASE_OF_PERSISTENT_RESERVATION = (0x26, 0x04)
+
+
+def registration_id(initiator_port: str, relative_port: int) -> str:
+    """Key of a registration: initiator port (or device) and target port (0: all)."""
+    return f"{initiator_port}|{relative_port or '*'}"
 
 
 def registrant_id(nexus: ItNexus) -> str:
@@ -66,11 +78,22 @@ def registrant_id(nexus: ItNexus) -> str:
     return f"{nexus.initiator_port or nexus.key}|{nexus.relative_port}"
 
 
+def nexus_matches(rid: str, nexus: ItNexus) -> bool:
+    """Whether registration ``rid`` covers ``nexus`` (ALL_TG_PT, format-00b names)."""
+    port, _, rel = rid.rpartition("|")
+    if port != (nexus.initiator_port or nexus.key) and port != nexus.initiator_name:
+        return False
+    return rel == "*" or rel == str(nexus.relative_port)
+
+
 @dataclass
 class Registration:
     key: int
-    initiator_port: str
-    relative_port: int
+    initiator_port: str  # "name,i,0x<isid>", or a bare name: every ISID (TransportID 00b)
+    relative_port: int  # 0: every target port (ALL_TG_PT)
+
+
+Saver = Callable[["PersistentReservations"], Awaitable[None]]
 
 
 @dataclass
@@ -81,9 +104,23 @@ class PersistentReservations:
     registrations: dict[str, Registration] = field(default_factory=dict)
     holder: str | None = None  # registrant id; None with a type set = all registrants
     type: int = 0  # 0: no persistent reservation
+    aptpl: bool = False  # APTPL of the last REGISTER (SPC-4 5.9.5)
+    saver: Saver | None = field(default=None, repr=False, compare=False)
 
-    def is_holder(self, rid: str) -> bool:
-        if not self.type:
+    def find(self, nexus: ItNexus) -> str | None:
+        """The id of the registration that covers ``nexus``, or None."""
+        regs = self.registrations
+        if not regs:
+            return None
+        port, rel = nexus.initiator_port or nexus.key, nexus.relative_port
+        for rid in (f"{port}|{rel}", f"{port}|*", f"{nexus.initiator_name}|{rel}",
+                    f"{nexus.initiator_name}|*"):
+            if rid in regs:
+                return rid
+        return None
+
+    def is_holder(self, rid: str | None) -> bool:
+        if not self.type or rid is None:
             return False
         if self.type in _ALL_REGISTRANTS:
             return rid in self.registrations
@@ -91,10 +128,10 @@ class PersistentReservations:
 
     def conflicts(self, nexus: ItNexus, access: int) -> bool:
         """Whether a command of class ``access`` from ``nexus`` meets RESERVATION CONFLICT."""
-        rid = registrant_id(nexus)
+        rid = self.find(nexus)
         if self.is_holder(rid):
             return False
-        if self.type in _REGISTRANTS_ACCESS and rid in self.registrations:
+        if self.type in _REGISTRANTS_ACCESS and rid is not None:
             return False
         if access == PR_WRITE:
             return True
@@ -127,8 +164,8 @@ async def persistent_reserve_in(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
             key = 0 if pr.type in _ALL_REGISTRANTS or holder is None else holder.key
             body = struct.pack(">Q4xxB2x", key, pr.type)
         data = struct.pack(">II", pr.generation, len(body)) + body
-    elif action == 2:  # REPORT CAPABILITIES: CRH; TMV with every type
-        data = struct.pack(">HBBBB2x", 8, 0x10, 0x80, 0xEA, 0x01)
+    elif action == 2:  # REPORT CAPABILITIES: CRH SIP_C ATP_C PTPL_C; TMV, PTPL_A; every type
+        data = struct.pack(">HBBBB2x", 8, 0x1D, 0x80 | pr.aptpl, 0xEA, 0x01)
     elif action == 3:  # READ FULL STATUS
         body = b"".join(_full_status(pr, rid, reg) for rid, reg in pr.registrations.items())
         data = struct.pack(">II", pr.generation, len(body)) + body
@@ -137,46 +174,73 @@ async def persistent_reserve_in(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return ScsiResult(Status.GOOD, data[:alloc])
 
 
-def _transport_id(initiator_port: str) -> bytes:
-    """iSCSI TransportID (SPC-4 7.6.4.6): format 01b with ",i,0x<ISID>" when known."""
-    fmt = 0x40 if ",i,0x" in initiator_port else 0x00
-    name = initiator_port.encode() + b"\0"
-    name += b"\0" * (-len(name) % 4)
-    return bytes((fmt | 0x05, 0)) + struct.pack(">H", len(name)) + name
-
-
 def _full_status(pr: PersistentReservations, rid: str, reg: Registration) -> bytes:
-    tid = _transport_id(reg.initiator_port)
+    tid = encode_transport_id(reg.initiator_port)
     holder = pr.is_holder(rid)
-    return struct.pack(">Q4xBB4xHI", reg.key, 0x01 if holder else 0,
-                       pr.type if holder else 0, reg.relative_port, len(tid)) + tid
+    flags = (0x02 if not reg.relative_port else 0) | (0x01 if holder else 0)
+    return struct.pack(">Q4xBB4xHI", reg.key, flags, pr.type if holder else 0,
+                       reg.relative_port, len(tid)) + tid
+
+
+def _param_list(task: ScsiTask, length: int, minimum: int) -> bytes:
+    data = bytes(memoryview(task.data_out)[:length])
+    if length < minimum or len(data) < length:
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
+    return data
+
+
+def _transport_ids(data: bytes, start: int) -> list[str]:
+    """The TransportIDs after a 4-byte length at ``start - 4`` (SPEC_I_PT, 6.16.3)."""
+    end = start + struct.unpack_from(">I", data, start - 4)[0]
+    if end != len(data):
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
+    out, offset = [], start
+    try:
+        while offset < end:
+            port, size = parse_transport_id(data[:end], offset)
+            out.append(port)
+            offset += size
+    except TransportIdError as exc:
+        raise invalid_param(exc.offset) from None
+    return out
 
 
 # PERSISTENT RESERVE OUT
 async def persistent_reserve_out(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
-    action, scope, ptype = cdb[1] & 0x1F, cdb[2] >> 4, cdb[2] & 0x0F
+    action = cdb[1] & 0x1F
     length = struct.unpack_from(">I", cdb, 5)[0]
-    if action == PrOutAction.REGISTER_AND_MOVE or action > PrOutAction.REGISTER_AND_MOVE:
+    if action > PrOutAction.REGISTER_AND_MOVE:
         raise invalid_field(1, 4)
-    if length != 24:
+    pr = lu.pr
+    was_aptpl = pr.aptpl
+    if action == PrOutAction.REGISTER_AND_MOVE:
+        result = _register_and_move(lu, task, _param_list(task, length, 24))
+    else:
+        result = _out(lu, task, action, length)
+    if result.status == Status.GOOD and pr.saver is not None and (pr.aptpl or was_aptpl):
+        await pr.saver(pr)
+    return result
+
+
+def _out(lu: LogicalUnit, task: ScsiTask, action: int, length: int) -> ScsiResult:
+    scope, ptype = task.cdb[2] >> 4, task.cdb[2] & 0x0F
+    data = _param_list(task, length, 24)
+    key, sa_key, flags = _OUT_PARAMS.unpack_from(data)
+    tids: list[str] = []
+    if flags & SPEC_I_PT:
+        if action != PrOutAction.REGISTER:
+            raise invalid_param(20, 3)
+        tids = _transport_ids(_param_list(task, length, 28), 28)
+    elif length != 24:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
-    data = bytes(memoryview(task.data_out)[:24])
-    if len(data) < 24:
-        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
-    key, sa_key, flags = _OUT_PARAMS.unpack(data)
-    if flags & 0x08:
-        raise invalid_param(20, 3)  # SPEC_I_PT
-    if flags & 0x04:
-        raise invalid_param(20, 2)  # ALL_TG_PT
-    if flags & 0x01:
-        raise invalid_param(20, 0)  # APTPL: persistence through power loss not supported
     pr, nexus = lu.pr, task.nexus
-    rid = registrant_id(nexus)
-    reg = pr.registrations.get(rid)
+    rid = pr.find(nexus)
     if action in (PrOutAction.REGISTER, PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY):
-        return _register(lu, nexus, rid, key, sa_key, action == PrOutAction.REGISTER)
-    if reg is None or reg.key != key:
+        return _register(lu, nexus, rid, key, sa_key, action == PrOutAction.REGISTER,
+                         flags, tids)
+    reg = pr.registrations.get(rid) if rid is not None else None
+    if rid is None or reg is None or reg.key != key:
         return _conflict()
     if action == PrOutAction.CLEAR:
         _notify(lu, pr, rid, Asc.RESERVATIONS_PREEMPTED)
@@ -196,18 +260,19 @@ async def persistent_reserve_out(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return _preempt(lu, pr, rid, sa_key, ptype)
 
 
-def _register(lu: LogicalUnit, nexus: ItNexus, rid: str, key: int, sa_key: int,
-              check_key: bool) -> ScsiResult:
+def _register(lu: LogicalUnit, nexus: ItNexus, rid: str | None, key: int, sa_key: int,
+              check_key: bool, flags: int, tids: list[str]) -> ScsiResult:
     pr = lu.pr
-    reg = pr.registrations.get(rid)
-    if reg is None:
+    reg = pr.registrations.get(rid) if rid is not None else None
+    if rid is None or reg is None:
         if check_key and key:
             return _conflict()
         if sa_key:
-            pr.registrations[rid] = Registration(sa_key, nexus.initiator_port or nexus.key,
-                                                 nexus.relative_port)
-            pr.generation += 1
+            _add_registrations(pr, nexus, sa_key, flags, tids)
+            pr.aptpl = bool(flags & APTPL)
         return _good()
+    if tids:  # SPEC_I_PT from a registered I_T nexus (SPC-4 5.9.7)
+        raise invalid_param(20, 3)
     if check_key and key != reg.key:
         return _conflict()
     if sa_key:
@@ -215,6 +280,56 @@ def _register(lu: LogicalUnit, nexus: ItNexus, rid: str, key: int, sa_key: int,
     else:
         _unregister(lu, pr, rid)
     pr.generation += 1
+    pr.aptpl = bool(flags & APTPL)
+    return _good()
+
+
+def _add_registrations(pr: PersistentReservations, nexus: ItNexus, sa_key: int, flags: int,
+                       tids: list[str]) -> None:
+    """Register the issuing nexus and each SPEC_I_PT initiator, at this target port or
+    (ALL_TG_PT) every one; nothing is registered if any of them already is."""
+    rel = 0 if flags & ALL_TG_PT else nexus.relative_port
+    port = nexus.initiator_port or nexus.key
+    new = {registration_id(port, rel): Registration(sa_key, port, rel)}
+    for tid in tids:
+        rid = registration_id(tid, rel)
+        if rid in pr.registrations:
+            raise invalid_param(28)
+        new.setdefault(rid, Registration(sa_key, tid, rel))
+    pr.registrations.update(new)
+    pr.generation += 1
+
+
+def _register_and_move(lu: LogicalUnit, task: ScsiTask, data: bytes) -> ScsiResult:
+    """REGISTER AND MOVE (SPC-4 5.9.8): the reservation goes to another I_T nexus."""
+    key, sa_key, flags, rel, _tlen = _MOVE_PARAMS.unpack_from(data)
+    pr, nexus = lu.pr, task.nexus
+    rid = pr.find(nexus)
+    reg = pr.registrations.get(rid) if rid is not None else None
+    if rid is None or reg is None or reg.key != key:
+        return _conflict()
+    if not pr.type or not pr.is_holder(rid) or pr.type in _ALL_REGISTRANTS:
+        return _conflict()
+    if sa_key == 0:
+        raise invalid_param(8)
+    tids = _transport_ids(data, 24)
+    if len(tids) != 1:
+        raise invalid_param(24)
+    if rel == 0:
+        raise invalid_param(18)
+    dest = registration_id(tids[0], rel)
+    if dest == rid or nexus_matches(dest, nexus):
+        raise invalid_param(24)  # moving to the issuing I_T nexus itself
+    target_reg = pr.registrations.get(dest)
+    if target_reg is None:
+        pr.registrations[dest] = Registration(sa_key, tids[0], rel)
+    else:
+        target_reg.key = sa_key
+    pr.holder = dest
+    if flags & 0x02:  # UNREG
+        del pr.registrations[rid]
+    pr.generation += 1
+    pr.aptpl = bool(flags & APTPL)
     return _good()
 
 
@@ -299,5 +414,5 @@ def _notify(lu: LogicalUnit, pr: PersistentReservations, rid: str,
 
 def _notify_one(lu: LogicalUnit, rid: str, asc: Asc) -> None:
     for key, nexus in lu.nexuses.items():
-        if registrant_id(nexus) == rid:
+        if nexus_matches(rid, nexus):
             lu.ua_add(key, asc)
