@@ -193,3 +193,40 @@ def test_fault_plan_changed_through_the_control_plane() -> None:
             await s.logout()
 
     run(body())
+
+
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_rdwr_file_truncated_or_deleted_under_a_live_lu(tmp_path: Any, how: str) -> None:
+    """tgt's bs_rdwr keeps serving its open descriptor: reads past the new end of file
+    return zeros, writes extend the file again; nothing crashes, the LU stays usable."""
+    import os
+
+    from pytgt.daemon.server import Daemon
+
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(8 << 20)
+
+    async def body() -> None:
+        async with Daemon([("127.0.0.1", 0)]) as d:
+            for req in ({"mode": "target", "op": "new", "tid": 1, "targetname": IQN},
+                        {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1,
+                         "backing_store": str(image)},
+                        {"mode": "target", "op": "bind", "tid": 1, "initiator_address": "ALL"}):
+                rc, out = await d.management.handle(req)
+                assert rc == 0, out
+            s = await session(d.portals[0][1])
+            await s.write16(1, 1000, b"\x77" * 4096, fua=True)
+            if how == "truncate":
+                os.truncate(image, 0)
+            else:
+                os.unlink(image)
+            r = await s.execute(1, cdb_read16(1000, 8), read_length=4096)
+            assert r.status in (0, 2)
+            if r.status == 0:
+                assert r.data in (b"\x77" * 4096, bytes(4096))
+            await s.write16(1, 1000, b"\x78" * 4096, fua=True)
+            assert await s.read16(1, 1000, 8) == b"\x78" * 4096
+            await s.logout()
+
+    run(body())
