@@ -90,6 +90,9 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
                args: argparse.Namespace) -> int:
     daemon = Daemon(portals, control_port=args.control_port, options=opts)
     await daemon.start()
+    from pytgt.scsi.pr_state import AptplStore
+
+    daemon.management.aptpl = AptplStore.in_state_dir()  # before any LU is created
     if args.persist or args.config:
         from pytgt.config.targets_conf import ConfigError
         from pytgt.daemon.config_ops import configure_at_start

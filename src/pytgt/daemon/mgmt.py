@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
-from pytgt.daemon import alua_admin
+from pytgt.daemon import alua_admin, lu_show
 from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
@@ -153,6 +153,8 @@ class Management:
         # awaited after every successful change, under the lock (pytgtd --persist saves);
         # a MgmtError it raises becomes the request's answer
         self.on_change: Callable[[], Awaitable[None]] | None = None
+        # APTPL files of persistent reservations (pr_state.AptplStore; pytgtd sets it)
+        self.aptpl: Any = None
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -419,6 +421,8 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         if mode_page is not None:
             apply_mode_page(lu, mode_page)
         target.scsi.add_lu(lu)
+        if m.aptpl is not None and getattr(lu, "pr", None) is not None:
+            m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
     except ValueError as exc:
         await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
@@ -712,6 +716,7 @@ def format_lu(lu: Any) -> list[str]:
         f"            Backing store type: {getattr(lu, 'bstype', '') or 'null'}",
         f"            Backing store path: {getattr(lu, 'path', '') or 'None'}",
         f"            Backing store flags: {getattr(lu, 'bsoflags', '') or ''}",
+        *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
     ]
 
 
