@@ -222,3 +222,30 @@ def test_control_socket_garbage_gets_an_error_reply(daemon: Child) -> None:
     assert rc == 0 and IQN in out
     assert daemon.alive()
 
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a peer that sends many big READs in one segment and never reads pins "
+    "commands x transfer length of Data-In in the daemon (600+ MiB for 120 x 16 MiB; "
+    "up to CmdSN window x LU size): every command read before pause_reading runs and "
+    "its data is queued. Fix: cap outstanding Data-In bytes per connection (hold "
+    "CommandReady delivery while the transport is paused / over the cap)"))
+def test_non_reading_peer_cannot_pin_unbounded_data_in(daemon: Child) -> None:
+    import time
+
+    limit = 256 * MiB
+    sock, conn = raw_login(daemon.port)
+    try:
+        raw_ready(sock, conn)
+        rss0 = peak = daemon.rss()
+        for _ in range(120):  # 120 x READ(16) of 16 MiB, all in one TCP send
+            conn.send_command(1, cdb_read16(0, 32768), read_length=16 * MiB)
+        sock.sendall(b"".join(bytes(b) for b in conn.data_to_send()))
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and peak - rss0 < limit:
+            peak = max(peak, daemon.rss())
+            time.sleep(0.05)  # sampling the daemon's RSS, bounded by the deadline
+    finally:
+        reset(sock)
+    wait_for(lambda: daemon.rss() < rss0 + 64 * MiB, 20, "daemon memory released")
+    assert peak - rss0 < limit, f"RSS grew by {(peak - rss0) >> 20} MiB"
