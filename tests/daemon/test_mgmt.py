@@ -333,7 +333,7 @@ def test_lld_show_and_start(configured: Admin) -> None:
 
 def test_unknown_mode_and_op(admin: Admin) -> None:
     assert admin(mode="bogus", op="show") == (1, "unknown mode: bogus")
-    assert admin(mode="target", op="stat") == (22, "invalid request")
+    assert admin(mode="account", op="stat") == (22, "invalid request")
     assert admin() == (1, "unknown mode: None")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
-from pytgt.daemon import alua_admin, lu_show
+from pytgt.daemon import alua_admin, lu_show, stats
 from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
@@ -760,5 +760,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("session", "delete"): session_delete,
     ("system", "dump"): system_dump,
     ("system", "batch"): system_batch,
+    ("system", "stat"): stats.system_stat,
+    ("target", "stat"): stats.target_stat,
+    ("logicalunit", "stat"): stats.lu_stat,
 }
 MODES = frozenset(mode for mode, _op in HANDLERS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
+from pytgt.daemon import stats
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
 
 _SHOWN_PARAMS = (
@@ -34,7 +35,13 @@ class RegistryPolicy:
         return self.registry.by_name(name)
 
     def target_allows(self, target: Target, initiator_name: str, address: str) -> bool:
-        return target.allows(initiator_name, address)
+        if target.allows(initiator_name, address):
+            return True
+        stats.count_acl_denied(target)
+        return False
+
+    def login_failed(self, target: Target | None, status: int) -> None:
+        stats.count_login_failure(target, status)
 
     def target_ready(self, target: Target | None) -> bool:
         if self.registry.state != "ready":
@@ -104,6 +111,8 @@ class RegistryPolicy:
         if info is None:
             info = NexusInfo(session.tsih, session.initiator_name, session.initiator_alias)
             target.nexuses[session.tsih] = info
+        if not info.connections:
+            stats.count_login_ok(target)
         info.connections[conn.cid] = ConnectionInfo(conn.cid, conn.address)
         p = session.params
         if p is not None:

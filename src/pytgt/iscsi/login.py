@@ -228,6 +228,9 @@ class TargetLogin:
     def failure(self, req: LoginRequest, err: LoginError) -> LoginReply:
         """The response that fails the login with ``err``'s status (11.13.5)."""
         self.failed = True
+        hook = getattr(self.policy, "login_failed", None)  # --op stat counters
+        if hook is not None:
+            hook(self.target, err.status)
         return LoginReply(err.status, False, False, req.csg, req.nsg, b"")
 
     def _check_header(self, req: LoginRequest) -> None:

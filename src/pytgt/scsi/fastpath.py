@@ -83,9 +83,13 @@ def read(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes) -> Any:
     if read_nowait is None:
         return None
     try:
-        return read_nowait(where[1], where[2])
+        data = read_nowait(where[1], where[2])
     except StoreIOError:  # the generic path reports it as sense data
         return None
+    if data is not None:  # --op stat (lu_stats.py)
+        lu.stat_read_cmds += 1
+        lu.stat_read_bytes += where[2]
+    return data
 
 
 def write(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes,
@@ -114,9 +118,12 @@ async def _write(lu: LogicalUnit, offset: int, data: Any) -> ScsiResult:
         assert lu.store is not None
         await lu.store.write(offset, data)
     except StoreIOError as exc:
+        lu.stat_errors += 1
         return lu.check_condition(store_error(exc, True))
     finally:
         ts.active -= 1
         if ts.drained is not None:
             ts.wake()
+    lu.stat_write_cmds += 1  # --op stat (lu_stats.py)
+    lu.stat_write_bytes += len(data)
     return ScsiResult(Status.GOOD)

@@ -101,6 +101,10 @@ class LogicalUnit:
         self.alua = TargetPortGroups()  # replaced by the target's own (ScsiTarget.add_lu)
         self.peers: dict[int, LogicalUnit] = {lun: self}  # the target's LUN map (add_lu)
         self.copy_manager = CopyManager()  # EXTENDED COPY state (xcopy.py)
+        # --op stat counters (lu_stats.py); fastpath.py bumps them too
+        self.stat_other_cmds = self.stat_errors = 0
+        self.stat_read_cmds = self.stat_read_bytes = 0
+        self.stat_write_cmds = self.stat_write_bytes = 0
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from pytgt.scsi import spc
+from pytgt.scsi import lu_stats, spc
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Opcode
 from pytgt.scsi.lu import LogicalUnit, create_lu
@@ -132,7 +132,9 @@ class ScsiTarget:
             return self._report_luns(task, lu)
         if lu is None:
             return self._no_lu(task)
-        return await lu.execute(task)
+        result = await lu.execute(task)
+        lu_stats.record(lu, task, result)
+        return result
 
     def _no_lu(self, task: ScsiTask) -> ScsiResult:
         cdb = task.cdb
