@@ -117,7 +117,7 @@ def test_thin_lu_through_two_sessions_passes_everything(daemon: RunningDaemon,
 def test_readonly_lu(daemon: RunningDaemon, tmp_path: Path) -> None:
     url = make_target(daemon, 43, "iqn.2026-11.org.pytgt:full-ro", tmp_path / "ro.img",
                       LU_SIZE)
-    lu_params(daemon, 43, "readonly=1")
+    lu_params(daemon, 43, "readonly=1,thin_provisioning=1")  # thin: UNMAP is tested too
     assert_clean(iscsi_test_cu("ALL.ReadOnly", url, timeout=600))
 
 
@@ -126,5 +126,5 @@ def test_removable_lu(daemon: RunningDaemon, tmp_path: Path, suite: str) -> None
     tid = 44 + ["ALL.NoMedia", "ALL.PreventAllow", "ALL.StartStopUnit"].index(suite)
     url = make_target(daemon, tid, f"iqn.2026-11.org.pytgt:full-rm{tid}",
                       tmp_path / "rm.img", LU_SIZE)
-    lu_params(daemon, tid, "removable=1")
+    lu_params(daemon, tid, "removable=1,thin_provisioning=1")  # thin: UNMAP is tested too
     assert_clean(iscsi_test_cu(suite, url, timeout=600))
