@@ -46,8 +46,8 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
         elif kind == "dup":
             data[pos:pos] = data[pos:pos + draw(st.integers(1, 128))]
         else:  # a big number where lengths and offsets live
-            data[pos:pos + 4] = draw(st.sampled_from(
-                [b"\xff\xff\xff\xff", b"\x00\xff\xff\xff", b"\x01\x00\x00\x00", b"\x7f\xff\xff\xff"]))
+            data[pos:pos + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\xff\xff\xff",
+                                                      b"\x01\x00\x00\x00", b"\x7f\xff\xff\xff"]))
     return bytes(data)
 
 
