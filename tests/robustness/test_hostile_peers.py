@@ -249,3 +249,29 @@ def test_non_reading_peer_cannot_pin_unbounded_data_in(daemon: Child) -> None:
         reset(sock)
     wait_for(lambda: daemon.rss() < rss0 + 64 * MiB, 20, "daemon memory released")
     assert peak - rss0 < limit, f"RSS grew by {(peak - rss0) >> 20} MiB"
+
+
+def test_login_text_across_many_continuation_pdus_is_capped(daemon: Child) -> None:
+    """Login text continued (C bit) forever: the login fails once the total passes the cap."""
+    from pytgt.iscsi.pdu import LoginResponse
+
+    with raw_connect(daemon.port) as s:
+        chunk = b"X-junk=" + b"a" * 8000
+        status = None
+        s.settimeout(10)
+        for _ in range(40):  # 320 KB in total
+            s.sendall(LoginRequest(itt=0, isid=1, csg=0, nsg=1, cont=True, data=chunk).encode()
+                      + chunk + bytes(-len(chunk) % 4))
+            hdr = s.recv(48, socket.MSG_WAITALL)
+            if len(hdr) < 48:
+                break
+            rsp = LoginResponse.decode(hdr)
+            dlen = int.from_bytes(hdr[5:8], "big")
+            if dlen:
+                s.recv(dlen + (-dlen % 4), socket.MSG_WAITALL)
+            if rsp.status_class:
+                status = rsp.status_class
+                break
+        assert status == 2  # initiator error: text too long
+        wait_closed(s, 5)
+    run(still_serves(daemon.port))
