@@ -277,14 +277,18 @@ class FaultyStore:
             self._stuck = plan.delay  # taken by _io right after this returns
             self.stats.in_flight += 1
             return False
-        if plan.delay:
-            self.stats.delayed += 1
-            await asyncio.sleep(plan.delay)
-        err = FAULTS[plan.fault]
-        if err is not None:
-            self.stats.faults += 1
-            raise StoreIOError(err, f"injected {plan.fault} on {op} at {offset}+{length}")
-        self.stats.in_flight += 1
+        self.stats.in_flight += 1  # a stalled operation is in flight while it waits
+        try:
+            if plan.delay:
+                self.stats.delayed += 1
+                await asyncio.sleep(plan.delay)
+            err = FAULTS[plan.fault]
+            if err is not None:
+                self.stats.faults += 1
+                raise StoreIOError(err, f"injected {plan.fault} on {op} at {offset}+{length}")
+        except BaseException:
+            self.stats.in_flight -= 1
+            raise
         short = plan.fault == "short" and op == "read" and length > 0
         if short:
             self.stats.faults += 1
