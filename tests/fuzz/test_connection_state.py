@@ -119,7 +119,8 @@ class ConnectionMachine(RuleBasedStateMachine):
                 self.answered.add(pdu.itt)
         elif isinstance(pdu, R2T):
             write, edtl = self.open[pdu.itt]
-            assert write and pdu.buffer_offset + pdu.desired_data_transfer_length <= edtl, "R2T beyond EDTL"
+            end = pdu.buffer_offset + pdu.desired_data_transfer_length
+            assert write and end <= edtl, "R2T beyond EDTL"
             self.r2ts.append((pdu.itt, pdu.ttt, pdu.buffer_offset,
                               pdu.desired_data_transfer_length))
 
