@@ -70,7 +70,10 @@ Usage: {PROG} [OPTION]
 --lld <driver> --mode logicalunit --op delete --tid <id> --lun <lun>
         delete logical unit <lun> of the target with <id>.
 --lld <driver> --mode logicalunit --op update --tid <id> --lun <lun> --params <k=v,...>
-        change logical unit parameters (vendor_id, product_id, readonly, online, ...).
+        change logical unit parameters (vendor_id, product_id, readonly, online, ...);
+        size=<bytes|64M|2G> or rescan=1 changes the exported capacity (live).
+--lld <driver> --mode system|target|logicalunit --op stat [--tid <id> [--lun <lun>]]
+        I/O counters per logical unit (and login counters per target).
 --lld <driver> --mode account --op new --user <name> --password <pass>
 --lld <driver> --mode account --op delete --user <name>
 --lld <driver> --mode account --op show
@@ -90,7 +93,7 @@ _ALLOWED: dict[tuple[str, str], str | None] = {
     ("target", "bind"): "tIQBH", ("target", "unbind"): "tIQBH",
     ("target", "update"): "tnvP", ("target", "stat"): None,
     ("logicalunit", "new"): "tlbESfyYP", ("logicalunit", "delete"): "tl",
-    ("logicalunit", "update"): "tlfyP",
+    ("logicalunit", "update"): "tlfyP", ("logicalunit", "stat"): "tl",
     ("account", "new"): "upf", ("account", "delete"): "u", ("account", "show"): "",
     ("account", "bind"): "tuO", ("account", "unbind"): "tuO",
     ("system", "show"): None, ("system", "delete"): None, ("system", "update"): "nv",
@@ -244,7 +247,7 @@ def _check_lu(req: dict[str, Any], given: set[str]) -> None:
     _need(req, "lun")
     if req["tid"] == 0:
         raise UsageError(f"{PROG}: 'tid' must not be 0")
-    if req["op"] not in ("new", "delete", "update"):
+    if req["op"] not in ("new", "delete", "update", "stat"):
         raise _unsupported("logicalunit", req["op"])
     _allowed(req, given, lu_style=req["op"] == "update")
 
@@ -264,7 +267,7 @@ def _check_system(req: dict[str, Any], given: set[str]) -> None:
     op = req["op"]
     if op == "update" and (req["name"] is None or req["value"] is None):
         raise UsageError(f"{PROG}: update operation requires 'name' and 'value' options")
-    if op not in ("show", "update", "delete"):
+    if op not in ("show", "update", "delete", "stat"):
         raise _unsupported("system", op)
     _allowed(req, given)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
-from pytgt.daemon import alua_admin, lu_show, stats
+from pytgt.daemon import alua_admin, live, lu_show, stats
 from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.iscsi import keys
@@ -260,9 +260,7 @@ async def target_delete(m: Management, req: dict[str, Any]) -> str:
     if (sessions or target.nexuses) and not req.get("force"):
         raise _err(TgtadmError.TARGET_ACTIVE)
     target.state = "offline"
-    for session in sessions:
-        for conn in list(getattr(session, "connections", {}).values()):
-            conn.close("target deleted")
+    live.end_sessions(sessions, "target deleted")  # async logout event, then close
     del m.registry.targets[target.tid]
     for lu in list(getattr(target.scsi, "luns", {}).values()):
         await _close_store(getattr(lu, "store", None))
@@ -466,6 +464,11 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     _target, lu = _lu(m, req)
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
+    try:
+        resize = live.prepare_resize(lu, params)  # size=, rescan=1 (live.py)
+    except ValueError as exc:
+        log.warning("LUN %d: %s", lu.lun, exc)
+        raise _invalid() from None
     if mode_page is not None:
         try:
             apply_mode_page(lu, mode_page)
@@ -477,6 +480,12 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
             lu.update_params(params)
         except ValueError as exc:
             log.warning("LUN %d: %s", lu.lun, exc)
+            raise _invalid() from None
+    if resize is not None:
+        try:
+            resize()
+        except OSError as exc:
+            log.warning("LUN %d: resizing: %s", lu.lun, exc)
             raise _invalid() from None
     return ""
 
