@@ -127,3 +127,24 @@ def test_acl_by_address(daemon: RunningDaemon, addr_target: str) -> None:
 
 def test_no_acl_refuses_everyone(addr_target: str) -> None:
     assert inq(addr_target).returncode != 0
+
+
+# -- mutual CHAP (libiscsi's target_user / target_password URL arguments) -------------------
+def test_mutual_chap(daemon: RunningDaemon, tmp_path: Path) -> None:
+    url = make_target(daemon, 24, "iqn.2026-11.org.pytgt:mutual", tmp_path / "lun.img",
+                      1 << 20)
+    try:
+        adm(daemon, "--op", "new", "--mode", "account", "--user", "in24",
+            "--password", "in-secret-24x")
+        adm(daemon, "--op", "new", "--mode", "account", "--user", "out24",
+            "--password", "out-secret-24x")
+        adm(daemon, "--op", "bind", "--mode", "account", "--tid", "24", "--user", "in24")
+        adm(daemon, "--op", "bind", "--mode", "account", "--tid", "24", "--user", "out24",
+            "--outgoing")
+        base = with_credentials(url, "in24", "in-secret-24x")
+        good = inq(f"{base}?target_user=out24&target_password=out-secret-24x")
+        assert ok(good), good.stdout + good.stderr
+        bad = inq(f"{base}?target_user=out24&target_password=not-the-secret")
+        assert bad.returncode != 0, bad.stdout  # the target proved the wrong secret
+    finally:
+        adm(daemon, "--op", "delete", "--mode", "target", "--tid", "24", "--force")
