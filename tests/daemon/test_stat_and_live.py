@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytgt.daemon import stats
-from pytgt.initiator import Initiator
+from pytgt.initiator import Initiator, LoginFailed
 from tests.helpers import RunningDaemon, start_daemon
 
 IQN = "iqn.2026-11.org.pytgt:live"
@@ -122,7 +122,7 @@ def test_stat_counts_acl_denials_and_chap_failures(daemon: RunningDaemon,
     adm(daemon, "--op", "bind", "--mode", "target", "--tid", "1", "-I", "10.0.0.0/8")
 
     async def attempt(**kw: object) -> None:
-        with pytest.raises(Exception):
+        with pytest.raises(LoginFailed):
             async with Initiator.login("127.0.0.1", daemon.port, target=IQN,
                                        initiator_name=A, **kw):
                 pass
@@ -210,5 +210,5 @@ def test_delete_busy_target_needs_force_and_ends_sessions(daemon: RunningDaemon,
             assert a.async_events[0].parameter2 == 2
     asyncio.run(run())
     assert adm(daemon, "--op", "show", "--mode", "target") == ""
-    with pytest.raises(Exception):
+    with pytest.raises(LoginFailed):
         asyncio.run(login(daemon, A).__aenter__())  # type: ignore[attr-defined]

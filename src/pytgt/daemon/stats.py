@@ -53,7 +53,7 @@ class LoginStats:
 def login_stats(target: Any) -> LoginStats:
     extra = target.extra
     stats = extra.get("stats")
-    if stats is None:
+    if not isinstance(stats, LoginStats):
         stats = extra["stats"] = LoginStats()
     return stats
 
