@@ -212,3 +212,22 @@ def test_delete_busy_target_needs_force_and_ends_sessions(daemon: RunningDaemon,
     assert adm(daemon, "--op", "show", "--mode", "target") == ""
     with pytest.raises(LoginFailed):
         asyncio.run(login(daemon, A).__aenter__())  # type: ignore[attr-defined]
+
+
+# -- in process: stores without a file --------------------------------------------------------
+def test_memory_store_grows_and_cannot_rescan(admin: object) -> None:
+    from pytgt.scsi import ItNexus
+
+    ok = admin.ok  # type: ignore[attr-defined]
+    ok(mode="target", op="new", tid=1, targetname=IQN)
+    ok(mode="logicalunit", op="new", tid=1, lun=1, bstype="memory", backing_store="1M")
+    mgmt = admin.mgmt  # type: ignore[attr-defined]
+    lu = mgmt.registry.targets[1].scsi.luns[1]
+    n = ItNexus("n1", A, initiator_port=f"{A},i,0x1")
+    mgmt.registry.targets[1].scsi.add_nexus(n)
+    lu.ua.clear()
+    ok(mode="logicalunit", op="update", tid=1, lun=1, params="size=2M")
+    assert lu.size == 2 << 20 and lu.ua == {"n1": [(0x2A, 0x09)]}
+    rc, _ = admin(mode="logicalunit", op="update", tid=1, lun=1,  # type: ignore[operator]
+                  params="rescan=1")
+    assert rc == 22 and lu.size == 2 << 20
