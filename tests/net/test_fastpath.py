@@ -171,14 +171,15 @@ async def run(image: Path) -> list[bytes]:
 
 
 def unordered(reply: bytes) -> list[bytes]:
-    """The PDUs of a reply, StatSN blanked, sorted: commands completed by the pool's
-    threads may finish in either order (both paths), the PDUs must still be the same."""
+    """The PDUs of a reply, StatSN/ExpCmdSN/MaxCmdSN blanked, sorted: of a batch, commands
+    may complete in another order or before the rest of the batch was read (a write the
+    fast path did at once, the generic path in the pool); the PDUs must still match."""
     rx = Framer(1 << 24)
     rx.receive_data(reply)
     out = []
     while (frame := rx.next_frame()) is not None:
         bhs = bytearray(frame.bhs)
-        bhs[24:28] = bytes(4)
+        bhs[24:36] = bytes(12)
         out.append(bytes(bhs) + bytes(frame.data))
     return sorted(out)
 

@@ -208,6 +208,12 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         elif task.write:
             data = task.data_out_buffer()
             pending = fastpath.write(scsi, self._nexus_key, task.lun, task.cdb, data)
+            if pending is fastpath.GOOD:
+                assert self.conn is not None
+                self.conn.complete_command(task, 0, b"", b"", len(data))
+                if not self._in_pump:
+                    self._schedule_flush()
+                return
             if pending is not None:
                 coro = self._finish_write(task, pending, len(data))
         if coro is None:

@@ -32,6 +32,7 @@ _RW10 = struct.Struct(">xBIxH")  # flags, LBA, transfer length (SBC-3 5.9)
 _RW16 = struct.Struct(">xBQI")  # flags, LBA, transfer length (SBC-3 5.11)
 _PROTECT = 0xE0  # RDPROTECT / WRPROTECT
 _FUA = 0x08
+GOOD = ScsiResult(Status.GOOD)  # shared: never modified
 _HANDLERS: dict[int, Any] = {0x28: sbc.read_10, 0x88: sbc.read_16,
                              0x2A: sbc.write_10, 0x8A: sbc.write_16}
 
@@ -93,11 +94,13 @@ def read(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes) -> Any:
 
 
 def write(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes,
-          data: Any) -> Awaitable[ScsiResult] | None:
-    """A coroutine that writes a WRITE(10)/WRITE(16)'s Data-Out, or None.
+          data: Any) -> Awaitable[ScsiResult] | ScsiResult | None:
+    """Write a WRITE(10)/WRITE(16)'s Data-Out: :data:`GOOD` when the store took it at
+    once (``write_nowait``), else a coroutine answering GOOD or the store error's sense
+    data; None when the generic path must run.
 
     Only for a full-length Data-Out on a writable LU with its write cache on and no FUA
-    (nothing to flush); the coroutine answers GOOD, or the store error's sense data.
+    (nothing to flush).
     """
     op = cdb[0]
     if op != 0x8A and op != 0x2A:
@@ -108,6 +111,15 @@ def write(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes,
     where = _cdb_range(lu, cdb)
     if where is None or where[0] & _FUA or len(data) != where[2]:
         return None
+    write_nowait = getattr(lu.store, "write_nowait", None)
+    if write_nowait is not None:
+        try:
+            if write_nowait(where[1], data):
+                lu.stat_write_cmds += 1  # --op stat (lu_stats.py)
+                lu.stat_write_bytes += where[2]
+                return GOOD
+        except StoreIOError:  # the generic path tries again and reports it
+            return None
     return _write(lu, where[1], data)
 
 

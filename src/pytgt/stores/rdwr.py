@@ -26,6 +26,7 @@ import mmap
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
@@ -71,7 +72,7 @@ class RdwrStore:
 
     def __init__(self, path: str, fd: int, size: int, *, readonly: bool = False,
                  direct_fd: int | None = None, block_device: bool = False,
-                 workers: int = 16) -> None:
+                 workers: int = 16, inline_writes: bool = True) -> None:
         self.path = path
         self.size = size
         self.readonly = readonly
@@ -84,6 +85,9 @@ class RdwrStore:
         self._submitter = _Submitter(self._pool, workers)
         self._closed = False
         self._nowait = _RWF_NOWAIT is not None and direct_fd is None
+        self._inline_writes = inline_writes and not block_device and direct_fd is None
+        self._inline_after = 0.0  # no inline writes before this time (perf_counter)
+        self._slow_since, self._slow_count = 0.0, 0
 
     @classmethod
     def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
@@ -112,7 +116,7 @@ class RdwrStore:
             os.close(fd)
             raise
         return cls(path, fd, real_size, readonly=readonly, direct_fd=direct_fd,
-                   block_device=blk)
+                   block_device=blk, inline_writes="sync" not in oflags)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
@@ -150,6 +154,35 @@ class RdwrStore:
                 return None
             raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
         return buf if got == length else None
+
+    def write_nowait(self, offset: int, data: bytes | bytearray | memoryview) -> bool:
+        """Write on the calling thread when that costs less than a pool round trip: at
+        most ``_INLINE_MAX`` bytes into a regular file's page cache. False: await
+        :meth:`write` instead (block devices, ``sync``/``direct``, big writes, or for a
+        while after an inline write was slow: the kernel is throttling writers)."""
+        if not self._inline_writes or self._closed or self.readonly:
+            return False
+        n = len(data)
+        now = _clock()
+        if n > _INLINE_MAX or now < self._inline_after:
+            return False
+        check_range(self.size, offset, n)
+        try:
+            self._write_sync(offset, memoryview(data))
+        finally:
+            took = _clock() - now
+            if took > _INLINE_SLOW:
+                self._slow_write(now, took)
+        return True
+
+    def _slow_write(self, now: float, took: float) -> None:
+        """An inline write was slow: one very slow one, or several slow ones within a
+        second (not just the scheduler preempting us), send writes to the pool a while."""
+        if now - self._slow_since > 1.0:
+            self._slow_since, self._slow_count = now, 0
+        self._slow_count += 1
+        if took > _INLINE_BLOCKED or self._slow_count >= _INLINE_SLOW_COUNT:
+            self._inline_after = _clock() + _INLINE_BACKOFF
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
@@ -279,6 +312,13 @@ class RdwrStore:
 _Job = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]"]
 _Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
 _BATCH = 8
+_WAIT = 0.0002  # queueing delay (s) one drainer may add before another one starts
+_clock = time.perf_counter
+_INLINE_MAX = 128 * 1024  # bytes a write may have to be done on the loop thread
+_INLINE_SLOW = 0.002  # inline writes slower than this (s), _INLINE_SLOW_COUNT in a second,
+_INLINE_SLOW_COUNT = 8
+_INLINE_BLOCKED = 0.02  # or one slower than this: the kernel throttles writers; then
+_INLINE_BACKOFF = 1.0  # writes go to the pool for this long (s)
 
 
 class _Submitter:
@@ -287,6 +327,11 @@ class _Submitter:
     Each pool thread ("drainer") takes jobs from one queue until it is empty and reports
     results to the loop in batches: one ``call_soon_threadsafe`` per batch instead of
     one thread wake-up and one loop wake-up per job (the cost of ``run_in_executor``).
+
+    How many drainers run follows how long jobs take: page-cache writes (a few us each)
+    are best done one after another by one thread, disk I/O (ms each) by many at once.
+    A new drainer starts when the queue holds more work than the running ones finish
+    within ``_WAIT`` (by the moving average of job times), up to ``max_drainers``.
     """
 
     def __init__(self, pool: ThreadPoolExecutor, max_drainers: int) -> None:
@@ -295,13 +340,16 @@ class _Submitter:
         self._lock = threading.Lock()
         self._drainers = 0
         self._max = max_drainers
+        self._cost = _WAIT  # moving average of a job's duration (s); starts pessimistic
 
     def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T],
                args: tuple[object, ...]) -> asyncio.Future[T]:
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((fn, args, fut))
+        queue = self._queue
+        queue.append((fn, args, fut))
+        want = 1 + int(len(queue) * self._cost / _WAIT)
         with self._lock:  # after the append: a drainer about to stop re-checks under it
-            start = self._drainers < self._max
+            start = self._drainers < want and self._drainers < self._max
             if start:
                 self._drainers += 1
         if start:
@@ -320,10 +368,12 @@ class _Submitter:
                         self._drainers -= 1
                         break
                 continue
+            t0 = _clock()
             try:
                 done.append((fut, fn(*args), None))
             except BaseException as exc:  # handed to the awaiting coroutine
                 done.append((fut, None, exc))
+            self._cost += (_clock() - t0 - self._cost) * 0.125  # racy on purpose: a hint
             if len(done) >= _BATCH or not queue:
                 _post(done)
                 done = []
