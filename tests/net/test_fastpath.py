@@ -217,3 +217,31 @@ def test_fast_path_answers_like_the_generic_path(tmp_path: Path,
             assert f == g, f"batch {i}: the fast path answered differently"
         assert bool(f) == (i != gap)  # every batch answered, except the one held for a gap
     assert (tmp_path / "a.img").read_bytes() == (tmp_path / "b.img").read_bytes()
+
+
+# Names LogicalUnit.execute / ScsiTarget.execute use today, all mirrored (or irrelevant to a
+# plain READ/WRITE) in pytgt.scsi.fastpath. A new preflight check shows up as a new name.
+_LU_EXECUTE_NAMES = {
+    "Asc", "CheckCondition", "DATA_PROTECT", "IndexError", "RESERVATION_CONFLICT",
+    "ScsiResult", "SenseKey", "Status", "StoreIOError", "TASK_ABORTED", "UNIT_ATTENTION",
+    "WRITE_PROTECTED", "_ORDERED", "_admitted", "_not_ready", "aborted", "active", "alua",
+    "attribute", "available", "barrier", "cdb", "check", "check_condition", "commands",
+    "conflicts", "drained", "error", "get", "handler", "invalid_field", "invalid_opcode",
+    "key", "len", "loaded", "lookup", "medium", "nexus", "online", "opcode", "pr",
+    "pr_access", "readonly", "reservation", "restricted", "run", "sanitizing",
+    "service_action", "skip_ua", "store_error", "struct", "swp", "task_set", "type", "ua",
+    "ua_take", "wake", "writes"}
+_TARGET_EXECUTE_NAMES = {
+    "Opcode", "REPORT_LUNS", "_by_field", "_no_lu", "_report_luns", "bytes", "cdb",
+    "execute", "get", "len", "ljust", "lu", "lu_stats", "lun", "record"}
+
+
+def test_fast_path_knows_every_preflight_check() -> None:
+    from pytgt.scsi.lu import LogicalUnit
+    from pytgt.scsi.target import ScsiTarget
+
+    for fn, known in ((LogicalUnit.execute, _LU_EXECUTE_NAMES),
+                      (ScsiTarget.execute, _TARGET_EXECUTE_NAMES)):
+        new = set(fn.__code__.co_names) - known
+        assert not new, (f"{fn.__qualname__} now uses {sorted(new)}: mirror the new check in "
+                         "pytgt.scsi.fastpath (_plain_lu, read, write), then list it here")
