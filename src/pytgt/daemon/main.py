@@ -36,6 +36,10 @@ def parse_iscsi_options(values: list[str]) -> tuple[list[tuple[str, int]], Porta
                     opts.nop_interval = float(int(val))
                 elif key == "nop_count":
                     opts.nop_count = int(val)
+                elif key == "login_timeout":  # pytgt's own: seconds a login may take
+                    opts.login_timeout = float(val)
+                    if opts.login_timeout <= 0:
+                        raise ValueError("must be positive")
                 else:
                     raise CliError(f"unknown --iscsi option: {key}")
             except ValueError as exc:
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
-                   help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]")
+                   help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
+                        "[,login_timeout=S]")
     p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
