@@ -47,7 +47,7 @@ class Daemon:
 
         self.management = Management(self.registry, portals=self.portals,
                                      control_port=self.control_port or 0)
-        setattr(self.management, "service", self.service)
+        self.management.service = self.service
         if self.control_port is not None:
             from pytgt.daemon.control import serve_control
             from pytgt.daemon.paths import control_socket_path
