@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -94,19 +95,26 @@ def main(argv: list[str] | None = None) -> int:
 async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
                args: argparse.Namespace) -> int:
     daemon = Daemon(portals, control_port=args.control_port, options=opts)
-    await daemon.start()
-    from pytgt.scsi.pr_state import AptplStore
 
-    daemon.management.aptpl = AptplStore.in_state_dir()  # before any LU is created
-    if args.persist or args.config:
-        from pytgt.config.targets_conf import ConfigError
-        from pytgt.daemon.config_ops import configure_at_start
+    async def configure(management: Any) -> None:
+        """Restore/apply the configuration before the portals and control socket open."""
+        from pytgt.scsi.pr_state import AptplStore
 
-        try:
-            await configure_at_start(daemon.management, args.persist, args.config)
-        except ConfigError as exc:
-            await daemon.stop()
-            raise CliError("\n".join(exc.errors)) from None
+        management.aptpl = AptplStore.in_state_dir()  # before any LU is created
+        if args.persist or args.config:
+            from pytgt.config.targets_conf import ConfigError
+            from pytgt.daemon.config_ops import configure_at_start
+
+            try:
+                await configure_at_start(management, args.persist, args.config)
+            except ConfigError as exc:
+                raise CliError("\n".join(exc.errors)) from None
+
+    try:
+        await daemon.start(configure)
+    except CliError:
+        await daemon.stop()
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Registry
@@ -35,19 +36,22 @@ class Daemon:
         self._control: asyncio.AbstractServer | None = None
         self._stopped = asyncio.Event()
 
-    async def start(self) -> None:
-        """Listen on every portal (only those addresses) and on the control socket."""
+    async def start(self, configure: Callable[[Any], Awaitable[None]] | None = None) -> None:
+        """Run ``configure(management)`` (restore, --config) before anything is served,
+        then listen on every portal (only those addresses) and on the control socket."""
+        from pytgt.daemon.mgmt import Management
+
+        self.management = Management(self.registry, portals=self.portals,
+                                     control_port=self.control_port or 0)
+        self.management.service = self.service
+        if configure is not None:
+            await configure(self.management)
         for host, port in self.requested_portals:
             server = await listen(self.service, host, port)
             self._servers.append(server)
             for sock in server.sockets:
                 addr = sock.getsockname()
                 self.portals.append((str(addr[0]), int(addr[1])))
-        from pytgt.daemon.mgmt import Management
-
-        self.management = Management(self.registry, portals=self.portals,
-                                     control_port=self.control_port or 0)
-        self.management.service = self.service
         if self.control_port is not None:
             from pytgt.daemon.control import serve_control
             from pytgt.daemon.paths import control_socket_path
