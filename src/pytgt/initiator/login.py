@@ -177,7 +177,7 @@ class InitiatorLogin:
         o = self.options
         offers: dict[str, object] = {"HeaderDigest": o.header_digest,
                                      "DataDigest": o.data_digest}
-        if not o.discovery:
+        if not o.discovery and not self.tsih:  # session-wide keys are leading-only (13)
             offers.update({
                 "InitialR2T": o.initial_r2t, "ImmediateData": o.immediate_data,
                 "MaxBurstLength": o.max_burst_length,
