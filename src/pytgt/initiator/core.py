@@ -380,6 +380,8 @@ class InitiatorConnection:
         self.log.extra = {**(self.log.extra or {}), "tsih": self.tsih}
         self.exp_stat_sn = sn_add(rsp.stat_sn, 1)
         self.exp_cmd_sn, self.max_cmd_sn = rsp.exp_cmd_sn, rsp.max_cmd_sn
+        if self.options.tsih:  # joined a session: continue its CmdSN sequence (4.2.2.1)
+            self.cmd_sn = rsp.exp_cmd_sn
         self.framer.header_digest = self.negotiated.header_digest
         self.framer.data_digest = self.negotiated.data_digest
         self.framer.max_data_segment_length = self.options.max_recv_data_segment_length
