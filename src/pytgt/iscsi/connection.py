@@ -324,10 +324,10 @@ class TargetConnection:
         immediate = op & I_BIT != 0
         if not immediate and cmd_sn == session.exp_cmd_sn and session.in_order():
             # In order with nothing held (the usual case): deliver now (4.2.2.1).
-            session.exp_cmd_sn = (cmd_sn + 1) & 0xFFFFFFFF
             self.tasks[itt] = task
             if task.next_r2t_offset < task.edtl:
-                self._send_r2ts(task)
+                self._send_r2ts(task)  # before ExpCmdSN moves on, as on the general path
+            session.exp_cmd_sn = (cmd_sn + 1) & 0xFFFFFFFF
             task.ordered = True
             self._maybe_ready(task)
             return
