@@ -318,7 +318,7 @@ _WAIT = 0.0002  # queueing delay (s) one drainer may add before another one star
 _clock = time.perf_counter
 _refs = sys.getrefcount
 _POOL_MIN = 64 * 1024  # reads at least this big use pooled buffers
-_POOL_BUFFERS = 32  # per size
+_POOL_BYTES = 32 << 20  # per store
 _POOL_SIZES = 4
 _INLINE_MAX = 128 * 1024  # bytes a write may have to be done on the loop thread
 _INLINE_SLOW = 0.002  # inline writes slower than this (s), _INLINE_SLOW_COUNT in a second,
@@ -397,6 +397,7 @@ class _Buffers:
 
     def __init__(self) -> None:
         self._free: dict[int, list[bytearray]] = {}
+        self._bytes = 0  # held by the pool, at most _POOL_BYTES
 
     def get(self, length: int) -> bytearray:
         """A buffer of ``length`` bytes (old contents: the caller overwrites all of it)."""
@@ -406,13 +407,15 @@ class _Buffers:
         if bufs is None:
             if len(self._free) >= _POOL_SIZES:
                 self._free.clear()  # many sizes in turn: start over, let the rest go
+                self._bytes = 0
             bufs = self._free[length] = []
         for buf in bufs:
             if _refs(buf) <= 3:  # this list, ``buf`` and the call's argument
                 return buf
         buf = bytearray(length)
-        if len(bufs) < _POOL_BUFFERS:
+        if self._bytes + length <= _POOL_BYTES:
             bufs.append(buf)
+            self._bytes += length
         return buf
 
 
