@@ -138,9 +138,9 @@ async def write_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return await _write(lu, task, 0, (hi & 0x1F) << 16 | lo, n or 256)
 
 
-async def write_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    # The hot path: _write inlined for a full-length Data-Out.
-    flags, lba, n = _RW10.unpack_from(task.cdb)
+async def _write_full(lu: LogicalUnit, task: ScsiTask, flags: int, lba: int,
+                      n: int) -> ScsiResult:
+    """_write for the common case of a full-length Data-Out, with fewer checks."""
     store, data, bs = lu.store, task.data_out, lu.block_size
     if flags & _PROTECT or store is None or not n or len(data) != n * bs:
         return await _write(lu, task, flags, lba, n)
@@ -151,6 +151,11 @@ async def write_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     else:
         await store.write(lba * bs, data)
     return ScsiResult(Status.GOOD)
+
+
+async def write_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    flags, lba, n = _RW10.unpack_from(task.cdb)
+    return await _write_full(lu, task, flags, lba, n)
 
 
 async def write_12(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
@@ -160,16 +165,7 @@ async def write_12(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 async def write_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     flags, lba, n = _RW16.unpack_from(task.cdb)
-    store, data, bs = lu.store, task.data_out, lu.block_size
-    if flags & _PROTECT or store is None or not n or len(data) != n * bs:
-        return await _write(lu, task, flags, lba, n)
-    if lba + n > store.size // bs:
-        raise lba_out_of_range()
-    if flags & _FUA or not lu.mode.wce:
-        await write_durable(store, lba * bs, data)  # one store round trip for FUA
-    else:
-        await store.write(lba * bs, data)
-    return ScsiResult(Status.GOOD)
+    return await _write_full(lu, task, flags, lba, n)
 
 
 # WRITE AND VERIFY (SBC-3 5.36-5.38): the write is verified by the store's own checks.
