@@ -300,12 +300,13 @@ def test_dump_round_trip(daemon: RunningDaemon, tmp_path: Path, images: list[Pat
     admin(daemon, "-c", write(tmp_path, full_conf(images)), "-e")
     # changes made with pytgtadm are part of the dump too
     daemon.adm("--op", "update", "--mode", "logicalunit", "--tid", "10", "--lun", "5",
-               "--params", "product_id=CHANGED,removable=1")
+               "--params", "product_id=CHANGED,removable=1,thin_provisioning=0")
     daemon.adm("--op", "new", "--mode", "target", "--tid", "20", "-T", f"{IQN}bare")
     daemon.adm("--op", "bind", "--mode", "target", "--tid", "20", "-Q", "iqn.x:only")
     text = dump(daemon)
     assert "incominguser user1 secretpass12" in text  # real passwords (tgt prints a mask)
     assert "product_id CHANGED" in text and "initiator-address NONE" in text
+    assert text.count("thin_provisioning") == 1  # only where it differs from the store's default
     # dump -> parse -> the same requests as the running configuration's
     parsed, _ = parse_text(text, "dump")
     path = os.path.join(daemon.env["PYTGT_RUN_DIR"], f"socket.{daemon.control_port}")

@@ -67,11 +67,6 @@ def _failed_tests(out: str) -> list[str]:
     return names
 
 
-# A fully provisioned LU (tgt's default, and ours) has no UNMAP and no SANITIZE BLOCK/CRYPTO
-# ERASE (both need LBPME=1, SBC-4 4.7.3.4): the suite reports those as "not implemented".
-# The thin-provisioned variant below runs them all.
-NOT_THIN = ("UNMAP", "SANITIZE BLOCK_ERASE", "SANITIZE CRYPTO_ERASE")
-
 # In two-session mode libiscsi 1.19's Sanitize.Reservations takes a RESERVE(6) on the second
 # session and never releases it; that session stays logged in, so Sanitize.Reset's SANITIZE
 # and TEST UNIT READY on the first session rightly get RESERVATION CONFLICT (SPC-2 5.5.1).
@@ -79,15 +74,12 @@ NOT_THIN = ("UNMAP", "SANITIZE BLOCK_ERASE", "SANITIZE CRYPTO_ERASE")
 MULTIPATH_ORDER_ARTIFACTS = ["Sanitize.Reset"]
 
 
-def assert_clean(result: SuiteRun, *, not_implemented_ok: tuple[str, ...] = (),
-                 failures_ok: tuple[str, ...] = ()) -> None:
+def assert_clean(result: SuiteRun, *, failures_ok: tuple[str, ...] = ()) -> None:
     assert result.run > 0, result.report()
     unexpected = [name for name in result.failed if name not in failures_ok]
     assert unexpected == [], result.report()
     assert result.passed + len(result.failed) == result.run, result.report()
-    missing = [line for line in result.not_implemented
-               if not any(f"{what} is not implemented" in line for what in not_implemented_ok)]
-    assert missing == [], result.report()
+    assert result.not_implemented == [], result.report()
 
 
 def lu_params(d: RunningDaemon, tid: int, params: str) -> None:
@@ -99,7 +91,7 @@ def lu_params(d: RunningDaemon, tid: int, params: str) -> None:
 def test_plain_file_lu_passes_everything(daemon: RunningDaemon, tmp_path: Path) -> None:
     url = make_target(daemon, 41, "iqn.2026-11.org.pytgt:full-plain", tmp_path / "plain.img",
                       LU_SIZE)
-    assert_clean(iscsi_test_cu("ALL", url), not_implemented_ok=NOT_THIN)
+    assert_clean(iscsi_test_cu("ALL", url))  # a file LU is thin by default: UNMAP and all
 
 
 @pytest.mark.timeout(FULL_RUN + 60)

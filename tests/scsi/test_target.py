@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from pytgt.scsi import ScsiTarget, Status, create_lu
 from pytgt.scsi.sense import build_sense, decode_sense
 from pytgt.scsi.target import decode_lun, encode_lun
+from pytgt.stores import open_store
 from pytgt.stores.memory import MemoryStore
 from pytgt.stores.null import NullStore
 
@@ -98,8 +102,24 @@ def test_lu_defaults() -> None:
     assert (lu.online, lu.removable, lu.prevent_removal, lu.readonly, lu.swp) == (
         True, False, False, False, False)
     assert (lu.thin_provisioning, lu.sense_format, lu.size, lu.block_size) == (
-        False, 0, 1 << 30, 512)
+        True, 0, 1 << 30, 512)  # the null store is sparse: thin by default
     assert (lu.path, lu.bstype, lu.bsoflags, lu.device_type) == ("/dev/null", "null", "", "disk")
+
+
+def test_thin_provisioning_defaults_to_the_store_being_sparse(tmp_path: Path) -> None:
+    """A sparse file is thin (LBPME) by default, memory is not; ``auto`` restores it."""
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"")
+    os.truncate(path, 1 << 20)
+    file_lu = create_lu("disk", 1, open_store("rdwr", str(path)), tid=1, path=str(path))
+    memory_lu = create_lu("disk", 2, MemoryStore(1 << 20), tid=1)
+    assert file_lu.thin_provisioning and not memory_lu.thin_provisioning
+    file_lu.update_params({"thin_provisioning": "0"})
+    assert not file_lu.thin_provisioning
+    file_lu.update_params({"thin_provisioning": "auto"})
+    assert file_lu.thin_provisioning
+    memory_lu.update_params({"thin_provisioning": "auto"})
+    assert not memory_lu.thin_provisioning
 
 
 @pytest.mark.parametrize(("args", "kwargs", "match"), [

@@ -17,8 +17,9 @@ from typing import Any
 LU_PARAM_DEFAULTS: dict[str, str] = {
     "vendor_id": "IET", "product_id": "VIRTUAL-DISK", "product_rev": "0001",
     "removable": "0", "readonly": "0", "online": "1", "sense_format": "0",
-    "thin_provisioning": "0", "swp": "0",
+    "thin_provisioning": "auto", "swp": "0",
 }
+# "auto": thin where the backing store is sparse (LogicalUnit.thin_default); tgt's is "0".
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
 

@@ -25,6 +25,12 @@ def _flag(value: Any) -> str:
     return "1" if value else "0"
 
 
+def _thin(lu: Any) -> str:
+    """``auto`` while the LU's thin provisioning is its store's default, else 0 or 1."""
+    thin = bool(getattr(lu, "thin_provisioning", False))
+    return "auto" if thin == bool(getattr(lu, "thin_default", False)) else _flag(thin)
+
+
 def snapshot_lu(tid: int, lu: Any) -> LunSpec:
     """One logical unit's settings (parameters equal to a new LU's are left out)."""
     defaults = lu_defaults(tid, lu.lun)
@@ -34,7 +40,7 @@ def snapshot_lu(tid: int, lu: Any) -> LunSpec:
         "scsi_sn": str(lu.scsi_sn), "removable": _flag(lu.removable),
         "readonly": _flag(lu.readonly), "online": _flag(lu.online),
         "sense_format": str(int(getattr(lu, "sense_format", 0))),
-        "thin_provisioning": _flag(getattr(lu, "thin_provisioning", False)),
+        "thin_provisioning": _thin(lu),
         "swp": _flag(getattr(lu, "swp", False)),
     }
     mode = getattr(lu, "mode", None)

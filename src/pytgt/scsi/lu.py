@@ -85,7 +85,7 @@ class LogicalUnit:
         self.online = True
         self.removable = False
         self.readonly = bool(getattr(store, "readonly", False))
-        self.thin_provisioning = False
+        self.thin_provisioning = self.thin_default  # "auto": thin where the store is sparse
         self.loaded = True  # medium present (removable media may be ejected)
         self.nexuses: dict[str, ItNexus] = {}  # I_T nexuses of the target, kept by ScsiTarget
         self.mode = ModePages()
@@ -168,6 +168,8 @@ class LogicalUnit:
             if len(value) > _TEXT_LIMITS[key] or not value.isprintable():
                 raise ValueError(f"{key} too long or not printable: {value!r}")
             return value
+        if key == "thin_provisioning" and value.strip().lower() == "auto":
+            return self.thin_default
         if key in _BOOL_PARAMS:
             flag = _parse_bool(key, value)
             if key == "thin_provisioning" and flag and not self._can_unmap():
@@ -183,6 +185,18 @@ class LogicalUnit:
 
     def _can_unmap(self) -> bool:
         return self.store is not None and StoreCapability.UNMAP in self.store.capabilities
+
+    @property
+    def thin_default(self) -> bool:
+        """Thin provisioning a new LU starts with (``thin_provisioning=auto``).
+
+        On where the store allocates on write and deallocates to zeroes (a regular or
+        sparse file, the null store): LBPME=1, LBPRZ=1 and UNMAP reclaim space (SBC-4
+        4.7.3). Off for block devices, whose discard need not read back zeroes; tgt's
+        default (off) is ``thin_provisioning=0``.
+        """
+        caps = self.store.capabilities if self.store is not None else StoreCapability(0)
+        return StoreCapability.THIN in caps and StoreCapability.UNMAP in caps
 
     # Unit attentions (SAM-5 5.14).
     def ua_add(self, nexus_key: str, asc: Asc | tuple[int, int]) -> None:
