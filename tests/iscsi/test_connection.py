@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 
 from pytgt.iscsi.connection import TargetConnection
-from pytgt.iscsi.constants import RESERVED_TAG, LoginStatus
-from pytgt.iscsi.events import CommandReady, ConnectionClosed, SessionEnded, SessionStarted
+from pytgt.iscsi.constants import RESERVED_TAG, LoginStatus, RejectReason, TmfFunction
+from pytgt.iscsi.events import (
+    CommandReady,
+    ConnectionClosed,
+    SessionEnded,
+    SessionStarted,
+    TaskManagement,
+)
 from pytgt.iscsi.framer import Framer
 from pytgt.iscsi.pdu import (
     R2T,
@@ -21,8 +27,11 @@ from pytgt.iscsi.pdu import (
     LogoutResponse,
     NopIn,
     NopOut,
+    Reject,
     ScsiCommand,
     ScsiResponse,
+    TaskMgmtRequest,
+    TaskMgmtResponse,
     TextRequest,
     TextResponse,
     decode_pdu,
@@ -258,6 +267,43 @@ def test_scsi_write_with_immediate_data_and_r2t(peer: Peer) -> None:
     peer.conn.complete_command(events[0].task, 0)
     (rsp,) = peer.recv()
     assert isinstance(rsp, ScsiResponse) and rsp.status == 0 and rsp.itt == 0x51
+
+
+@pytest.mark.parametrize("function", [TmfFunction.ABORT_TASK, TmfFunction.ABORT_TASK_SET,
+                                      TmfFunction.LOGICAL_UNIT_RESET])
+def test_data_out_for_an_aborted_write_is_dropped_quietly(peer: Peer, function: int) -> None:
+    """The initiator may still be sending a write's Data-Out when the TMF aborts it: those
+    PDUs are dropped (no Reject, connection kept); an ITT never seen is still rejected."""
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0])  # WRITE(10), two blocks
+    assert peer.send(ScsiCommand(0x51, cdb, expected_data_transfer_length=1024, cmd_sn=5,
+                                 write=True, data=b"\1" * 512)) == []
+    (r2t,) = peer.recv()
+    assert isinstance(r2t, R2T)
+    (tmf,) = peer.send(TaskMgmtRequest(0x70, function, referenced_task_tag=0x51, cmd_sn=6,
+                                       exp_stat_sn=102, ref_cmd_sn=5))
+    assert isinstance(tmf, TaskManagement) and [t.itt for t in tmf.aborted] == [0x51]
+    peer.conn.complete_tmf(tmf.itt, 0)
+    (rsp,) = peer.recv()
+    assert isinstance(rsp, TaskMgmtResponse) and rsp.response == 0
+    assert peer.send(DataOut(0x51, r2t.ttt, 0, 512, b"\2" * 512, final=True)) == []
+    assert peer.recv() == [] and not peer.conn.closed
+    peer.send(DataOut(0x99, r2t.ttt, 0, 512, b"\2" * 512, final=True))
+    (reject,) = peer.recv()
+    assert isinstance(reject, Reject) and reject.reason == RejectReason.INVALID_PDU_FIELD
+    peer.send(NopOut(0x42, RESERVED_TAG, 6, 103, immediate=True, data=b"ok"))
+    (nop,) = peer.recv()
+    assert isinstance(nop, NopIn) and bytes(nop.data) == b"ok"
+
+
+def test_aborted_itts_are_remembered_within_a_bound(peer: Peer) -> None:
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0])
+    for i in range(300):
+        peer.send(ScsiCommand(0x1000 + i, cdb, expected_data_transfer_length=1024,
+                              cmd_sn=5 + i, write=True, data=b"\1" * 512))
+        peer.send(TaskMgmtRequest(0x70, TmfFunction.ABORT_TASK, referenced_task_tag=0x1000 + i,
+                                  cmd_sn=6 + i, ref_cmd_sn=5 + i))
+    assert len(peer.conn._aborted_itts) == 256
+    assert 0x1000 not in peer.conn._aborted_itts and 0x1000 + 299 in peer.conn._aborted_itts
 
 
 def test_logout(peer: Peer) -> None:

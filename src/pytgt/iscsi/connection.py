@@ -72,6 +72,7 @@ _ORDERED = {Opcode.SCSI_COMMAND, Opcode.TASK_MGMT_REQUEST, Opcode.TEXT_REQUEST,
             Opcode.LOGOUT_REQUEST, Opcode.NOP_OUT}
 _DISCOVERY_OK = {Opcode.TEXT_REQUEST, Opcode.LOGOUT_REQUEST, Opcode.NOP_OUT}
 _MAX_TEXT = 64 * 1024
+_ABORTED_ITTS = 256  # aborted writes whose late Data-Out is discarded, per connection
 
 # The hot path packs and unpacks these directly (same layouts as pdu.py's classes).
 _CMD_HEAD = struct.Struct(">BBxxIQIII")  # opcode, flags, AHS|DSL, LUN, ITT, EDTL, CmdSN
@@ -113,6 +114,7 @@ class TargetConnection:
         self._next_ttt = 1
         self._text_pending: dict[int, list[bytes]] = {}
         self._text_in: bytearray = bytearray()
+        self._aborted_itts: dict[int, None] = {}  # oldest first, at most _ABORTED_ITTS
         self._nop_interval, self._nop_count = nop_interval, nop_count
         self._last_rx = now
         self._pings_out = 0
@@ -359,6 +361,8 @@ class TargetConnection:
         pdu = DataOut.decode(bhs, data)
         task = self.tasks.get(pdu.itt)
         if task is None or not task.write:
+            if task is None and pdu.itt in self._aborted_itts:
+                return  # an aborted write's Data-Out still in flight: dropped, not rejected
             raise ProtocolError(RejectReason.INVALID_PDU_FIELD, "Data-Out for no write task")
         burst_done = task.data_out(pdu)
         if task.data_error is not None:
@@ -482,13 +486,24 @@ class TargetConnection:
         return next((t for t in self._session_tasks() if t.itt == itt), None)
 
     def _abort(self, tasks: list[Task]) -> list[Task]:
+        """Mark ``tasks`` aborted and forget them; a write still owed Data-Out is
+        remembered so that the initiator's remaining Data-Out PDUs are dropped quietly."""
         assert self.session is not None
         for task in tasks:
             task.aborted = True
             for conn in self.session.connections.values():
                 if conn.tasks.get(task.itt) is task:
                     del conn.tasks[task.itt]
+                    if task.write and not task.delivered:
+                        conn._remember_aborted(task.itt)
         return tasks
+
+    def _remember_aborted(self, itt: int) -> None:
+        itts = self._aborted_itts
+        itts.pop(itt, None)
+        itts[itt] = None
+        if len(itts) > _ABORTED_ITTS:
+            del itts[next(iter(itts))]
 
     def _on_logout(self, bhs: bytes, data: Data, ahs: bytes) -> None:
         pdu = LogoutRequest.decode(bhs, data)
