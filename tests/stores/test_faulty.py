@@ -202,3 +202,22 @@ def test_plan_changes_through_management_update() -> None:
         await store.close()
 
     run(body())
+
+
+def test_quiesce_waits_for_a_stuck_write_that_outlived_its_caller() -> None:
+    store = FaultyStore(MemoryStore(4096), FaultPlan("stuck", ops=frozenset({"write"}),
+                                                     delay=0.2))
+
+    async def body() -> None:
+        t = asyncio.ensure_future(store.write(0, b"A" * 512))
+        while not store.stats.delayed:  # until the store holds it
+            await asyncio.sleep(0)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert bytes(await store.inner.read(0, 1)) == b"\0"  # not landed yet
+        await store.quiesce()
+        assert bytes(await store.inner.read(0, 512)) == b"A" * 512
+        assert store.stats.in_flight == 0
+
+    run(body())

@@ -331,3 +331,93 @@ def test_write_durable(image: Path, bstype: str) -> None:
     assert isinstance(RdwrStore, type) and (calls == []) == fused
     assert data == (bytes(512) if bstype == "null" else b"d" * 512)
     assert issubclass(RdwrStore, SupportsWriteFua) if fused else True
+
+
+@pytest.mark.parametrize("bstype", ["null", "memory"])
+def test_quiesce_of_a_store_without_background_io(bstype: str) -> None:
+    store = open_store(bstype, "", size=MIB)
+    run(asyncio.wait_for(store.quiesce(), 1))
+
+
+def test_rdwr_quiesce_waits_for_a_pool_write_whose_caller_was_cancelled(image: Path) -> None:
+    """An aborted command's pwrite cannot be stopped; quiesce() returns once it has ended,
+    and does not wait for I/O submitted after it was called."""
+    import threading
+
+    store = RdwrStore.open(str(image), bsoflags="sync")  # no inline writes: the pool
+    entered, release, later = threading.Event(), threading.Event(), threading.Event()
+    orig = store._write_sync
+
+    def gated(offset: int, view: memoryview) -> None:
+        if offset == 0:
+            entered.set()
+            release.wait(10)
+        else:
+            later.wait(10)
+        orig(offset, view)
+
+    store._write_sync = gated  # type: ignore[method-assign]
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        write = asyncio.ensure_future(store.write(0, b"A" * 4096))
+        assert await loop.run_in_executor(None, entered.wait, 10)
+        write.cancel()  # the command is aborted; its pwrite goes on in the thread
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        quiet = asyncio.ensure_future(store.quiesce())
+        newer = asyncio.ensure_future(store.write(8192, b"C" * 4096))  # after the call
+        done, _ = await asyncio.wait([quiet], timeout=0.05)
+        assert not done  # the old write is still in its thread
+        release.set()
+        await asyncio.wait_for(quiet, 5)  # returns although the newer write still waits
+        assert not newer.done()
+        with open(image, "rb") as f:
+            assert f.read(4096) == b"A" * 4096  # the old write had landed by then
+        later.set()
+        await newer
+        await store.quiesce()
+
+    try:
+        run(body())
+    finally:
+        release.set()
+        later.set()
+        run(store.close())
+
+
+def test_rdwr_job_cancelled_before_it_starts_is_skipped(image: Path) -> None:
+    import threading
+
+    store = RdwrStore(str(image), os.open(image, os.O_RDWR), 4 * MIB, workers=1,
+                      inline_writes=False)
+    entered, release = threading.Event(), threading.Event()
+    orig = store._write_sync
+    written: list[int] = []
+
+    def gated(offset: int, view: memoryview) -> None:
+        written.append(offset)
+        if offset == 0:
+            entered.set()
+            release.wait(10)
+        orig(offset, view)
+
+    store._write_sync = gated  # type: ignore[method-assign]
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(store.write(0, b"A" * 512))
+        assert await loop.run_in_executor(None, entered.wait, 10)
+        queued = asyncio.ensure_future(store.write(4096, b"B" * 512))
+        await asyncio.sleep(0)  # submitted behind the first (one worker)
+        queued.cancel()
+        release.set()
+        await first
+        await asyncio.wait_for(store.quiesce(), 5)
+        assert written == [0]
+
+    try:
+        run(body())
+    finally:
+        release.set()
+        run(store.close())

@@ -60,6 +60,20 @@ class BackingStore(Protocol):
 
     async def close(self) -> None: ...
 
+    async def quiesce(self) -> None:
+        """Return once every operation started before this call has really ended, even
+        one whose caller was cancelled (a ``pwrite`` in a pool thread cannot be stopped).
+        Task management awaits it before answering, so an aborted write cannot land
+        after the response. Operations started later are not waited for."""
+        ...
+
+
+async def quiesce(store: BackingStore) -> None:
+    """``store.quiesce()``; a plugin written before it existed has nothing to wait for."""
+    fn = getattr(store, "quiesce", None)
+    if fn is not None:
+        await fn()
+
 
 @runtime_checkable
 class SupportsAllocationStatus(Protocol):

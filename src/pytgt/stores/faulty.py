@@ -46,6 +46,7 @@ from pytgt.stores.base import (
     StoreIOError,
     parse_options,
     parse_size,
+    quiesce,
 )
 
 OPS = frozenset({"read", "write", "flush", "unmap"})
@@ -135,6 +136,7 @@ class FaultyStore:
         self._matched = 0  # matching operations seen under the current plan
         self._injected = 0  # faults injected under the current plan
         self._stuck = 0.0  # the delay of the stuck operation about to start
+        self._detached: set[asyncio.Future[Any]] = set()  # stuck operations still running
 
     @classmethod
     def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
@@ -240,6 +242,12 @@ class FaultyStore:
     async def close(self) -> None:
         await self.inner.close()
 
+    async def quiesce(self) -> None:
+        """Wait for the ``stuck`` operations that outlived their callers, then the inner store."""
+        if self._detached:
+            await asyncio.wait(set(self._detached))
+        await quiesce(self.inner)
+
     # -- injection ----------------------------------------------------------------------
     async def _io(self, coro: Any) -> Any:
         """Run one inner operation; a ``stuck`` one runs to its end even if we are cancelled."""
@@ -256,7 +264,10 @@ class FaultyStore:
                 self.stats.in_flight -= 1
 
         self.stats.in_flight += 1  # until the shielded operation really ends
-        return await asyncio.shield(asyncio.ensure_future(late()))
+        op = asyncio.ensure_future(late())
+        self._detached.add(op)
+        op.add_done_callback(self._detached.discard)
+        return await asyncio.shield(op)
 
     async def _enter(self, op: str, offset: int, length: int) -> bool:
         """Count, stall and fail as planned; True when a read must come back short.

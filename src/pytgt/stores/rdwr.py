@@ -219,6 +219,10 @@ class RdwrStore:
             return True, length
         return await self._run(self._allocation_sync, offset, length)
 
+    async def quiesce(self) -> None:
+        """Wait until every pool job submitted so far has ended (cancelled callers too)."""
+        await self._submitter.quiesce()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -311,8 +315,8 @@ class RdwrStore:
             offset, length = offset + n, length - n
 
 
-_Job = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]"]
-_Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
+_Job = tuple[Callable[..., Any], tuple[object, ...], "asyncio.Future[Any]", "_Epoch"]
+_Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None, "_Epoch"]]
 _BATCH = 8
 _WAIT = 0.0002  # queueing delay (s) one drainer may add before another one starts
 _clock = time.perf_counter
@@ -327,6 +331,21 @@ _INLINE_BLOCKED = 0.02  # or one slower than this: the kernel throttles writers;
 _INLINE_BACKOFF = 1.0  # writes go to the pool for this long (s)
 
 
+class _Epoch:
+    """The pool jobs submitted between two :meth:`_Submitter.quiesce` calls."""
+
+    __slots__ = ("jobs", "drained")
+
+    def __init__(self) -> None:
+        self.jobs = 0  # submitted and not yet ended (counted on the loop thread)
+        self.drained: asyncio.Future[None] | None = None  # set when ``jobs`` drops to 0
+
+    def job_ended(self) -> None:
+        self.jobs -= 1
+        if not self.jobs and self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+
 class _Submitter:
     """Runs blocking jobs in the pool, several per thread wake-up when work queues up.
 
@@ -338,6 +357,11 @@ class _Submitter:
     are best done one after another by one thread, disk I/O (ms each) by many at once.
     A new drainer starts when the queue holds more work than the running ones finish
     within ``_WAIT`` (by the moving average of job times), up to ``max_drainers``.
+
+    Jobs are counted per epoch until they end in their thread, whether or not anyone
+    still awaits them: :meth:`quiesce` closes the current epoch and waits for it and for
+    older ones, never for jobs submitted after it (bounded under a steady load). A job
+    whose future was cancelled before a thread took it is skipped.
     """
 
     def __init__(self, pool: ThreadPoolExecutor, max_drainers: int) -> None:
@@ -347,12 +371,16 @@ class _Submitter:
         self._drainers = 0
         self._max = max_drainers
         self._cost = _WAIT  # moving average of a job's duration (s); starts pessimistic
+        self._epoch = _Epoch()
+        self._closed_epochs: list[_Epoch] = []  # older epochs with jobs left
 
     def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T],
                args: tuple[object, ...]) -> asyncio.Future[T]:
         fut: asyncio.Future[T] = loop.create_future()
         queue = self._queue
-        queue.append((fn, args, fut))
+        epoch = self._epoch
+        epoch.jobs += 1
+        queue.append((fn, args, fut, epoch))
         want = 1 + int(len(queue) * self._cost / _WAIT)
         with self._lock:  # after the append: a drainer about to stop re-checks under it
             start = self._drainers < want and self._drainers < self._max
@@ -362,23 +390,43 @@ class _Submitter:
             self._pool.submit(self._drain)
         return fut
 
+    async def quiesce(self) -> None:
+        """Return once every job submitted before this call has ended in its thread."""
+        current = self._epoch
+        if current.jobs:
+            self._epoch = _Epoch()
+            self._closed_epochs.append(current)
+        self._closed_epochs = [e for e in self._closed_epochs if e.jobs]
+        if not self._closed_epochs:
+            return
+        loop = asyncio.get_running_loop()
+        waits = []
+        for e in self._closed_epochs:
+            if e.drained is None:
+                e.drained = loop.create_future()
+            waits.append(e.drained)
+        await asyncio.wait(waits)
+
     def _drain(self) -> None:
         done: _Done = []
         queue = self._queue
         while True:
             try:
-                fn, args, fut = queue.popleft()
+                fn, args, fut, epoch = queue.popleft()
             except IndexError:
                 with self._lock:
                     if not queue:
                         self._drainers -= 1
                         break
                 continue
+            if fut.cancelled():  # its caller is gone (an aborted command): do not start it
+                done.append((fut, None, None, epoch))
+                continue
             t0 = _clock()
             try:
-                done.append((fut, fn(*args), None))
+                done.append((fut, fn(*args), None, epoch))
             except BaseException as exc:  # handed to the awaiting coroutine
-                done.append((fut, None, exc))
+                done.append((fut, None, exc, epoch))
             self._cost += (_clock() - t0 - self._cost) * 0.125  # racy on purpose: a hint
             if len(done) >= _BATCH or not queue:
                 _post(done)
@@ -430,7 +478,8 @@ def _post(done: _Done) -> None:
 
 
 def _complete(done: _Done) -> None:
-    for fut, result, exc in done:
+    for fut, result, exc, epoch in done:
+        epoch.job_ended()
         if fut.cancelled():
             continue
         if exc is not None:
