@@ -14,6 +14,7 @@ import pytest
 
 from pytgt.daemon import control
 from pytgt.daemon.control import MAX_REQUEST, decode_request, request_sync, serve_control
+from pytgt.daemon.security import SecurityMonitor
 
 
 class Echo:
@@ -40,10 +41,10 @@ async def _raw(path: str, data: bytes, shutdown: bool = True) -> dict[str, Any]:
     return dict(json.loads(reply))
 
 
-def _serve(tmp_path: Path, coro: Any) -> Any:
+def _serve(tmp_path: Path, coro: Any, handler: Any = None) -> Any:
     async def main() -> Any:
         path = str(tmp_path / "socket.1")
-        server = await serve_control(path, Echo())
+        server = await serve_control(path, handler or Echo())
         try:
             return await coro(path)
         finally:
@@ -88,13 +89,22 @@ def test_handler_exception_is_an_error_reply(tmp_path: Path) -> None:
     assert first == {"rc": 22, "out": "unknown error"} and second["rc"] == 0
 
 
-def test_other_users_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "peer_uid", lambda sock: os.geteuid() + 12345)
+def test_other_users_are_refused_logged_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(control, "peer_cred", lambda sock: (777, 4242 + 12345))
     monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    handler = Echo()
+    handler.security = SecurityMonitor()  # type: ignore[attr-defined]
 
     async def check(path: str) -> dict[str, Any]:
-        return await _raw(path, b'{"op": "show"}')
-    assert _serve(tmp_path, check) == {"rc": 22, "out": "permission denied"}
+        return await _raw(path, b'{"op": "show", "password": "s3cret"}')
+    with caplog.at_level("WARNING", logger="pytgt.security"):
+        assert _serve(tmp_path, check, handler) == {"rc": 22, "out": "permission denied"}
+    assert handler.requests == []
+    assert handler.security.counters.control_refused == 1  # type: ignore[attr-defined]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "pytgt.security"]
+    assert "uid 16587" in line and "pid 777" in line and "s3cret" not in line
 
 
 def test_peer_uid_is_ours() -> None:

@@ -6,7 +6,8 @@ exit status pytgtadm returns; ``out`` is the show text (``rc == 0``) or the one-
 error message without a program prefix.
 
 Security: the socket is created mode 0600 in a 0700 directory, and every peer is
-checked with ``SO_PEERCRED``: only root and the daemon's own uid are served.
+checked with ``SO_PEERCRED``: only root and the daemon's own uid are served; a refused
+peer is logged (uid, pid) and counted in ``--op stat --mode system``.
 Requests are bounded (:data:`MAX_REQUEST`) and time-limited; anything malformed gets
 an error reply, never an exception in the daemon.
 """
@@ -40,14 +41,20 @@ class ControlRequestError(Exception):
     """A control request that cannot be parsed."""
 
 
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+def peer_cred(sock: socket.socket) -> tuple[int | None, int | None]:
+    """``(pid, uid)`` of the process at the other end of a Unix socket (``SO_PEERCRED``);
+    ``(None, None)`` when the kernel does not tell."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = _UCRED.unpack(raw)
-    return int(uid)
+        return None, None
+    pid, uid, _gid = _UCRED.unpack(raw)
+    return int(pid), int(uid)
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    return peer_cred(sock)[1]
 
 
 def peer_allowed(uid: int | None) -> bool:
@@ -95,7 +102,9 @@ async def _serve_one(management: Handler, reader: asyncio.StreamReader,
             data: bytes | None = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
         except (ControlRequestError, TimeoutError):
             data = None
-        if sock is None or not peer_allowed(peer_uid(sock)):
+        pid, uid = peer_cred(sock) if sock is not None else (None, None)
+        if not peer_allowed(uid):
+            _refused(management, uid, pid)
             reply = encode_reply(EXIT_EINVAL, "permission denied")
         else:
             reply = await _answer(management, data)
@@ -110,6 +119,15 @@ async def _serve_one(management: Handler, reader: asyncio.StreamReader,
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
+
+
+def _refused(management: Handler, uid: int | None, pid: int | None) -> None:
+    """Log and count a refused peer (``management.security``, when it has one)."""
+    security = getattr(management, "security", None)
+    if security is not None:
+        security.control_refused(uid, pid)
+    else:
+        log.warning("control socket: request from uid %s (pid %s) refused", uid, pid)
 
 
 async def _discard(reader: asyncio.StreamReader, limit: int = 1 << 20) -> None:

@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
 
@@ -23,15 +24,32 @@ class CliError(Exception):
 
 def parse_iscsi_options(values: list[str]) -> tuple[list[tuple[str, int]], PortalOptions]:
     """tgtd's ``--iscsi portal=H:P,portal=...,nop_interval=S,nop_count=N``."""
+    portals, opts, _backoff = parse_all_iscsi_options(values)
+    return portals, opts
+
+
+# pytgt's own --iscsi options for the CHAP back-off (pytgt.daemon.security)
+_BACKOFF_OPTIONS = {"auth_fail_limit": ("limit", int), "auth_fail_window": ("window", float),
+                    "auth_backoff_initial": ("initial", float),
+                    "auth_backoff_max": ("max_delay", float)}
+
+
+def parse_all_iscsi_options(
+        values: list[str]) -> tuple[list[tuple[str, int]], PortalOptions, BackoffSettings]:
+    """``--iscsi`` values -> portals, portal options and back-off settings; raises CliError."""
     portals: list[tuple[str, int]] = []
     opts = PortalOptions()
+    backoff = BackoffSettings()
     for value in values:
         for item in filter(None, value.split(",")):
             key, sep, val = item.partition("=")
             if not sep:
                 raise CliError(f"bad --iscsi option: {item}")
             try:
-                if key == "portal":
+                if key in _BACKOFF_OPTIONS:
+                    field, kind = _BACKOFF_OPTIONS[key]
+                    setattr(backoff, field, kind(val))
+                elif key == "portal":
                     portals.append(parse_portal(val))
                 elif key == "nop_interval":
                     opts.nop_interval = float(int(val))
@@ -45,7 +63,11 @@ def parse_iscsi_options(values: list[str]) -> tuple[list[tuple[str, int]], Porta
                     raise CliError(f"unknown --iscsi option: {key}")
             except ValueError as exc:
                 raise CliError(f"bad --iscsi option {item}: {exc}") from None
-    return portals or [DEFAULT_PORTAL], opts
+    try:
+        backoff.check()
+    except ValueError as exc:
+        raise CliError(f"bad --iscsi options: {exc}") from None
+    return portals or [DEFAULT_PORTAL], opts, backoff
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
-                        "[,login_timeout=S]")
+                        "[,login_timeout=S][,auth_fail_limit=N][,auth_fail_window=S]"
+                        "[,auth_backoff_initial=S][,auth_backoff_max=S]")
     p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
@@ -68,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        portals, opts = parse_iscsi_options(args.iscsi)
+        portals, opts, backoff = parse_all_iscsi_options(args.iscsi)
     except CliError as exc:
         print(f"pytgtd: {exc}", file=sys.stderr)
         return 1
@@ -83,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:
-        return int(runner(_run(portals, opts, args)))
+        return int(runner(_run(portals, opts, backoff, args)))
     except OSError as exc:
         print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -93,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
-               args: argparse.Namespace) -> int:
-    daemon = Daemon(portals, control_port=args.control_port, options=opts)
+               backoff: BackoffSettings, args: argparse.Namespace) -> int:
+    daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff)
 
     async def configure(management: Any) -> None:
         """Restore/apply the configuration before the portals and control socket open."""

@@ -19,6 +19,7 @@ from pytgt.config.model import Account, Registry, Target
 from pytgt.daemon import alua_admin, live, lu_show, stats
 from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.daemon.security import SecurityMonitor
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
 from pytgt.scsi.lu import create_lu
@@ -155,6 +156,8 @@ class Management:
         self.on_change: Callable[[], Awaitable[None]] | None = None
         # APTPL files of persistent reservations (pr_state.AptplStore; pytgtd sets it)
         self.aptpl: Any = None
+        # refused logins / control requests and the CHAP back-off (the daemon shares its own)
+        self.security = SecurityMonitor()
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
 from pytgt.daemon import stats
+from pytgt.daemon.security import SecurityMonitor
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
 
 _SHOWN_PARAMS = (
@@ -25,10 +26,11 @@ class RegistryPolicy:
     """Login/discovery policy over a :class:`Registry` for one portal group."""
 
     def __init__(self, registry: Registry, portals: list[tuple[str, int]],
-                 portal_group_tag: int = 1) -> None:
+                 portal_group_tag: int = 1, security: SecurityMonitor | None = None) -> None:
         self.registry = registry
         self.portals = portals
         self.portal_group_tag = portal_group_tag
+        self.security = security or SecurityMonitor()
 
     # -- login ---------------------------------------------------------------------
     def find_target(self, name: str) -> Target | None:
@@ -40,8 +42,13 @@ class RegistryPolicy:
         stats.count_acl_denied(target)
         return False
 
-    def login_failed(self, target: Target | None, status: int) -> None:
-        stats.count_login_failure(target, status)
+    def login_permitted(self, address: str, initiator_name: str) -> bool:
+        return self.security.login_permitted(address, initiator_name)
+
+    def login_failed(self, target: Target | None, failure: Any) -> None:
+        """A ``pytgt.iscsi.login.LoginFailure``: logged once and counted."""
+        stats.count_login_failure(target, int(failure.status))
+        self.security.login_failed(failure)
 
     def target_ready(self, target: Target | None) -> bool:
         if self.registry.state != "ready":

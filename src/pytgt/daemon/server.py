@@ -14,6 +14,7 @@ from typing import Any
 
 from pytgt.config.model import Registry
 from pytgt.daemon.policy import RegistryPolicy
+from pytgt.daemon.security import BackoffSettings, SecurityMonitor
 from pytgt.net.portal import IscsiService, PortalOptions, listen
 
 log = logging.getLogger("pytgt.daemon")
@@ -23,13 +24,15 @@ class Daemon:
     """pytgtd's state and servers. ``control_port=None`` runs without a control socket."""
 
     def __init__(self, portals: list[tuple[str, int]], *, control_port: int | None = None,
-                 options: PortalOptions | None = None, registry: Registry | None = None) -> None:
+                 options: PortalOptions | None = None, registry: Registry | None = None,
+                 backoff: BackoffSettings | None = None) -> None:
         self.registry = registry or Registry()
         self.requested_portals = portals
         self.portals: list[tuple[str, int]] = []
         self.control_port = control_port
         self.control_path: str | None = None
-        self.policy = RegistryPolicy(self.registry, self.portals)
+        self.security = SecurityMonitor(backoff)
+        self.policy = RegistryPolicy(self.registry, self.portals, security=self.security)
         self.service = IscsiService(self.policy, options=options or PortalOptions())
         self.management: Any = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -44,6 +47,7 @@ class Daemon:
         self.management = Management(self.registry, portals=self.portals,
                                      control_port=self.control_port or 0)
         self.management.service = self.service
+        self.management.security = self.security
         if configure is not None:
             await configure(self.management)
         for host, port in self.requested_portals:

@@ -21,6 +21,14 @@ connection table to its session statistics)::
 ``commands`` is every command the target's LUs completed; ``login_fail`` every failed
 login to the target after it was named, ``auth_fail`` the CHAP failures among them,
 ``acl_denied`` logins refused by the target's ACL.
+
+``--mode system`` ends with pytgt's daemon-wide security table (see
+:mod:`pytgt.daemon.security`), which also counts what no target table can: CHAP
+failures of discovery sessions, logins refused by the back-off, control requests
+refused by ``SO_PEERCRED``::
+
+    auth_fail acl_denied backoff_refused backoff_sources control_refused
+            6          1               3               1               0
 """
 
 from __future__ import annotations
@@ -113,7 +121,8 @@ def stat(m: Management, targets: list[Target], lun: int | None = None) -> str:
 
 # -- handlers (mgmt.HANDLERS) --------------------------------------------------------------
 async def system_stat(m: Management, req: dict[str, Any]) -> str:
-    return stat(m, sorted(m.registry.targets.values(), key=lambda t: t.tid))
+    out = stat(m, sorted(m.registry.targets.values(), key=lambda t: t.tid))
+    return out + m.security.format()
 
 
 async def target_stat(m: Management, req: dict[str, Any]) -> str:

@@ -68,7 +68,7 @@ def decode_binary(value: str) -> bytes:
         elif prefix == "0b":
             data = base64.b64decode(body, validate=True)
         else:
-            raise ValueError(f"not a binary value: {value[:20]!r}")
+            raise ValueError("not a binary value (0x or 0b prefix)")  # never echo it: logged
     except binascii.Error as exc:
         raise ValueError(str(exc)) from None
     if not data or len(data) > MAX_BINARY:

@@ -57,8 +57,8 @@ from pytgt.iscsi.pdu import LoginRequest
 from pytgt.iscsi.text import decode_text, encode_text
 
 __all__ = [
-    "KNOWN_KEYS", "MAX_LOGIN_SEGMENT", "TRANSITIONS", "LoginReply", "SessionParams",
-    "TargetLogin", "TargetPolicy", "XmitLimit", "full_feature_answer",
+    "KNOWN_KEYS", "MAX_LOGIN_SEGMENT", "TRANSITIONS", "LoginFailure", "LoginReply",
+    "SessionParams", "TargetLogin", "TargetPolicy", "XmitLimit", "full_feature_answer",
 ]
 
 SECURITY = LoginStage.SECURITY_NEGOTIATION
@@ -79,8 +79,15 @@ MAX_NAME_LENGTH = 223  # iSCSI names (RFC 3722 section 6.1, RFC 7143 4.2.7.1)
 class TargetPolicy(Protocol):
     """What login asks the daemon (see ``pytgt.daemon.policy.RegistryPolicy``).
 
-    A policy may also offer ``chap_mutual_account(target) -> (user, secret) | None``
-    for mutual CHAP; without it, mutual CHAP requests fail authentication.
+    Optional hooks, looked up with ``getattr``:
+
+    - ``chap_mutual_account(target) -> (user, secret) | None`` for mutual CHAP; without
+      it, mutual CHAP requests fail authentication;
+    - ``login_permitted(address, initiator_name) -> bool``, asked on the first complete
+      request before the target is looked up: False refuses the login with 0x0301
+      SERVICE_UNAVAILABLE (the daemon's back-off after repeated CHAP failures);
+    - ``login_failed(target, failure)`` with a :class:`LoginFailure`, once per failed
+      login: the daemon logs and counts it (this module never logs).
     """
 
     def find_target(self, name: str) -> Any:
@@ -151,6 +158,23 @@ class LoginReply:
                 and self.nsg == FULL_FEATURE and not self.cont)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginFailure:
+    """What the policy's ``login_failed`` hook learns about a failed login: who (peer
+    address, initiator and CHAP user names as sent), what for, and the status answered.
+    Never a secret: ``reason`` is the LoginError's message, which names no secret or
+    CHAP response. ``held_off`` marks a refusal by ``login_permitted``."""
+
+    address: str
+    initiator_name: str
+    target_name: str
+    session_type: str
+    status: LoginStatus
+    reason: str
+    chap_user: str = ""
+    held_off: bool = False
+
+
 def _initiator_error(message: str) -> LoginError:
     return LoginError(LoginStatus.INITIATOR_ERROR, message)
 
@@ -181,6 +205,7 @@ class TargetLogin:
         self.negotiated = SessionParams()
         self.auth_method = "None"
         self._random = random_bytes
+        self._held_off = False
         self._identified = False
         self._auth_required = False
         self._chap: ChapTarget | None = None
@@ -228,9 +253,11 @@ class TargetLogin:
     def failure(self, req: LoginRequest, err: LoginError) -> LoginReply:
         """The response that fails the login with ``err``'s status (11.13.5)."""
         self.failed = True
-        hook = getattr(self.policy, "login_failed", None)  # --op stat counters
+        hook = getattr(self.policy, "login_failed", None)  # the daemon logs and counts
         if hook is not None:
-            hook(self.target, err.status)
+            hook(self.target, LoginFailure(
+                self.address, self.initiator_name, self.target_name, self.session_type,
+                err.status, str(err), self._chap.user if self._chap else "", self._held_off))
         return LoginReply(err.status, False, False, req.csg, req.nsg, b"")
 
     def _check_header(self, req: LoginRequest) -> None:
@@ -279,6 +306,11 @@ class TargetLogin:
         if stype not in SESSION_TYPES:
             raise LoginError(LoginStatus.SESSION_TYPE_NOT_SUPPORTED, f"SessionType={stype}")
         self.initiator_name, self.session_type = name, stype
+        permitted = getattr(self.policy, "login_permitted", None)
+        if permitted is not None and not permitted(self.address, name):
+            self._held_off = True  # 11.13.5: class 3, the initiator may retry later
+            raise LoginError(LoginStatus.SERVICE_UNAVAILABLE, "held off after repeated "
+                             "authentication failures from this address")
         target = None
         if stype == "Normal":
             self.target_name = keys.get("TargetName", "")
