@@ -30,6 +30,7 @@ from pytgt.stores.base import StoreError, parse_size
 log = logging.getLogger("pytgt.daemon.live")
 
 PARAMS = frozenset({"size", "rescan"})
+ASYNC_LOGOUT_REQUEST = 1
 ASYNC_DROP_ALL_CONNECTIONS = 3
 DROP_TIME2WAIT = 2
 
@@ -101,6 +102,20 @@ def _apply(lu: Any, store: Any, new: int, real: int | None) -> bool:
     lu.ua_add_all(lu.nexus_keys, Asc.CAPACITY_DATA_HAS_CHANGED)
     log.info("target %s LUN %d: size %d -> %d bytes", lu.tid, lu.lun, old, new)
     return True
+
+
+def request_logout(conns: list[Any], within: int) -> list[Any]:
+    """Ask each full feature phase connection to log out within ``within`` seconds
+    (AsyncEvent 1, Parameter3, RFC 7143 11.9.1); returns the connections asked."""
+    asked = []
+    for conn in conns:
+        if conn.closed or not getattr(conn, "full_feature", False):
+            continue
+        conn.send_async(ASYNC_LOGOUT_REQUEST, p3=within)
+        if conn.wakeup is not None:
+            conn.wakeup()  # the adapter drains and transmits
+        asked.append(conn)
+    return asked
 
 
 def end_sessions(sessions: list[Any], reason: str) -> None:

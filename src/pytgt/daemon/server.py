@@ -15,7 +15,9 @@ from typing import Any
 from pytgt.config.model import Registry
 from pytgt.daemon.policy import RegistryPolicy
 from pytgt.daemon.security import BackoffSettings, SecurityMonitor
+from pytgt.daemon.shutdown import ShutdownSettings, graceful
 from pytgt.net.portal import IscsiService, PortalOptions, listen
+from pytgt.stores.base import quiesce
 
 log = logging.getLogger("pytgt.daemon")
 
@@ -25,13 +27,15 @@ class Daemon:
 
     def __init__(self, portals: list[tuple[str, int]], *, control_port: int | None = None,
                  options: PortalOptions | None = None, registry: Registry | None = None,
-                 backoff: BackoffSettings | None = None) -> None:
+                 backoff: BackoffSettings | None = None,
+                 shutdown: ShutdownSettings | None = None) -> None:
         self.registry = registry or Registry()
         self.requested_portals = portals
         self.portals: list[tuple[str, int]] = []
         self.control_port = control_port
         self.control_path: str | None = None
         self.security = SecurityMonitor(backoff)
+        self.shutdown_settings = shutdown or ShutdownSettings()
         self.policy = RegistryPolicy(self.registry, self.portals, security=self.security)
         self.service = IscsiService(self.policy, options=options or PortalOptions())
         self.management: Any = None
@@ -66,22 +70,20 @@ class Daemon:
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.portals))
 
     async def stop(self) -> None:
-        """Stop accepting, close every connection, flush and close every store."""
+        """Stop accepting; let running commands finish and ask every session to log out
+        (bounded, see :mod:`pytgt.daemon.shutdown`); close what is left; flush and close
+        every store."""
         for server in self._servers:
             server.close()
         if self._control is not None:
             self._control.close()
-        for proto in list(self.service.connections):
-            if proto.conn is not None:
-                proto.conn.close("target shutting down")
-        for proto in list(self.service.connections):
-            for t in list(proto._running):
-                await asyncio.wait([t], timeout=5)
+        await graceful(self.service, self.shutdown_settings)
         for target in self.registry.targets.values():
             for lu in list(getattr(target.scsi, "luns", {}).values()):
                 store = getattr(lu, "store", None)
                 if store is not None:
                     try:
+                        await _quiesce(store, self.shutdown_settings.drain)
                         await store.flush()
                         await store.close()
                     except Exception:  # report, keep shutting down the rest
@@ -99,3 +101,12 @@ class Daemon:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _quiesce(store: Any, timeout: float) -> None:
+    """Let operations started by aborted commands end before the store is closed."""
+    try:
+        await asyncio.wait_for(quiesce(store), timeout)
+    except TimeoutError:
+        log.warning("backing store %s: operations still running after %g s",
+                    getattr(store, "path", "?"), timeout)
