@@ -144,17 +144,9 @@ async def _store_idle(store: FaultyStore, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-_ABORT_RACE = pytest.mark.xfail(strict=True, reason=(
-    "ABORT TASK / LU RESET are answered FUNCTION COMPLETE at once while the aborted WRITE "
-    "is still inside the store (portal._on_tmf only sets ScsiTask.aborted; nothing cancels "
-    "or awaits the running command); the WRITE lands later and overwrites the initiator's "
-    "newer WRITE. SAM-5 7.2/7.6: the TMF response must wait until the task is gone "
-    "(cancel what can be cancelled, await the rest, then complete_tmf)"))
-
-
 @pytest.mark.parametrize("fault", [
-    pytest.param("slow", marks=_ABORT_RACE),  # an asyncio wait inside the store
-    pytest.param("stuck", marks=_ABORT_RACE),  # a pwrite in a pool thread: uncancellable
+    "slow",  # an asyncio wait inside the store: the command is cancelled
+    "stuck",  # a pwrite in a pool thread: uncancellable, the TMF waits for it to end
 ])
 @pytest.mark.parametrize("tmf", [TmfFunction.ABORT_TASK, TmfFunction.LOGICAL_UNIT_RESET])
 def test_aborted_write_does_not_land_after_the_tmf_response(tmf: int, fault: str) -> None:
@@ -178,6 +170,91 @@ def test_aborted_write_does_not_land_after_the_tmf_response(tmf: int, fault: str
             await s.write16(1, 0, b"B" * 4096)  # the initiator moves on: WRITE B
             await _store_idle(store, delay * 3)
             assert await s.read16(1, 0, 8) == b"B" * 4096, "the aborted WRITE A landed later"
+            await s.logout()
+
+    run(body())
+
+
+async def _stuck_write(s: InitiatorSession, store: FaultyStore, delay: float) -> Any:
+    """A WRITE of b"A" to LBA 0 that sits in the store (a stuck pwrite) for ``delay`` s."""
+    store.set_fault("stuck", ops="write", delay=delay, count=1)
+    itt = s.conn.send_command(1, cdb_write16(0, 8), b"A" * 4096)
+    old = asyncio.ensure_future(s._call(itt, 10))
+    for _ in range(100):
+        if store.stats.delayed:
+            break
+        await s.nop(b"x")
+    assert store.stats.delayed == 1
+    return itt, old
+
+
+@pytest.mark.parametrize("tmf", [TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET,
+                                 TmfFunction.TARGET_WARM_RESET,
+                                 TmfFunction.TARGET_COLD_RESET])
+def test_every_aborting_tmf_waits_for_the_store(tmf: int) -> None:
+    """The same wait as ABORT TASK / LU RESET: no store I/O of the aborted WRITE is left
+    when the response arrives (a cold reset then drops the session, RFC 7143 11.5.1)."""
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            s = await session(port)
+            _, old = await _stuck_write(s, store, 0.5)
+            assert await s.task_management(tmf, lun=1, timeout=5) == 0
+            assert store.stats.in_flight == 0  # the WRITE ended before the response
+            old.cancel()
+            await asyncio.gather(old, return_exceptions=True)
+            if tmf == TmfFunction.TARGET_COLD_RESET:
+                return
+            await ready(s)
+            await s.write16(1, 0, b"B" * 4096)
+            assert await s.read16(1, 0, 8) == b"B" * 4096
+            await s.logout()
+
+    run(body())
+
+
+def test_other_sessions_io_flows_while_a_tmf_waits_for_stuck_io() -> None:
+    delay = 1.5
+
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            a, b = await session(port), await session(port)
+            _, old = await _stuck_write(a, store, delay)
+            reset = asyncio.ensure_future(
+                a.task_management(TmfFunction.LOGICAL_UNIT_RESET, lun=1, timeout=delay * 3))
+            t0 = time.monotonic()
+            await ready(b)  # the reset's unit attention
+            for lba in range(64, 64 + 8 * 16, 8):  # same LU, same store, meanwhile
+                await b.write16(1, lba, b"\x5b" * 4096)
+                assert await b.read16(1, lba, 8) == b"\x5b" * 4096
+            assert time.monotonic() - t0 < delay / 2
+            assert not reset.done()  # still waiting for the stuck WRITE
+            assert await reset == 0
+            assert store.stats.in_flight == 0
+            old.cancel()
+            await ready(a)
+            assert await a.read16(1, 64, 8) == b"\x5b" * 4096
+            await a.logout()
+            await b.logout()
+
+    run(body())
+
+
+def test_tmf_waits_for_stuck_io_in_bounded_time() -> None:
+    """I/O stuck longer than ``tmf_wait_timeout``: FUNCTION REJECTED (the initiator then
+    escalates), in bounded time, and the session goes on once the store recovers."""
+    async def body() -> None:
+        async with faulty_target() as (d, port, store):
+            d.service.options.tmf_wait_timeout = 0.3
+            s = await session(port)
+            itt, old = await _stuck_write(s, store, 2.0)
+            response, took = await _timed(s.task_management(
+                TmfFunction.ABORT_TASK, lun=1, ref_itt=itt, timeout=5))
+            assert response == 255 and 0.3 <= took < 1.5
+            old.cancel()
+            await _store_idle(store, 5)
+            await ready(s)
+            await s.write16(1, 0, b"C" * 4096)
+            assert await s.read16(1, 0, 8) == b"C" * 4096
             await s.logout()
 
     run(body())

@@ -2,7 +2,21 @@
 
 One small class per connection does: receive into the core's buffer -> drain
 events -> run SCSI commands as tasks -> transmit with ``writelines`` -> re-arm the
-core's timer. Back-pressure: when the socket's write buffer is full we stop reading.
+core's timer.
+
+Back-pressure: when the socket's write buffer is full we stop reading. Commands already
+received keep coming out of the core, so the Data-In a connection may have outstanding
+(reads in progress plus data not yet written to the socket) is capped at
+:attr:`PortalOptions.max_outstanding_data_in`: over it, commands are held in arrival
+order (and reading stops) until the peer reads; a command bigger than the cap runs when
+nothing else is outstanding. Other PDUs (NOP-Out, task management, logout) already
+received are still answered.
+
+Task management (SAM-5 7): the response is sent only once the aborted commands are
+gone: their coroutines cancelled and awaited, and the store I/O they left behind in
+threads ended (:meth:`BackingStore.quiesce`), so an aborted WRITE cannot land after the
+initiator has moved on. That wait runs as a task (other I/O goes on), bounded by
+:attr:`PortalOptions.tmf_wait_timeout`.
 """
 
 from __future__ import annotations
@@ -10,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytgt.iscsi.command import Task
 from pytgt.iscsi.connection import TargetConnection
-from pytgt.iscsi.constants import TmfFunction
+from pytgt.iscsi.constants import TmfFunction, TmfResponse
 from pytgt.iscsi.events import (
     CommandReady,
     ConnectionClosed,
@@ -25,6 +41,7 @@ from pytgt.iscsi.events import (
 from pytgt.iscsi.session import Session, SessionTable
 from pytgt.scsi import fastpath
 from pytgt.scsi.task import ItNexus, ScsiTask, Status
+from pytgt.stores.base import quiesce
 
 log = logging.getLogger("pytgt.net")
 
@@ -36,6 +53,12 @@ class PortalOptions:
     nop_interval: float = 0.0
     nop_count: int = 0
     login_timeout: float = 15.0
+    #: Data-In bytes one connection may have outstanding (reads in progress, data not
+    #: yet written to the socket) before further commands wait for the peer to read.
+    max_outstanding_data_in: int = 64 << 20
+    #: Seconds a task management function waits for the commands it aborted (and their
+    #: store I/O) to end; after that it is answered FUNCTION REJECTED.
+    tmf_wait_timeout: float = 10.0
 
 
 @dataclass
@@ -58,12 +81,21 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.conn: TargetConnection | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._running: set[asyncio.Future[Any]] = set()  # commands waiting on I/O
+        # commands waiting on I/O -> the future they wait on, then the Task running them
+        self._running: dict[Task, asyncio.Future[Any]] = {}
         self._pump_scheduled = False
         self._flush_scheduled = False
         self._in_pump = False
         self._scsi: Any = None  # the session's ScsiTarget, once a command arrived
         self._nexus_key = ""
+        # Data-In back-pressure (see the module docstring)
+        self._held: deque[Task] = deque()  # commands waiting for Data-In to drain
+        self._reading = 0  # Data-In bytes of reads in progress (expected lengths)
+        self._unsent = 0  # Data-In bytes completed since the last transmit
+        self._data_in_cap = service.options.max_outstanding_data_in
+        self._write_paused = False
+        self._reading_paused = False
+        self._tmfs: set[asyncio.Task[None]] = set()
 
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,17 +135,33 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if self.conn is not None and not self.conn.closed:
             self.conn.close("connection lost")
             self._pump()
+        self._held.clear()
         self.service.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
 
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._write_paused = False
+        self._update_reading()
+        if self._held:
+            self._schedule_pump()
+
+    def _update_reading(self) -> None:
+        """Read while the socket takes our output and no command is held."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        pause = self._write_paused or bool(self._held)
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                t.pause_reading()
+            else:
+                t.resume_reading()
 
     # -- event handling ------------------------------------------------------------
     def _schedule_pump(self) -> None:
@@ -128,6 +176,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         now = self.loop.time()
         self._in_pump = True
         try:
+            if self._held:
+                self._release_held()
             while (event := conn.next_event(now)) is not None:
                 handler = _EVENT_HANDLERS.get(type(event))
                 if handler is not None:
@@ -142,6 +192,9 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         out = self.conn.data_to_send()
         if out and not self.transport.is_closing():
             self.transport.writelines(out)
+        self._unsent = 0  # now in the transport's buffer: counted while writing is paused
+        if self._held and not self._data_in_full():
+            self._schedule_pump()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -182,13 +235,40 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 hook(s, self.conn)
 
     def _on_command(self, ev: CommandReady) -> None:
+        task = ev.task
+        if self._held or (task.read and (self._reading + self._unsent >= self._data_in_cap
+                                         or self._write_paused) and self._data_in_full()):
+            self._held.append(task)  # in order: nothing overtakes a held command
+            self._update_reading()
+            return
+        self._run_command(task)
+
+    def _data_in_full(self) -> bool:
+        """Outstanding Data-In at or over the cap (never when nothing is outstanding)."""
+        n = self._reading + self._unsent
+        if self._write_paused and self.transport is not None:
+            n += self.transport.get_write_buffer_size()
+        return n >= self._data_in_cap and n > 0
+
+    def _release_held(self) -> None:
+        """Run held commands, in order, while the Data-In cap allows."""
+        held = self._held
+        while held:
+            task = held[0]
+            if not task.aborted and task.read and self._data_in_full():
+                break
+            held.popleft()
+            if not task.aborted:  # a TMF may have aborted it meanwhile
+                self._run_command(task)
+        self._update_reading()
+
+    def _run_command(self, task: Task) -> None:
         """Run the command's first step now, without a Task: page-cache reads and most
         non-data commands finish right here. Only a command that really waits (disk I/O
         in the pool, a lock) becomes a Task, resumed right after the await it stopped at.
 
         Plain READ/WRITE(10/16) take :mod:`pytgt.scsi.fastpath` (same answers, no
         per-layer coroutines); anything else, or anything unusual, the generic path."""
-        task = ev.task
         scsi = self._scsi
         if scsi is None:
             s = self.conn.session if self.conn is not None else None
@@ -202,6 +282,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 if data is not None:
                     assert self.conn is not None
                     self.conn.complete_command(task, 0, data)
+                    self._unsent += len(data)
                     if not self._in_pump:
                         self._schedule_flush()
                     return
@@ -225,19 +306,26 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         except BaseException:  # _execute answers every error itself; this is a bug
             log.exception("SCSI command runner failed")
             return
-
-        def resume(_: object = None) -> None:
-            t = self.loop.create_task(coro)
-            self._running.add(t)
-            t.add_done_callback(self._running.discard)
-
-        if waiting_on is None:  # a bare yield (asyncio.sleep(0))
-            self.loop.call_soon(resume)
+        reserve = task.expected_length if task.read else 0
+        self._reading += reserve
+        if waiting_on is None:  # a bare yield (asyncio.sleep(0)): a Task resumes it
+            self._resume(task, coro, reserve)
         else:  # an asyncio future, as a Task would see it
             waiting_on._asyncio_future_blocking = False
-            self._running.add(waiting_on)
-            waiting_on.add_done_callback(self._running.discard)
-            waiting_on.add_done_callback(resume)
+            self._running[task] = waiting_on
+            waiting_on.add_done_callback(lambda _: self._resume(task, coro, reserve))
+
+    def _resume(self, task: Task, coro: Any, reserve: int) -> None:
+        """Go on with a command's coroutine in a Task (cancelled by task management)."""
+        t = self.loop.create_task(coro)
+        self._running[task] = t
+        t.add_done_callback(lambda _: self._command_ended(task, reserve))
+
+    def _command_ended(self, task: Task, reserve: int) -> None:
+        self._running.pop(task, None)
+        self._reading -= reserve
+        if self._held:
+            self._schedule_pump()
 
     async def _finish_write(self, task: Any, pending: Any, length: int) -> None:
         conn = self.conn
@@ -269,6 +357,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
         else:
             conn.complete_command(task, result.status, result.data, result.sense, write_length)
+            self._unsent += len(result.data)
         if not self._in_pump:  # inside _pump the batch is sent when the pump ends
             self._schedule_flush()
 
@@ -284,6 +373,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             self._transmit()
 
     def _on_tmf(self, ev: TaskManagement) -> None:
+        """Abort (the core and the policy hook mark tasks), then answer once the aborted
+        commands still running are gone (SAM-5 7.1): at once when none is."""
         conn = self.conn
         assert conn is not None and conn.session is not None
         for task in ev.aborted:
@@ -292,9 +383,34 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 st.aborted = True
         hook = getattr(self.service.policy, "task_management", None)
         response = 0 if hook is None else hook(conn.session, ev, self.service)
-        conn.complete_tmf(ev.itt, response)
+        target = conn.session.target
+        victims = _running_aborted(self.service, target)
+        if not victims:
+            self._answer_tmf(ev, response, target)
+            return
+        t = self.loop.create_task(self._answer_tmf_when_gone(ev, response, target, victims))
+        self._tmfs.add(t)
+        t.add_done_callback(self._tmfs.discard)
+
+    async def _answer_tmf_when_gone(self, ev: TaskManagement, response: int, target: Any,
+                                    victims: list[tuple[IscsiProtocol, Task]]) -> None:
+        try:
+            await asyncio.wait_for(_end_tasks(target, victims),
+                                   self.service.options.tmf_wait_timeout)
+        except TimeoutError:
+            log.warning("task management function %#x: aborted I/O still running after "
+                        "%.0f s, answering FUNCTION REJECTED", ev.function,
+                        self.service.options.tmf_wait_timeout)
+            response = TmfResponse.FUNCTION_REJECTED
+        self._answer_tmf(ev, response, target)
+        if not self._in_pump:
+            self._schedule_flush()
+
+    def _answer_tmf(self, ev: TaskManagement, response: int, target: Any) -> None:
+        assert self.conn is not None
+        self.conn.complete_tmf(ev.itt, response)
         if ev.function == TmfFunction.TARGET_COLD_RESET and response == 0:
-            _drop_sessions(self.service, conn.session.target)
+            _drop_sessions(self.service, target)
 
     def _on_session_ended(self, ev: SessionEnded) -> None:
         _end_session(ev.session)
@@ -303,6 +419,51 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._transmit()
         if self.transport is not None:
             self.transport.close()
+
+
+def _running_aborted(service: IscsiService, target: Any) -> list[tuple[IscsiProtocol, Task]]:
+    """Commands of ``target``'s sessions, on every connection, that were aborted while
+    their coroutine waits (a TMF may abort other sessions' tasks too)."""
+    out = []
+    for proto in service.connections:
+        s = proto.conn.session if proto.conn is not None else None
+        if s is not None and s.target is target:
+            out += [(proto, task) for task in proto._running if task.aborted]
+    return out
+
+
+async def _end_tasks(target: Any, victims: list[tuple[IscsiProtocol, Task]]) -> None:
+    """Cancel the aborted commands' coroutines and wait until they are gone, then until
+    the store I/O they started has ended (a pwrite in a thread cannot be cancelled)."""
+    stores = _stores_touched(target, [task for _, task in victims])
+    while victims:
+        waiting = []
+        for proto, task in victims:
+            fut = proto._running.get(task)
+            if fut is not None:
+                fut.cancel()  # a future not yet resumed: its Task starts cancelled
+                waiting.append(fut)
+        if not waiting:
+            break
+        await asyncio.wait(waiting)
+        victims = [(p, t) for p, t in victims if t in p._running]
+    if stores:
+        await asyncio.gather(*(quiesce(store) for store in stores))
+
+
+def _stores_touched(target: Any, tasks: list[Task]) -> list[Any]:
+    """The stores an aborted command may still be writing to (reads need no waiting)."""
+    scsi = target.scsi
+    stores: dict[int, Any] = {}
+    for task in tasks:
+        if task.read and not task.write:
+            continue
+        lus = scsi.luns.values() if task.cdb[:1] == b"\x83" else [scsi.lu(task.lun)]
+        for lu in lus:  # EXTENDED COPY may write to any LU of the target
+            store = getattr(lu, "store", None)
+            if store is not None:
+                stores[id(store)] = store
+    return list(stores.values())
 
 
 def _drop_sessions(service: IscsiService, target: Any) -> None:
