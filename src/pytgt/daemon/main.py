@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--persist", action="store_true",
                    help="restore $PYTGT_STATE_DIR/config.json at start and save every change")
     p.add_argument("--config", metavar="FILE", help="apply a targets.conf at start")
+    p.add_argument("--allow-backing-symlinks", action="store_true",
+                   help="accept any symbolic link as a backing-store path (by default only "
+                        "/dev links to block devices, e.g. /dev/disk/by-id/...)")
     p.add_argument("-V", "--version", action="version", version="pytgtd 0.1.0")
     return p
 
@@ -124,6 +127,7 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         from pytgt.scsi.pr_state import AptplStore
 
         management.aptpl = AptplStore.in_state_dir()  # before any LU is created
+        management.allow_backing_symlinks = args.allow_backing_symlinks
         if args.persist or args.config:
             from pytgt.config.targets_conf import ConfigError
             from pytgt.daemon.config_ops import configure_at_start
@@ -155,7 +159,7 @@ async def _quickstart(daemon: Daemon, size: str) -> None:
     from pytgt.daemon.paths import state_dir
 
     path = os.path.join(state_dir(), "quickstart-lun1.img")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)  # umask only narrows
     if not os.path.exists(path):  # sparse, and readable by its owner only
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:

@@ -25,8 +25,10 @@ from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
 from pytgt.scsi.lu import create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import available, open_store
+from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 log = logging.getLogger("pytgt.daemon.mgmt")
+PATH_STORES = frozenset({"rdwr"})  # bstypes whose backing store is a file or device
 
 LLD_NAME = "iscsi"
 _NEED_NAME_VALUE = "update operation requires 'name' and 'value' options"
@@ -158,6 +160,8 @@ class Management:
         self.aptpl: Any = None
         # refused logins / control requests and the CHAP back-off (the daemon shares its own)
         self.security = SecurityMonitor()
+        # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
+        self.allow_backing_symlinks = False
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -410,8 +414,11 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
     try:
-        store = m.open_store(bstype, path, bsopts=_opt_str(req, "bsopts"),
-                                 bsoflags=bsoflags)
+        store = m.open_store(bstype, _open_path(m, bstype, path),
+                             bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
+    except BackingPathError as exc:
+        log.warning("LUN %d of target %d: %s", lun, tid, exc)
+        raise _invalid(str(exc)) from None
     except Exception as exc:  # StoreError, or a plugin's own failure
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid() from None
@@ -435,6 +442,14 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         raise
     log.info("target %d: LUN %d (%s %s) created", tid, lun, bstype, path)
     return ""
+
+
+def _open_path(m: Management, bstype: str, path: str) -> str:
+    """The file a path-backed store opens (pytgt.stores.paths: symlinks, shared dirs);
+    the LU keeps the configured path for show and the saved configuration."""
+    if bstype not in PATH_STORES:
+        return path
+    return resolve_backing_path(path, allow_symlinks=m.allow_backing_symlinks)
 
 
 def _lu(m: Management, req: dict[str, Any]) -> tuple[Target, Any]:
