@@ -224,12 +224,6 @@ def test_control_socket_garbage_gets_an_error_reply(daemon: Child) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a peer that sends many big READs in one segment and never reads pins "
-    "commands x transfer length of Data-In in the daemon (600+ MiB for 120 x 16 MiB; "
-    "up to CmdSN window x LU size): every command read before pause_reading runs and "
-    "its data is queued. Fix: cap outstanding Data-In bytes per connection (hold "
-    "CommandReady delivery while the transport is paused / over the cap)"))
 def test_non_reading_peer_cannot_pin_unbounded_data_in(daemon: Child) -> None:
     import time
 
