@@ -37,7 +37,7 @@ READ_ONLY_OPS = frozenset({"show", "stat", "dump"})
 def param_defaults() -> dict[str, str]:
     """Target parameters as a new target has them (what --op show --tid N prints)."""
     from pytgt.config.model import Target
-    from pytgt.daemon.mgmt import format_target_params
+    from pytgt.daemon.show import format_target_params
 
     text = format_target_params(Target(tid=0, name="", scsi=cast(Any, None)))
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
