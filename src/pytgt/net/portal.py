@@ -235,6 +235,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 hook(s, self.conn)
 
     def _on_command(self, ev: CommandReady) -> None:
+        """Run the command, or hold it while Data-In is over the cap (or others are held)."""
         task = ev.task
         if self._held or (task.read and (self._reading + self._unsent >= self._data_in_cap
                                          or self._write_paused) and self._data_in_full()):
@@ -416,6 +417,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         _end_session(ev.session)
 
     def _on_closed(self, ev: ConnectionClosed) -> None:
+        self._held.clear()  # never answered: the connection is gone
         self._transmit()
         if self.transport is not None:
             self.transport.close()
