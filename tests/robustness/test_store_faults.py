@@ -239,6 +239,26 @@ def test_other_sessions_io_flows_while_a_tmf_waits_for_stuck_io() -> None:
     run(body())
 
 
+def test_lu_reset_waits_for_another_sessions_stuck_write() -> None:
+    """LU RESET aborts every session's tasks on the LU: the response waits for the other
+    session's WRITE too, which then cannot overwrite what the resetting one writes next."""
+    async def body() -> None:
+        async with faulty_target() as (_d, port, store):
+            a, b = await session(port), await session(port)
+            _, old = await _stuck_write(b, store, 0.5)
+            assert await a.task_management(TmfFunction.LOGICAL_UNIT_RESET, lun=1,
+                                           timeout=5) == 0
+            assert store.stats.in_flight == 0
+            old.cancel()
+            await ready(a)
+            await a.write16(1, 0, b"B" * 4096)
+            assert await a.read16(1, 0, 8) == b"B" * 4096
+            await a.logout()
+            await b.logout()
+
+    run(body())
+
+
 def test_tmf_waits_for_stuck_io_in_bounded_time() -> None:
     """I/O stuck longer than ``tmf_wait_timeout``: FUNCTION REJECTED (the initiator then
     escalates), in bounded time, and the session goes on once the store recovers."""
