@@ -117,3 +117,11 @@ def test_bad_backoff_options_are_one_line_errors(bad: str) -> None:
     with pytest.raises(CliError) as exc:
         parse_all_iscsi_options([bad])
     assert "\n" not in str(exc.value)
+
+
+def test_a_login_without_chap_is_counted_but_not_held_off() -> None:
+    m = SecurityMonitor(BackoffSettings(limit=1), Clock())
+    m.login_failed(auth_failure(chap_user="", reason="security stage skipped"))
+    assert m.counters.auth_fail == 1 and m.login_permitted(ATTACKER, "iqn.2024-01.test:a")
+    m.login_failed(auth_failure())  # a CHAP response checked and wrong
+    assert not m.login_permitted(ATTACKER, "iqn.2024-01.test:a")

@@ -8,8 +8,10 @@ the daemon's side of both: :class:`SecurityMonitor` logs one line per refusal on
 secret or a CHAP response), keeps the counters shown by ``pytgtadm --op stat --mode
 system`` and runs the per-source :class:`AuthBackoff`.
 
-Back-off. After ``limit`` authentication failures (status 0x0201) from one source address,
-each without ``window`` seconds of quiet since the previous one, that address is refused
+Back-off. After ``limit`` CHAP guesses that failed (0x0201 with a CHAP_N/CHAP_R checked
+and found wrong; an initiator that offers no CHAP guesses nothing and is only counted)
+from one source address, each without ``window`` seconds of quiet since the previous one,
+that address is refused
 for ``initial`` seconds, doubling with every further failure up to ``max_delay``. A source
 is forgotten after ``window`` seconds without failures once its delay has run out. Other
 addresses are not affected; a successful login does not reset the count (an attacker who
@@ -153,6 +155,8 @@ class SecurityMonitor:
         if status == LoginStatus.AUTHENTICATION_FAILURE:
             self.counters.auth_fail += 1
             self._warn("authentication failure", failure)
+            if not failure.chap_user:
+                return  # no CHAP response was checked: nothing guessed, no back-off
             delay = self.backoff.failed(failure.address)
             if delay > 0:
                 log.warning("back-off: logins from %s refused for %g s after %d "
