@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         import uvloop  # libuv event loop when installed (the Linux default)
-        runner = uvloop.run
+        runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:

@@ -57,7 +57,7 @@ class Daemon:
         for host, port in self.requested_portals:
             server = await listen(self.service, host, port)
             self._servers.append(server)
-            for sock in server.sockets:
+            for sock in getattr(server, "sockets", ()):  # asyncio's and uvloop's servers
                 addr = sock.getsockname()
                 self.portals.append((str(addr[0]), int(addr[1])))
         if self.control_port is not None:

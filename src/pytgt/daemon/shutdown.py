@@ -58,14 +58,8 @@ async def graceful(service: Any, settings: ShutdownSettings) -> None:
 
 
 def _running(service: Any) -> set[asyncio.Future[Any]]:
-    """Commands waiting on I/O, on every connection (the adapter's ``_running``: a set of
-    futures, or a dict task -> future)."""
-    out: set[asyncio.Future[Any]] = set()
-    for proto in list(service.connections):
-        running = getattr(proto, "_running", ())
-        futures = running.values() if isinstance(running, dict) else running
-        out |= {f for f in list(futures) if not f.done()}
-    return out
+    """Commands waiting on I/O, on every connection (``IscsiProtocol.running``)."""
+    return {f for proto in list(service.connections) for f in proto.running() if not f.done()}
 
 
 async def _wait_running(service: Any, timeout: float) -> None:

@@ -238,7 +238,7 @@ class TargetConnection:
                 self._enter_full_feature(req, rsp)
                 return
         except LoginError as err:
-            self.log.info("login failed: %s (%s)", err.status.name, err)
+            self.log.debug("login failed: %s (%s)", err.status.name, err)  # policy logs once
             rsp = self._login.failure(req, err)
         self._send_login_response(req, rsp)
         if rsp.status != LoginStatus.SUCCESS:

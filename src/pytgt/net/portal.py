@@ -140,6 +140,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
 
+    def running(self) -> list[asyncio.Future[Any]]:
+        """The futures of this connection's commands waiting on I/O now (graceful stop)."""
+        return list(self._running.values())
+
     def pause_writing(self) -> None:
         self._write_paused = True
         self._update_reading()

@@ -101,7 +101,9 @@ class RdwrStore:
         oflags = parse_oflags(bsoflags, _OFLAGS)
         if not path:
             raise StoreError("rdwr store needs a backing store path")
-        base = os.O_CLOEXEC | (os.O_SYNC if "sync" in oflags else 0)
+        # O_NOFOLLOW: the daemon resolved the path (pytgt.stores.paths); a link swapped in
+        # since is refused by the kernel, never followed.
+        base = os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_SYNC if "sync" in oflags else 0)
         fd, readonly = _open(path, base)
         try:
             st = os.fstat(fd)
