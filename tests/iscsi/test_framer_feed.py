@@ -17,3 +17,45 @@ def test_one_big_feed_of_many_frames() -> None:
     while (f := rx.next_frame()) is not None:
         frames.append(f)
     assert [bytes(f.data) for f in frames] == [payload] * 6
+
+
+def _recv(rx: Framer, wire: bytes) -> bytes:
+    """One buffered-protocol receive: as much of ``wire`` as the offered view takes."""
+    buf = rx.get_buffer()
+    n = min(len(buf), len(wire))
+    buf[:n] = wire[:n]
+    rx.buffer_updated(n)
+    return wire[n:]
+
+
+def test_receive_buffer_grows_when_filled_and_is_trimmed_when_idle() -> None:
+    payload = bytes(range(256)) * 4  # 1 KiB PDUs, never their own buffer
+    tx = Framer()
+    wire = b"".join(b"".join(bytes(b) for b in tx.frame(
+        DataIn(7, sn, 0, payload).encode(), payload)) for sn in range(400))
+    rx = Framer()
+    idle = len(rx.get_buffer())
+    frames = []
+    while wire:
+        wire = _recv(rx, wire)
+        while (f := rx.next_frame()) is not None:
+            frames.append(bytes(f.data))
+    assert frames == [payload] * 400
+    assert len(rx.get_buffer()) > idle  # grew while receives kept filling it
+    rx.trim()  # bytes arrived since the last sweep: kept
+    assert len(rx.get_buffer()) > idle
+    rx.trim()
+    assert len(rx.get_buffer()) == idle
+
+
+def test_trim_keeps_a_partial_frame() -> None:
+    payload = b"x" * 1000
+    tx = Framer()
+    wire = b"".join(bytes(b) for b in tx.frame(DataIn(7, 0, 0, payload).encode(), payload))
+    rx = Framer()
+    rx.receive_data(wire[:30])
+    rx.trim()
+    rx.trim()
+    rx.receive_data(wire[30:])
+    f = rx.next_frame()
+    assert f is not None and bytes(f.data) == payload

@@ -19,8 +19,8 @@ from pytgt.iscsi.errors import ConnectionDropped, ProtocolError
 
 Data = bytes | bytearray | memoryview
 
-_BUFSIZE = 256 * 1024
-_MIN_FREE = 64 * 1024
+_BUFSIZE = 256 * 1024  # the most the receive buffer grows to
+_IDLE_BUFSIZE = 4096  # what an idle connection holds (bench/footprint.py: idle sessions)
 _OWN_BUFFER_AT = 8 * 1024  # partial data segments at least this big get their own buffer
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _WORD = struct.Struct(">I")  # TotalAHSLength << 24 | DataSegmentLength (11.2.1)
@@ -63,8 +63,13 @@ class Framer:
         self.max_data_segment_length = max_data_segment_length
         self.header_digest = False
         self.data_digest = False
-        self._buf = bytearray(_BUFSIZE)
+        # Grows x4 whenever a receive fills it (more is waiting in the socket), up to
+        # _BUFSIZE; :meth:`trim` gives it back once the connection goes idle.
+        self._buf = bytearray(_IDLE_BUFSIZE)
         self._view = memoryview(self._buf)
+        self._min_free = _IDLE_BUFSIZE // 4
+        self._filled = False  # the last receive filled the buffer: grow at the next one
+        self.received = False  # bytes arrived since the last trim() (the idle sweep's test)
         self._start = 0
         self._end = 0
         self._pending: tuple[bytes, bytes, int] | None = None  # header, ahs, data length
@@ -76,7 +81,11 @@ class Framer:
         """A writable view to receive into (asyncio BufferedProtocol.get_buffer)."""
         if self._seg is not None:
             return memoryview(self._seg)[self._seg_pos :]
-        if len(self._buf) - self._end < _MIN_FREE:
+        if self._filled:
+            self._filled = False
+            if len(self._buf) < _BUFSIZE:
+                self._resize(min(len(self._buf) * 4, _BUFSIZE))
+        if len(self._buf) - self._end < self._min_free:
             live = self._end - self._start
             self._view[:live] = self._view[self._start : self._end]
             self._start, self._end = 0, live
@@ -84,10 +93,30 @@ class Framer:
 
     def buffer_updated(self, nbytes: int) -> None:
         """Commit ``nbytes`` written into the last :meth:`get_buffer` view."""
+        self.received = True
         if self._seg is not None:
             self._seg_pos += nbytes
         else:
             self._end += nbytes
+            self._filled = self._end == len(self._buf)
+
+    def trim(self) -> None:
+        """Call every few seconds: gives back a grown receive buffer that holds no bytes
+        and received none since the previous call (an idle connection)."""
+        if self.received:
+            self.received = False
+            return
+        if self._start == self._end and len(self._buf) > _IDLE_BUFSIZE:
+            self._start = self._end = 0
+            self._resize(_IDLE_BUFSIZE)
+
+    def _resize(self, size: int) -> None:
+        live = self._end - self._start
+        buf = bytearray(size)
+        buf[:live] = self._view[self._start : self._end]
+        self._buf, self._view = buf, memoryview(buf)
+        self._start, self._end = 0, live
+        self._min_free = size // 4
 
     def receive_data(self, data: Data) -> None:
         """Feed bytes (the sans-I/O entry point; copies into the receive buffer)."""
@@ -109,10 +138,7 @@ class Framer:
         """Make room for ``more`` bytes (only a sans-I/O caller feeding big chunks gets here;
         the buffered-protocol path never writes past :meth:`get_buffer`)."""
         live = self._end - self._start
-        buf = bytearray(max(len(self._buf), live + more + _MIN_FREE))
-        buf[:live] = self._view[self._start : self._end]
-        self._buf, self._view = buf, memoryview(buf)
-        self._start, self._end = 0, live
+        self._resize(max(len(self._buf), live + more + self._min_free))
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, or None when more bytes are needed.
@@ -149,7 +175,7 @@ class Framer:
         total = dlen + (-dlen % 4) + (4 if self.data_digest and dlen else 0)
         have = self._end - self._start
         if have < total:
-            if total - have >= _OWN_BUFFER_AT or total > len(self._buf) - _MIN_FREE:
+            if total - have >= _OWN_BUFFER_AT or total > len(self._buf) - self._min_free:
                 self._seg = bytearray(total)
                 self._seg[:have] = self._view[self._start : self._end]
                 self._seg_pos = have

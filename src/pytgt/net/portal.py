@@ -70,6 +70,7 @@ class IscsiService:
     options: PortalOptions = field(default_factory=PortalOptions)
     portal_group_tag: int = 1
     connections: set[IscsiProtocol] = field(default_factory=set)
+    idle_sweep: asyncio.TimerHandle | None = None  # see _sweep_idle
 
 
 class IscsiProtocol(asyncio.BufferedProtocol):
@@ -114,6 +115,8 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.conn.local_address = _format_address(str(local[0]), int(local[1]))
         self.conn.wakeup = self._schedule_pump
         self.service.connections.add(self)
+        if self.service.idle_sweep is None:
+            _sweep_idle(self.service)
         self._arm_timer()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -470,6 +473,22 @@ def _stores_touched(target: Any, tasks: list[Task]) -> list[Any]:
             if store is not None:
                 stores[id(store)] = store
     return list(stores.values())
+
+
+_IDLE_SWEEP_S = 2.0
+
+
+def _sweep_idle(service: IscsiService) -> None:
+    """Every few seconds: connections that received nothing since the last sweep give
+    back their grown receive buffers (one timer per service, none per connection)."""
+    service.idle_sweep = None
+    if not service.connections:
+        return
+    for p in service.connections:
+        if p.conn is not None:
+            p.conn.framer.trim()
+    loop = asyncio.get_running_loop()
+    service.idle_sweep = loop.call_later(_IDLE_SWEEP_S, _sweep_idle, service)
 
 
 def _drop_sessions(service: IscsiService, target: Any) -> None:
