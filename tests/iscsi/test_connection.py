@@ -493,3 +493,46 @@ def test_login_response_bytes() -> None:
         f"{100:08x}" f"{5:08x}" f"{5:08x}"  # StatSN, ExpCmdSN, MaxCmdSN
         "0000" "0000" + "00" * 8)  # Status-Class/Detail, reserved
     assert raw == bhs + body + bytes(-len(body) % 4)
+
+
+def _feed(conn: TargetConnection, wire: bytes, piece: int) -> None:
+    """The buffered-protocol way: into the views get_buffer() hands out, ``piece`` at a time."""
+    while wire:
+        buf = conn.get_buffer()
+        n = min(len(buf), len(wire), piece)
+        buf[:n] = wire[:n]
+        conn.buffer_updated(n)
+        wire = wire[n:]
+
+
+def test_data_out_received_in_place_into_the_task_buffer(peer: Peer) -> None:
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0])  # WRITE(10), 32 blocks
+    events = peer.send(ScsiCommand(0x52, cdb, expected_data_transfer_length=16384, cmd_sn=5,
+                                   write=True, data=b"\1" * 512))
+    (r2t,) = peer.recv()
+    assert (r2t.buffer_offset, r2t.desired_data_transfer_length) == (512, 16384 - 512)
+    payloads = [bytes([2 + i]) * 8192 for i in range(2)]
+    for i, (off, data) in enumerate([(512, payloads[0]), (512 + 8192, payloads[1][:7680])]):
+        pdu = DataOut(0x52, r2t.ttt, i, off, data, final=i == 1)
+        wire = b"".join(bytes(b) for b in peer.tx.frame(pdu.encode(), pdu.data))
+        _feed(peer.conn, wire[:48], 48)  # the header alone: the data goes to the task
+        assert events == [] and peer.events() == []
+        view = peer.conn.get_buffer()
+        assert len(view) == len(data) and view.obj is peer.conn.tasks[0x52]._buf
+        _feed(peer.conn, wire[48:], 1000)
+        events = peer.events()
+    assert [type(e) for e in events] == [CommandReady]
+    assert bytes(events[0].task.data_out_buffer()) == (
+        b"\1" * 512 + payloads[0] + payloads[1][:7680])
+
+
+def test_data_out_outside_its_burst_is_not_received_in_place(peer: Peer) -> None:
+    cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 32, 0])
+    peer.send(ScsiCommand(0x53, cdb, expected_data_transfer_length=16384, cmd_sn=5,
+                          write=True))
+    (r2t,) = peer.recv()
+    pdu = DataOut(0x53, r2t.ttt + 1, 0, 0, b"\5" * 8192)  # a TTT never sent
+    wire = b"".join(bytes(b) for b in peer.tx.frame(pdu.encode(), pdu.data))
+    _feed(peer.conn, wire[:48], 48)
+    peer.events()
+    assert peer.conn.get_buffer().obj is not peer.conn.tasks[0x53]._buf

@@ -57,7 +57,7 @@ class Task:
                  "limits", "chunks", "received", "unsolicited_end", "unsolicited_done",
                  "unsolicited_next_data_sn", "next_r2t_offset", "r2t_sn", "r2ts", "ordered",
                  "delivered", "aborted", "data_sn", "scsi_task", "data_error", "_command",
-                 "_raw")
+                 "_raw", "_buf", "_sunk")
 
     def __init__(self, itt: int, lun: int, cdb: bytes, expected_length: int, read: bool,
                  write: bool, attr: int, limits: Limits,
@@ -88,6 +88,8 @@ class Task:
         self.data_error: tuple[int, int] | None = None  # (ASC, ASCQ) of a broken sequence
         self._command = command
         self._raw = raw  # (BHS, data, AHS) to decode ``command`` from on demand
+        self._buf: bytearray | None = None  # the Data-Out once it comes in several pieces
+        self._sunk: tuple[int, int] | None = None  # (offset, length) received in place
 
     @property
     def command(self) -> ScsiCommand:
@@ -119,8 +121,7 @@ class Task:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data not negotiated")
             if n > min(limits.first_burst_length, self.edtl):
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "immediate data too long")
-            self.chunks.append((0, data))
-            self.received = n
+            self._store(0, data)
         self.unsolicited_end = n
         if self.write and not final:
             if limits.initial_r2t:
@@ -187,12 +188,51 @@ class Task:
         return self.data_error is None
 
     def _store(self, offset: int, data: Data) -> None:
-        if data:
-            self.chunks.append((offset, data))
-            self.received += len(data)
+        n = len(data)
+        if not n:
+            return
+        self.received += n
+        buf = self._buf
+        if buf is None:
+            if offset == 0 and n == self.edtl:  # all of it in one piece: kept as it is
+                self.chunks.append((0, data))
+                return
+            buf = self._gather()
+        if self._sunk == (offset, n):  # the framer received it in place (receive_into)
+            self._sunk = None
+            return
+        buf[offset : offset + n] = data
+
+    def _gather(self) -> bytearray:
+        buf = self._buf = bytearray(self.edtl)
+        for off, data in self.chunks:
+            buf[off : off + len(data)] = data
+        self.chunks.clear()
+        return buf
+
+    def receive_into(self, ttt: int, offset: int, length: int) -> memoryview | None:
+        """Where the data segment of a Data-Out for ``offset``/``length`` may be received
+        directly (no copy out of the receive buffer), or None. Only inside the burst that
+        TTT names, while the data is still being gathered; the PDU itself is checked by
+        :meth:`data_out` once it is complete."""
+        if (self.delivered or self.aborted or self.data_error is not None
+                or self._sunk is not None):
+            return None
+        if ttt == RESERVED_TAG:
+            low, high = (0, 0) if self.unsolicited_done else (0, self.unsolicited_end)
+        else:
+            r2t = self.r2ts.get(ttt)
+            low, high = (0, 0) if r2t is None else (r2t.offset, r2t.offset + r2t.length)
+        if offset < low or offset + length > high:
+            return None
+        buf = self._buf if self._buf is not None else self._gather()
+        self._sunk = (offset, length)
+        return memoryview(buf)[offset : offset + length]
 
     def data_out_buffer(self) -> Data:
         """All Data-Out in offset order, copied only when it came in several pieces."""
+        if self._buf is not None:
+            return self._buf
         if len(self.chunks) == 1 and self.chunks[0][0] == 0:
             return self.chunks[0][1]
         buf = bytearray(self.edtl)

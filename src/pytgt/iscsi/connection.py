@@ -99,6 +99,7 @@ class TargetConnection:
         self.address = address
         self.portal_group_tag = portal_group_tag
         self.framer = Framer(8192)
+        self.framer.data_out_sink = self._data_out_sink
         self.session: Session | None = None
         self.cid = 0
         self.stat_sn = 0
@@ -372,6 +373,17 @@ class TargetConnection:
         if burst_done:
             self._send_r2ts(task)
         self._maybe_ready(task)
+
+    def _data_out_sink(self, bhs: bytes, length: int) -> memoryview | None:
+        """The framer's question: where to receive this Data-Out's data segment (its
+        task's buffer at BufferOffset), or None for a buffer of its own."""
+        if not self.full_feature:
+            return None
+        task = self.tasks.get(int.from_bytes(bhs[16:20], "big"))
+        if task is None or not task.write:
+            return None
+        return task.receive_into(int.from_bytes(bhs[20:24], "big"),
+                                 int.from_bytes(bhs[40:44], "big"), length)
 
     def _fail_data_out(self, task: Task) -> None:
         assert task.data_error is not None

@@ -10,6 +10,7 @@ Every claimed length is bounded before any byte of it is read.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crc32c import crc32c
@@ -23,6 +24,7 @@ _BUFSIZE = 256 * 1024  # the most the receive buffer grows to
 _IDLE_BUFSIZE = 4096  # what an idle connection holds (bench/footprint.py: idle sessions)
 _OWN_BUFFER_AT = 8 * 1024  # partial data segments at least this big get their own buffer
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_OP_DATA_OUT = 0x05
 _WORD = struct.Struct(">I")  # TotalAHSLength << 24 | DataSegmentLength (11.2.1)
 Parts = tuple[bytes, bytes, Data]  # BHS, AHS, data segment
 
@@ -73,8 +75,11 @@ class Framer:
         self._start = 0
         self._end = 0
         self._pending: tuple[bytes, bytes, int] | None = None  # header, ahs, data length
-        self._seg: bytearray | None = None
+        self._seg: bytearray | memoryview | None = None
         self._seg_pos = 0
+        # Set by the connection: (BHS, data length) -> where a Data-Out's data segment that
+        # has not arrived yet may be received directly (its task's buffer), or None.
+        self.data_out_sink: Callable[[bytes, int], memoryview | None] | None = None
 
     # -- receiving -------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -176,7 +181,11 @@ class Framer:
         have = self._end - self._start
         if have < total:
             if total - have >= _OWN_BUFFER_AT or total > len(self._buf) - self._min_free:
-                self._seg = bytearray(total)
+                seg = None
+                if (total == dlen and bhs[0] & 0x3F == _OP_DATA_OUT
+                        and self.data_out_sink is not None):
+                    seg = self.data_out_sink(bhs, dlen)
+                self._seg = bytearray(total) if seg is None else seg
                 self._seg[:have] = self._view[self._start : self._end]
                 self._seg_pos = have
                 self._start = self._end = 0
