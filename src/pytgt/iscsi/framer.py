@@ -3,7 +3,9 @@
 Receiving follows asyncio's buffered-protocol shape without importing asyncio:
 ``get_buffer()`` hands out a writable view, ``buffer_updated(n)`` commits it, and
 ``next_frame()`` returns complete frames. A data segment that has not fully arrived
-is read straight into its own buffer, so large payloads are never copied twice.
+is read straight into its own buffer (a Data-Out's: into its task's buffer, see
+``data_out_sink``), so large payloads are never copied twice. The receive buffer is
+small while the connection is idle and grows while receives keep filling it.
 Every claimed length is bounded before any byte of it is read.
 """
 
