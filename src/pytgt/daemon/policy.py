@@ -125,6 +125,13 @@ class RegistryPolicy:
         if p is not None:
             info.params = _describe(p)
 
+    def connection_closed(self, session: Any, conn: Any) -> None:
+        """Drop a closed connection from its session's ``--op show`` entry (unless a
+        connection reinstated under the same CID, 6.3.4, holds that CID now)."""
+        info = session.target.nexuses.get(session.tsih)
+        if info is not None and session.connections.get(conn.cid) in (None, conn):
+            info.connections.pop(conn.cid, None)
+
     def task_management(self, session: Any, ev: Any, service: Any) -> int:
         """Target-wide TMF effects beyond this session's own tasks (SAM-5 7)."""
         scsi = session.target.scsi

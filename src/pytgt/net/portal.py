@@ -425,6 +425,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
 
     def _on_closed(self, ev: ConnectionClosed) -> None:
         self._held.clear()  # never answered: the connection is gone
+        s = self.conn.session if self.conn is not None else None
+        hook = getattr(self.service.policy, "connection_closed", None)
+        if hook is not None and s is not None and s.target is not None:
+            hook(s, self.conn)  # e.g. one connection of a multi-connection session
         self._transmit()
         if self.transport is not None:
             self.transport.close()
