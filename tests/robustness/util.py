@@ -179,9 +179,10 @@ def wait_closed(sock: socket.socket, timeout: float) -> float:
         sock.settimeout(max(0.01, timeout - (time.monotonic() - t0)))
 
 
-def raw_login(port: int, **options: Any) -> tuple[socket.socket, InitiatorConnection]:
+def raw_login(port: int, initiator_name: str = INITIATOR,
+              **options: Any) -> tuple[socket.socket, InitiatorConnection]:
     """A logged-in connection driven by hand: the sans-I/O initiator core over a socket."""
-    opts = InitiatorOptions(initiator_name=INITIATOR, target_name=IQN, **options)
+    opts = InitiatorOptions(initiator_name=initiator_name, target_name=IQN, **options)
     conn = InitiatorConnection(opts)
     sock = raw_connect(port)
     conn.start_login()
