@@ -421,3 +421,17 @@ def test_rdwr_job_cancelled_before_it_starts_is_skipped(image: Path) -> None:
     finally:
         release.set()
         run(store.close())
+
+
+def test_rdwr_inline_writes_option(image: Path) -> None:
+    """``--bsopts inline_writes=0``: every write goes through the pool, none on the loop."""
+    on = open_store("rdwr", str(image))
+    off = open_store("rdwr", str(image), bsopts="inline_writes=0")
+    try:
+        assert on.write_nowait(0, b"a" * 4096)  # page-cache write in place (the default)
+        assert not off.write_nowait(0, b"b" * 4096)
+        with pytest.raises(StoreError, match="inline_writes"):
+            open_store("rdwr", str(image), bsopts="inline_writes=maybe")
+    finally:
+        run(on.close())
+        run(off.close())

@@ -96,6 +96,9 @@ class RdwrStore:
              size: int | None = None) -> RdwrStore:
         """Open ``path``; raises :class:`StoreError` ("No such file or directory", ...)."""
         opts = parse_options(bsopts)
+        inline = opts.pop("inline_writes", "1").lower()
+        if inline not in ("0", "1", "no", "yes", "off", "on"):
+            raise StoreError(f"bad value for inline_writes: {inline!r} (0 or 1)")
         if opts:
             raise StoreError(f"unknown rdwr store option: {', '.join(sorted(opts))}")
         oflags = parse_oflags(bsoflags, _OFLAGS)
@@ -120,7 +123,8 @@ class RdwrStore:
             os.close(fd)
             raise
         return cls(path, fd, real_size, readonly=readonly, direct_fd=direct_fd,
-                   block_device=blk, inline_writes="sync" not in oflags)
+                   block_device=blk,
+                   inline_writes="sync" not in oflags and inline in ("1", "yes", "on"))
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
