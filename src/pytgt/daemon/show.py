@@ -188,13 +188,16 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def conn_show(m: Management, req: dict[str, Any]) -> str:
+def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, Any]]:
+    """The target's sessions (``--sid`` picks one), in order: (session id, nexus info)."""
     target = m.target(req)
     sid = _opt_int(req, "sid")
+    return [(n, info) for n, info in sorted(target.nexuses.items()) if sid in (None, n)]
+
+
+async def conn_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in sorted(target.nexuses.items()):
-        if sid is not None and sid != nexus_id:
-            continue
+    for nexus_id, info in _sessions(m, req):
         out.append(f"Session: {nexus_id}\n")
         for cid, conn in sorted(info.connections.items()):
             out.append(f"    Connection: {cid}\n        Initiator: {info.initiator_name}\n"
@@ -203,12 +206,8 @@ async def conn_show(m: Management, req: dict[str, Any]) -> str:
 
 
 async def session_show(m: Management, req: dict[str, Any]) -> str:
-    target = m.target(req)
-    sid = _opt_int(req, "sid")
     out = []
-    for nexus_id, info in sorted(target.nexuses.items()):
-        if sid is not None and sid != nexus_id:
-            continue
+    for nexus_id, info in _sessions(m, req):
         alias = info.initiator_alias or "none"
         out.append(f"Session: {nexus_id}\n"
                    f"    Initiator: {info.initiator_name} alias: {alias}\n")
