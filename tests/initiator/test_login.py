@@ -8,10 +8,13 @@ from dataclasses import replace
 import pytest
 
 from pytgt.initiator.core import InitiatorConnection
-from pytgt.initiator.errors import LoginFailed, NegotiationError
-from pytgt.initiator.events import ConnectionClosed, LoginComplete, RequestFailed
+from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
+from pytgt.initiator.events import CommandComplete, ConnectionClosed, LoginComplete, RequestFailed
+from pytgt.initiator.login import SESSION_WIDE, Negotiated
 from pytgt.initiator.options import InitiatorOptions
-from pytgt.iscsi.pdu import LoginRequest
+from pytgt.initiator.scsi import cdb_write16
+from pytgt.iscsi.constants import RESERVED_TAG
+from pytgt.iscsi.pdu import R2T, LoginRequest, ScsiCommand, ScsiResponse
 
 from .util import IQN, Peer, logged_in, login_rsp, text
 
@@ -159,3 +162,104 @@ def test_mutual_chap_wrong_target_response_fails() -> None:
 def test_logged_in_helper_window() -> None:
     conn, peer = logged_in(window=4)
     assert (conn.cmd_sn, conn.exp_cmd_sn, conn.max_cmd_sn, conn.tsih) == (1, 1, 4, 7)
+
+
+# -- a connection joining a session (MaxConnections > 1, RFC 7143 5.3.4) ------------------
+SESSION_ISID = 0x800000ABCD00
+# What the leading connection negotiated: session-wide (LO) values plus its own
+# connection values, which the joining connection must not take.
+SESSIONS = {
+    "no-immediate": Negotiated(
+        immediate_data=False, initial_r2t=True, max_burst_length=16384,
+        first_burst_length=8192, max_connections=2, default_time2wait=0,
+        default_time2retain=0, max_outstanding_r2t=1, header_digest=True,
+        data_digest=True, max_recv_data_segment_length=65536,
+        max_xmit_data_segment_length=65536),
+    "unsolicited": Negotiated(
+        immediate_data=True, initial_r2t=False, max_burst_length=16384,
+        first_burst_length=8192, max_connections=4, default_time2wait=5,
+        default_time2retain=7, max_outstanding_r2t=2, header_digest=True,
+        max_xmit_data_segment_length=65536),
+}
+
+
+def join(session: Negotiated | None, *answers: tuple[str, str],
+         **kw: object) -> tuple[InitiatorConnection, Peer, list[object]]:
+    """A connection joining session 9 (CID 1) whose login the target completes with
+    ``answers``; the events of the final Login Response."""
+    conn, peer, req = start(isid=SESSION_ISID, tsih=9, cid=1, session=session, **kw)
+    assert (req.tsih, req.cid) == (9, 1)
+    assert peer.feed(login_rsp(req, [("AuthMethod", "None")], tsih=9)) == []
+    (op,) = peer.sent()
+    assert op.tsih == 9
+    # only the connection's own keys are negotiated: no leading-only key (13)
+    assert set(text(op)) == {"HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength"}
+    final = login_rsp(op, [("HeaderDigest", "None"), ("DataDigest", "None"), *answers],
+                      nsg=3, stat_sn=4, tsih=9, exp_cmd_sn=17, max_cmd_sn=48)
+    return conn, peer, peer.feed(final, byte_at_a_time=True)
+
+
+@pytest.mark.parametrize("name", list(SESSIONS))
+def test_joining_connection_takes_the_session_wide_values(name: str) -> None:
+    session = SESSIONS[name]
+    # our own proposals for session-wide keys are moot on a joining connection
+    conn, peer, events = join(session, ("MaxRecvDataSegmentLength", "4096"),
+                              immediate_data=not session.immediate_data,
+                              initial_r2t=not session.initial_r2t, max_burst_length=512,
+                              first_burst_length=512, max_recv_data_segment_length=16384)
+    assert [type(e) for e in events] == [LoginComplete] and conn.tsih == 9
+    n = conn.negotiated
+    assert {a: getattr(n, a) for a in SESSION_WIDE} == {a: getattr(session, a)
+                                                        for a in SESSION_WIDE}
+    # the connection keys are this connection's own (13.1, 13.12)
+    assert (n.header_digest, n.data_digest) == (False, False)
+    assert (n.max_recv_data_segment_length, n.max_xmit_data_segment_length) == (16384, 4096)
+    assert not conn.framer.header_digest and conn.cmd_sn == 17
+
+
+def test_joined_write_without_immediate_data_waits_for_r2t() -> None:
+    """Session: ImmediateData=No, InitialR2T=Yes; the joined connection's WRITE carries
+    no data and sends only what R2Ts ask for, at its own MaxXmitDataSegmentLength."""
+    conn, peer, _ = join(SESSIONS["no-immediate"], ("MaxRecvDataSegmentLength", "4096"))
+    data = bytes(range(256)) * 80  # 20480 bytes
+    itt = conn.send_command(1, cdb_write16(0, 40), data_out=data)
+    (cmd,) = peer.sent()
+    assert isinstance(cmd, ScsiCommand)
+    assert (cmd.cmd_sn, len(cmd.data), cmd.final, cmd.write) == (17, 0, True, True)
+    peer.feed(R2T(itt, 5, 0, 0, 16384, exp_cmd_sn=18, max_cmd_sn=48))  # MaxBurstLength
+    outs = peer.sent()
+    assert [(o.ttt, o.data_sn, o.buffer_offset, len(o.data), o.final) for o in outs] == [
+        (5, 0, 0, 4096, False), (5, 1, 4096, 4096, False), (5, 2, 8192, 4096, False),
+        (5, 3, 12288, 4096, True)]
+    peer.feed(R2T(itt, 6, 1, 16384, 4096, exp_cmd_sn=18, max_cmd_sn=48))
+    (last,) = peer.sent()
+    assert b"".join(bytes(o.data) for o in [*outs, last]) == data
+    (ev,) = peer.feed(ScsiResponse(itt, 0, 0, 5, 18, 48))
+    assert isinstance(ev, CommandComplete) and ev.result.ok
+
+
+def test_joined_write_sends_unsolicited_data_up_to_the_sessions_first_burst() -> None:
+    """Session: ImmediateData=Yes, InitialR2T=No, FirstBurstLength=8192 (not the
+    default 65536): immediate plus unsolicited Data-Out stop at 8192 bytes."""
+    conn, peer, _ = join(SESSIONS["unsolicited"], ("MaxRecvDataSegmentLength", "4096"))
+    itt = conn.send_command(1, cdb_write16(0, 40), data_out=bytes(20480))
+    cmd, *outs = peer.sent()
+    assert (len(cmd.data), cmd.final) == (4096, False)
+    assert [(o.ttt, o.buffer_offset, len(o.data), o.final) for o in outs] == [
+        (RESERVED_TAG, 4096, 4096, True)]
+    assert itt == cmd.itt
+
+
+def test_joining_without_the_session_parameters_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="session"):
+        InitiatorConnection(InitiatorOptions(target_name=IQN, tsih=9, cid=1))
+
+
+@pytest.mark.parametrize("key", ["ImmediateData", "InitialR2T", "MaxBurstLength",
+                                 "FirstBurstLength", "MaxConnections", "ErrorRecoveryLevel"])
+def test_leading_only_key_from_the_target_fails_a_joining_login(key: str) -> None:
+    value = "No" if key in ("ImmediateData", "InitialR2T") else "1"
+    conn, peer, events = join(SESSIONS["no-immediate"], (key, value))
+    assert isinstance(events[0], RequestFailed)
+    assert isinstance(events[0].error, NegotiationError) and key in str(events[0].error)
+    assert isinstance(events[-1], ConnectionClosed) and conn.closed

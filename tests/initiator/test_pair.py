@@ -69,11 +69,12 @@ class StubPolicy:
 class Pair:
     """Moves bytes between the two cores; the target's SCSI layer is a bytearray disk."""
 
-    def __init__(self, policy: StubPolicy, **options: Any) -> None:
+    def __init__(self, policy: StubPolicy, *, sessions: SessionTable | None = None,
+                 disk: bytearray | None = None, **options: Any) -> None:
         options.setdefault("target_name", IQN)
         self.ini = InitiatorConnection(InitiatorOptions(**options))
-        self.tgt = TargetConnection(policy, SessionTable(), "127.0.0.1")
-        self.disk = bytearray(1 << 20)
+        self.tgt = TargetConnection(policy, sessions or SessionTable(), "127.0.0.1")
+        self.disk = bytearray(1 << 20) if disk is None else disk
         self.events: list[Any] = []
 
     def run(self, rounds: int = 200) -> list[Any]:
@@ -199,3 +200,48 @@ def test_unknown_target_is_0203() -> None:
     p.ini.start_login()
     events = p.run()
     assert events[0].error.status == 0x0203
+
+
+JOINED_SESSIONS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "no-immediate": ({"immediate_data": True, "initial_r2t": True},
+                     {"ImmediateData": "No", "InitialR2T": "Yes", "MaxBurstLength": "16384"}),
+    "small-first-burst": ({"immediate_data": True, "initial_r2t": False},
+                          {"InitialR2T": "No", "FirstBurstLength": "4096",
+                           "MaxBurstLength": "16384"}),
+}
+
+
+@pytest.mark.parametrize("name", list(JOINED_SESSIONS))
+def test_second_connection_writes_by_the_session_values(name: str) -> None:
+    """MaxConnections=2 (RFC 7143 5.3.4): the second connection negotiates no
+    session-wide key, works by the session's values (a write by RFC defaults would be
+    rejected) and reads back what the first wrote, and the other way round."""
+    options, settings = JOINED_SESSIONS[name]
+    policy, sessions = StubPolicy({"MaxConnections": "2", **settings}), SessionTable()
+    isid = 0x800000777700
+    a = Pair(policy, sessions=sessions, isid=isid, max_connections=2, **options)
+    lead = a.login()
+    assert a.ini.negotiated.max_connections == 2
+    b = Pair(policy, sessions=sessions, disk=a.disk, isid=isid, tsih=lead.tsih, cid=1,
+             session=a.ini.negotiated, **options)
+    b.ini.cmd_sn = a.ini.cmd_sn
+    assert b.login().tsih == lead.tsih and b.tgt.session is a.tgt.session
+    for attr in ("immediate_data", "initial_r2t", "first_burst_length", "max_burst_length"):
+        assert getattr(b.ini.negotiated, attr) == getattr(a.ini.negotiated, attr), attr
+    for writer, reader, lba in ((b, a, 16), (a, b, 64)):
+        data = os.urandom(100 * 512)
+        ev = command(writer, reader, cdb_write16(lba, 100), data_out=data)
+        assert ev.result.ok, ev
+        ev = command(reader, writer, cdb_read16(lba, 100), read_length=len(data))
+        assert ev.result.ok and ev.result.data == data
+
+
+def command(p: Pair, other: Pair, cdb: bytes, **kw: Any) -> CommandComplete:
+    """One command on ``p``'s connection, next in the session's CmdSN sequence, which
+    the two initiator cores (numbering per connection) hand over between them."""
+    p.ini.cmd_sn = other.ini.cmd_sn = max(p.ini.cmd_sn, other.ini.cmd_sn)
+    itt = p.ini.send_command(1, cdb, **kw)
+    (ev,) = p.run()
+    assert isinstance(ev, CommandComplete) and ev.itt == itt, ev
+    other.ini.cmd_sn = p.ini.cmd_sn
+    return ev

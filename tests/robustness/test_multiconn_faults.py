@@ -57,12 +57,6 @@ STALL = 2.0  # seconds: the slowest 4 KiB write+read round a bystander may see
 OTHER = f"{INITIATOR}-other"
 
 
-_SESSION_WIDE = ("initial_r2t", "immediate_data", "max_burst_length", "first_burst_length",
-                 "max_outstanding_r2t", "max_connections", "default_time2wait",
-                 "default_time2retain", "error_recovery_level", "data_pdu_in_order",
-                 "data_sequence_in_order")
-
-
 def isid(n: int) -> int:
     """A random-type ISID (11.12.5) numbered ``n``."""
     return (0x80 << 40) | (0x4D43 << 24) | (n << 8)
@@ -84,14 +78,11 @@ class Mcs:
         self.join(port, 1, opts)
 
     def join(self, port: int, cid: int, opts: dict[str, Any]) -> None:
-        """Log connection ``cid`` into the session (5.3.4); ITTs kept session-unique."""
-        sock, conn = raw_login(port, **{**opts, "tsih": self.tsih, "cid": cid})
+        """Log connection ``cid`` into the session (5.3.4); ITTs kept session-unique.
+        It negotiates no session-wide (LO) key and works by the session's values."""
+        sock, conn = raw_login(port, **{**opts, "tsih": self.tsih, "cid": cid,
+                                        "session": self.conns[0].negotiated})
         conn._next_itt = cid << 20
-        # A joining connection negotiates no session-wide (LO) key (RFC 7143 13); the core
-        # cannot know the leading connection's values, so they are copied across.
-        lead, mine = self.conns[0].negotiated, conn.negotiated
-        for name in _SESSION_WIDE:
-            setattr(mine, name, getattr(lead, name))
         if cid < len(self.conns):
             self.socks[cid], self.conns[cid], self.done[cid] = sock, conn, {}
         else:

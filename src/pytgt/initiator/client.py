@@ -366,6 +366,9 @@ class Initiator:
         (both ``async with Initiator.login(...)`` and ``async with await ...`` work).
         ``options`` are :class:`InitiatorOptions` fields (header_digest, immediate_data,
         initial_r2t, max_recv_data_segment_length, chap=(user, secret), isid, ...).
+        A second connection of session ``a`` (MaxConnections > 1): ``a``'s ``isid``,
+        ``tsih=a.conn.tsih``, a new ``cid`` and ``session=a.params``; it works by the
+        session's values of the session-wide keys (ImmediateData, InitialR2T, bursts).
         Raises LoginFailed (with the target's status), NegotiationError, TimeoutError,
         OSError (cannot connect).
         """

@@ -104,7 +104,8 @@ class _Request:
 class InitiatorConnection:
     """One initiator connection; create it, call :meth:`start_login`, then feed bytes.
 
-    Raises UsageError for requests before full feature phase or after close.
+    Raises UsageError for requests before full feature phase or after close, and when
+    ``options`` join a session (``tsih``) without its parameters (``session``).
     """
 
     def __init__(self, options: InitiatorOptions) -> None:

@@ -14,7 +14,7 @@ import hmac
 from dataclasses import dataclass, field, fields
 
 from pytgt.initiator import chap
-from pytgt.initiator.errors import LoginFailed, NegotiationError
+from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.iscsi.constants import LoginStage
 from pytgt.iscsi.pdu import LoginRequest, LoginResponse
@@ -58,23 +58,31 @@ class Negotiated:
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "keys"}
 
+    def inherit(self, session: Negotiated) -> None:
+        """Take the session-wide (LO) values of ``session``: a connection joining it
+        negotiates none of them and works by the session's (RFC 7143 13, 6.3.6)."""
+        for attr in SESSION_WIDE:
+            setattr(self, attr, getattr(session, attr))
 
-# name -> (attribute, kind, rule) per RFC 7143 13.x
-_KEYS: dict[str, tuple[str, str, str]] = {
-    "HeaderDigest": ("header_digest", "digest", "list"),  # 13.1
-    "DataDigest": ("data_digest", "digest", "list"),
-    "MaxConnections": ("max_connections", "int", "min"),  # 13.2
-    "InitialR2T": ("initial_r2t", "bool", "or"),  # 13.10
-    "ImmediateData": ("immediate_data", "bool", "and"),  # 13.11
-    "MaxBurstLength": ("max_burst_length", "int", "min"),  # 13.13
-    "FirstBurstLength": ("first_burst_length", "int", "min"),  # 13.14
-    "DefaultTime2Wait": ("default_time2wait", "int", "max"),  # 13.15
-    "DefaultTime2Retain": ("default_time2retain", "int", "min"),  # 13.16
-    "MaxOutstandingR2T": ("max_outstanding_r2t", "int", "min"),  # 13.17
-    "DataPDUInOrder": ("data_pdu_in_order", "bool", "or"),  # 13.18
-    "DataSequenceInOrder": ("data_sequence_in_order", "bool", "or"),  # 13.19
-    "ErrorRecoveryLevel": ("error_recovery_level", "int", "min"),  # 13.20
+
+# name -> (attribute, kind, rule, use) per RFC 7143 13.x; use "LO": leading only, the
+# value is session-wide; "IO": negotiated on each connection
+_KEYS: dict[str, tuple[str, str, str, str]] = {
+    "HeaderDigest": ("header_digest", "digest", "list", "IO"),  # 13.1
+    "DataDigest": ("data_digest", "digest", "list", "IO"),
+    "MaxConnections": ("max_connections", "int", "min", "LO"),  # 13.2
+    "InitialR2T": ("initial_r2t", "bool", "or", "LO"),  # 13.10
+    "ImmediateData": ("immediate_data", "bool", "and", "LO"),  # 13.11
+    "MaxBurstLength": ("max_burst_length", "int", "min", "LO"),  # 13.13
+    "FirstBurstLength": ("first_burst_length", "int", "min", "LO"),  # 13.14
+    "DefaultTime2Wait": ("default_time2wait", "int", "max", "LO"),  # 13.15
+    "DefaultTime2Retain": ("default_time2retain", "int", "min", "LO"),  # 13.16
+    "MaxOutstandingR2T": ("max_outstanding_r2t", "int", "min", "LO"),  # 13.17
+    "DataPDUInOrder": ("data_pdu_in_order", "bool", "or", "LO"),  # 13.18
+    "DataSequenceInOrder": ("data_sequence_in_order", "bool", "or", "LO"),  # 13.19
+    "ErrorRecoveryLevel": ("error_recovery_level", "int", "min", "LO"),  # 13.20
 }
+SESSION_WIDE = tuple(row[0] for row in _KEYS.values() if row[3] == "LO")
 
 
 def _fmt(kind: str, value: object) -> str:
@@ -142,6 +150,13 @@ class InitiatorLogin:
         self.stage = SECURITY
         self.negotiated = Negotiated(
             max_recv_data_segment_length=options.max_recv_data_segment_length)
+        # a connection that joins a session (TSIH given, 5.3.4) negotiates no LO key
+        self.joining = bool(options.tsih) and not options.discovery
+        if self.joining:
+            if options.session is None:
+                raise UsageError("joining a session (tsih) needs the session's parameters "
+                                 "(session=: the leading connection's negotiated values)")
+            self.negotiated.inherit(options.session)
         self.done = False
         self.tsih = options.tsih
         self.exp_stat_sn = 0
@@ -177,7 +192,7 @@ class InitiatorLogin:
         o = self.options
         offers: dict[str, object] = {"HeaderDigest": o.header_digest,
                                      "DataDigest": o.data_digest}
-        if not o.discovery and not self.tsih:  # session-wide keys are leading-only (13)
+        if not o.discovery and not self.joining:  # session-wide keys are leading-only (13)
             offers.update({
                 "InitialR2T": o.initial_r2t, "ImmediateData": o.immediate_data,
                 "MaxBurstLength": o.max_burst_length,
@@ -310,7 +325,10 @@ class InitiatorLogin:
             if key in ("TargetName", "SessionType", "InitiatorName", "AuthMethod"):
                 return None
             return None if value in _SPECIAL else (key, "NotUnderstood")
-        attr, kind, rule = row
+        attr, kind, rule, use = row
+        if use == "LO" and self.joining:
+            raise NegotiationError(f"target sent {key}, a leading-only key, on a "
+                                   "connection joining a session (13)")
         if key in self._offers:
             offered = self._offers.pop(key)
             if value in _SPECIAL:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytgt.initiator.login import Negotiated
 
 DEFAULT_INITIATOR_NAME = "iqn.2026-11.org.pytgt:initiator"
 
@@ -20,6 +24,13 @@ class InitiatorOptions:
     ``header_digest`` / ``data_digest`` True propose CRC32C only (the target must
     accept it or fail the login); False proposes None. ``chap`` is (user, secret) for
     one-way CHAP; ``mutual_chap`` adds the target's (user, secret) to check it back.
+
+    To add a connection to a session (MaxConnections > 1, RFC 7143 5.3.4) give its
+    ``isid``, ``tsih``, a new ``cid`` and ``session``: the session's parameters (the
+    leading connection's ``negotiated``). The joining connection negotiates only
+    connection keys (digests, MaxRecvDataSegmentLength) and takes the session-wide ones
+    (ImmediateData, InitialR2T, FirstBurstLength, ...) from ``session``; a join without
+    ``session`` is a UsageError.
     """
 
     initiator_name: str = DEFAULT_INITIATOR_NAME
@@ -28,6 +39,7 @@ class InitiatorOptions:
     isid: int = field(default_factory=random_isid)
     tsih: int = 0
     cid: int = 0
+    session: Negotiated | None = None  # when joining a session: its parameters
     cmd_sn: int = 1
     header_digest: bool = False
     data_digest: bool = False
