@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytgt.iscsi.command import Limits, Task
+from pytgt.iscsi.command import BufferPool, Limits, Task
 from pytgt.iscsi.constants import RESERVED_TAG
 from pytgt.iscsi.errors import ProtocolError
 from pytgt.iscsi.pdu import DataOut, ScsiCommand
@@ -57,6 +57,54 @@ def test_bad_data_out_fails_the_command(data_sn: int, offset: int, length: int,
     t.data_out(DataOut(1, 5, data_sn, offset, b"z" * length, final=True))
     assert t.data_error == error
     assert t.received == 0  # the bad PDU's data is dropped
+
+
+@pytest.mark.parametrize("second_offset", [0, 256, 1024])  # overlay, overlay, gap
+def test_data_out_offsets_must_follow_each_other(second_offset: int) -> None:
+    """DataPDUInOrder=Yes (11.7.4): every byte of a burst is written once, in order."""
+    t = Task.start(write(2048), Limits(initial_r2t=True))
+    t.next_r2ts(5)
+    t.data_out(DataOut(1, 5, 0, 0, b"a" * 512))
+    t.data_out(DataOut(1, 5, 1, second_offset, b"b" * 512, final=True))
+    assert t.data_error == (0x4B, 0x05)
+
+
+def test_unsolicited_offsets_must_follow_the_immediate_data() -> None:
+    lim = Limits(immediate_data=True, initial_r2t=False, first_burst_length=2048)
+    t = Task.start(write(4096, b"a" * 512, final=False), lim)
+    t.data_out(DataOut(1, RESERVED_TAG, 0, 0, b"b" * 512, final=True))  # over the immediate
+    assert t.data_error == (0x4B, 0x05)
+
+
+def test_buffer_pool_reuses_only_unreferenced_buffers() -> None:
+    pool = BufferPool()
+    a = pool.get(1 << 20)
+    view = memoryview(a)[4096:]  # e.g. a store still writing it in a thread
+    del a
+    b = pool.get(1 << 20)
+    assert b is not view.obj  # still referenced through the view: not handed out
+    del view
+    c = pool.get(1 << 20)
+    assert c is not b
+    del c
+    assert pool.get(1 << 20) is not b  # b is still held here
+    del b
+    pool.clear()
+    assert len(pool.get(1024)) == 1024  # small ones are not pooled
+
+
+def test_pooled_buffer_is_overwritten_by_a_new_task() -> None:
+    pool = BufferPool()
+    lim = Limits(immediate_data=True, initial_r2t=True, first_burst_length=65536,
+                 max_burst_length=1 << 20)
+    for fill in (b"x", b"y"):
+        t = Task(1, 0, bytes(16), 1 << 17, False, True, 0, lim)
+        t.buffers = pool
+        t.begin(fill * 1024, True)
+        (r2t,) = t.next_r2ts(5)
+        t.data_out(DataOut(1, 5, 0, 1024, fill * ((1 << 17) - 1024), final=True))
+        assert t.data_complete and bytes(t.data_out_buffer()) == fill * (1 << 17)
+        del t, r2t
 
 
 def test_repeated_data_sn_fails_the_command() -> None:

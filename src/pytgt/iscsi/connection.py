@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytgt.iscsi import login as login_mod
-from pytgt.iscsi.command import Limits, Task
+from pytgt.iscsi.command import BufferPool, Limits, Task
 from pytgt.iscsi.constants import (
     RESERVED_TAG,
     LoginStatus,
@@ -107,6 +107,7 @@ class TargetConnection:
         self.closed = False
         self.tasks: dict[int, Task] = {}
         self.limits = Limits()
+        self.buffers = BufferPool()  # big writes' Data-Out buffers, reused
         self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"peer": address})
         self._login = login_mod.TargetLogin(policy, address, portal_group_tag=portal_group_tag)
@@ -131,6 +132,13 @@ class TargetConnection:
 
     def buffer_updated(self, nbytes: int) -> None:
         self.framer.buffer_updated(nbytes)
+
+    def trim(self) -> None:
+        """Call every few seconds: a connection that received nothing since the previous
+        call gives back its grown receive buffer and its pooled Data-Out buffers."""
+        if not self.framer.received:
+            self.buffers.clear()
+        self.framer.trim()
 
     def receive_data(self, data: Data) -> None:
         """Feed received bytes; ``b""`` means the peer closed (EOF)."""
@@ -321,6 +329,7 @@ class TargetConnection:
         if itt in self.tasks:
             raise ProtocolError(RejectReason.TASK_IN_PROGRESS, "ITT in use")
         if data or write:
+            task.buffers = self.buffers
             task.begin(data, flags & F_BIT != 0)
         session = self.session
         assert session is not None

@@ -484,13 +484,14 @@ _IDLE_SWEEP_S = 2.0
 
 def _sweep_idle(service: IscsiService) -> None:
     """Every few seconds: connections that received nothing since the last sweep give
-    back their grown receive buffers (one timer per service, none per connection)."""
+    back their grown receive and Data-Out buffers (one timer per service, none per
+    connection)."""
     service.idle_sweep = None
     if not service.connections:
         return
     for p in service.connections:
         if p.conn is not None:
-            p.conn.framer.trim()
+            p.conn.trim()
     loop = asyncio.get_running_loop()
     service.idle_sweep = loop.call_later(_IDLE_SWEEP_S, _sweep_idle, service)
 
