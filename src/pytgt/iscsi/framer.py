@@ -173,8 +173,12 @@ class Framer:
                 if have >= BHS_LENGTH + dlen + (-dlen % 4):
                     view = self._view
                     self._start = end + (-dlen % 4)
-                    return (bytes(view[start : start + BHS_LENGTH]), b"",
-                            bytes(view[start + BHS_LENGTH : end]) if dlen else b"")
+                    bhs = bytes(view[start : start + BHS_LENGTH])
+                    if dlen >= _OWN_BUFFER_AT:  # a Data-Out's goes to its task right away
+                        seg = self._sink(bhs, view[start + BHS_LENGTH : end])
+                        if seg is not None:
+                            return bhs, b"", seg
+                    return bhs, b"", bytes(view[start + BHS_LENGTH : end]) if dlen else b""
             if not self._read_header():
                 return None
         assert self._pending is not None
@@ -193,10 +197,26 @@ class Framer:
                 self._start = self._end = 0
                 return self._finish_own_segment()
             return None
+        if total == dlen and not ahs and dlen >= _OWN_BUFFER_AT:
+            seg = self._sink(bhs, self._view[self._start : self._start + dlen])
+            if seg is not None:
+                self._start += total
+                self._pending = None
+                return bhs, ahs, seg
         raw = bytes(self._view[self._start : self._start + total])
         self._start += total
         self._pending = None
         return self._complete(bhs, ahs, memoryview(raw), dlen)
+
+    def _sink(self, bhs: bytes, data: memoryview) -> memoryview | None:
+        """A Data-Out's data segment (no data digest) copied from the receive buffer
+        straight to where ``data_out_sink`` says (its task's buffer), or None."""
+        if bhs[0] & 0x3F != _OP_DATA_OUT or self.data_out_sink is None:
+            return None
+        seg = self.data_out_sink(bhs, len(data))
+        if seg is not None:
+            seg[:] = data
+        return seg
 
     def _read_header(self) -> bool:
         have = self._end - self._start
