@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytgt.iscsi.framer import Framer
-from pytgt.iscsi.pdu import DataIn
+from pytgt.iscsi.pdu import DataIn, DataOut
 
 
 def test_one_big_feed_of_many_frames() -> None:
@@ -59,3 +59,28 @@ def test_trim_keeps_a_partial_frame() -> None:
     rx.receive_data(wire[30:])
     f = rx.next_frame()
     assert f is not None and bytes(f.data) == payload
+
+
+def test_whole_data_out_goes_straight_to_its_sink() -> None:
+    """A Data-Out already complete in the receive buffer is copied once, to the sink;
+    other PDUs (and Data-Outs the sink declines) get their own bytes."""
+    payload = bytes(range(256)) * 64  # 16 KiB
+    tx = Framer()
+    wire = b"".join(b"".join(bytes(b) for b in tx.frame(pdu.encode(), pdu.data)) for pdu in (
+        DataOut(5, 9, 0, 0, payload), DataOut(6, 9, 0, 0, payload),
+        DataIn(7, 0, 0, payload)))
+    target = bytearray(len(payload))
+    asked = []
+
+    def sink(bhs: bytes, length: int) -> memoryview | None:
+        asked.append((int.from_bytes(bhs[16:20], "big"), length))
+        return memoryview(target) if len(asked) == 1 else None
+
+    rx = Framer(max_data_segment_length=len(payload))
+    rx.data_out_sink = sink
+    rx.receive_data(wire)
+    first, second, third = rx.next_frame(), rx.next_frame(), rx.next_frame()
+    assert first is not None and second is not None and third is not None
+    assert asked == [(5, len(payload)), (6, len(payload))]
+    assert bytes(target) == payload and first.data.obj is target  # type: ignore[union-attr]
+    assert bytes(second.data) == payload and bytes(third.data) == payload
