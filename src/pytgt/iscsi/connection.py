@@ -104,6 +104,7 @@ class TargetConnection:
         self.cid = 0
         self.stat_sn = 0
         self.full_feature = False
+        self._discovery = False  # a Discovery session (full feature phase)
         self.closed = False
         self.tasks: dict[int, Task] = {}
         self.limits = Limits()
@@ -218,8 +219,7 @@ class TargetConnection:
             handler = self._HANDLERS.get(op)
             if handler is None:
                 raise ProtocolError(RejectReason.COMMAND_NOT_SUPPORTED, f"opcode {op:#04x}")
-            assert self.session is not None
-            if self.session.session_type == "Discovery" and op not in _DISCOVERY_OK:
+            if self._discovery and op not in _DISCOVERY_OK:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "not allowed in discovery")
             handler(self, bhs, data, ahs)
         except ProtocolError as exc:
@@ -290,6 +290,7 @@ class TargetConnection:
                     else session.params.for_connection(lg.negotiated))
         self._send_login_response(req, rsp, session.tsih, session.exp_cmd_sn, session.max_cmd_sn)
         self.full_feature = True
+        self._discovery = session.session_type == "Discovery"
         self.framer.header_digest = bool(lg.negotiated.header_digest)
         self.framer.data_digest = bool(lg.negotiated.data_digest)
         self.log.info("login ok: %s -> %s (%s, tsih %d)", lg.initiator_name,
@@ -341,7 +342,11 @@ class TargetConnection:
                 self._send_r2ts(task)  # before ExpCmdSN moves on, as on the general path
             session.exp_cmd_sn = (cmd_sn + 1) & 0xFFFFFFFF
             task.ordered = True
-            self._maybe_ready(task)
+            if write:
+                self._maybe_ready(task)
+            else:  # no Data-Out to wait for: ready now
+                task.delivered = True
+                self._events.append(CommandReady(task))
             return
         if not immediate and not sn_in_window(cmd_sn, session.exp_cmd_sn, session.max_cmd_sn):
             self.log.debug("CmdSN %d outside window, ignored", cmd_sn)
@@ -610,7 +615,9 @@ class TargetConnection:
         step = self.limits.max_xmit_data_segment_length
         burst = self.limits.max_burst_length
         total = len(data)
-        exp, mx = self._window()
+        s = self.session
+        assert s is not None
+        exp, mx = s.exp_cmd_sn, s.max_cmd_sn
         framer, out = self.framer, self._out
         plain = not (framer.header_digest or framer.data_digest)
         lun, itt = task.lun, task.itt

@@ -37,7 +37,7 @@ class Session:
     @property
     def max_cmd_sn(self) -> int:
         """ExpCmdSN + window - 1 (4.2.2.1); shrinks while commands wait out of order."""
-        return sn_add(self.exp_cmd_sn, self.window - 1 - len(self._held))
+        return (self.exp_cmd_sn + self.window - 1 - len(self._held)) & 0xFFFFFFFF
 
     def order(self, cmd_sn: int, deliver: Callable[[], None]) -> bool:
         """Deliver a non-immediate command in CmdSN order (4.2.2.1).

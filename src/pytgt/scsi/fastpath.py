@@ -77,19 +77,23 @@ def read(target: ScsiTarget, nexus_key: str, lun: int, cdb: bytes) -> Any:
     lu = _plain_lu(target, lun, nexus_key, op)
     if lu is None:
         return None
-    where = _cdb_range(lu, cdb)
-    if where is None:
+    # _cdb_range, inline (one call less per read)
+    flags, lba, n = _RW16.unpack_from(cdb) if op == 0x88 else _RW10.unpack_from(cdb)
+    store = lu.store
+    bs = lu.block_size
+    if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
         return None
-    read_nowait = getattr(lu.store, "read_nowait", None)
+    read_nowait = getattr(store, "read_nowait", None)
     if read_nowait is None:
         return None
+    length = n * bs
     try:
-        data = read_nowait(where[1], where[2])
+        data = read_nowait(lba * bs, length)
     except StoreIOError:  # the generic path reports it as sense data
         return None
     if data is not None:  # --op stat (lu_stats.py)
         lu.stat_read_cmds += 1
-        lu.stat_read_bytes += where[2]
+        lu.stat_read_bytes += length
     return data
 
 

@@ -56,7 +56,8 @@ class NullStore:
 
     def read_nowait(self, offset: int, length: int) -> bytes | memoryview:
         """:meth:`read` without awaiting (zeros are always at hand)."""
-        check_range(self.size, offset, length)
+        if offset < 0 or length < 0 or offset + length > self.size:
+            check_range(self.size, offset, length)  # raises
         if length <= _ZERO_CHUNK:
             return self._zeros[:length]
         return bytes(length)
