@@ -609,6 +609,33 @@ class TargetConnection:
                                     stat_sn, exp, mx, task.data_sn, 0, residual)
             self._out.extend(self.framer.frame(header, body))
 
+    def complete_read(self, task: Task, data: Data) -> None:
+        """``complete_command(task, GOOD, data)`` for a read answered at once (the fast
+        path): when the data is what EDTL asked for and fits one Data-In PDU without
+        digests, that PDU (status folded in, no residual) is built right here."""
+        n = len(data)
+        lim, framer = self.limits, self.framer
+        if (n != task.expected_length or not n or n > lim.max_xmit_data_segment_length
+                or n > lim.max_burst_length or task.write or framer.header_digest
+                or framer.data_digest):
+            self.complete_command(task, 0, data)
+            return
+        if self.closed or task.aborted or self.tasks.get(task.itt) is not task:
+            return
+        del self.tasks[task.itt]
+        s = self.session
+        assert s is not None
+        stat_sn = self.stat_sn
+        self.stat_sn = (stat_sn + 1) & 0xFFFFFFFF
+        out = self._out
+        out.append(_DATA_IN.pack(_OP_DATA_IN, F_BIT | 0x01, 0, 0, n, task.lun, task.itt,
+                                 RESERVED_TAG, stat_sn, s.exp_cmd_sn, s.max_cmd_sn,
+                                 task.data_sn, 0, 0))
+        task.data_sn += 1
+        out.append(data)
+        if n & 3:
+            out.append(_PAD[n & 3])
+
     def _send_data_in(self, task: Task, data: Data, status: int | None, residual: int,
                       over: bool, under: bool) -> None:
         """Data-In PDUs (11.7), each header packed straight from the task's fields."""

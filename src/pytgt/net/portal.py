@@ -289,7 +289,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
                 data = fastpath.read(scsi, self._nexus_key, task.lun, task.cdb)
                 if data is not None:
                     assert self.conn is not None
-                    self.conn.complete_command(task, 0, data)
+                    self.conn.complete_read(task, data)
                     self._unsent += len(data)
                     if not self._in_pump:
                         self._schedule_flush()
