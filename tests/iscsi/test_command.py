@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytgt.iscsi.command import BufferPool, Limits, Task
+from pytgt.bufpool import BufferPool
+from pytgt.iscsi.command import Limits, Task
 from pytgt.iscsi.constants import RESERVED_TAG
 from pytgt.iscsi.errors import ProtocolError
 from pytgt.iscsi.pdu import DataOut, ScsiCommand

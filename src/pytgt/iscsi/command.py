@@ -7,9 +7,9 @@ Pure bookkeeping: the connection feeds PDUs in and collects PDUs to send.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
+from pytgt.bufpool import BufferPool
 from pytgt.iscsi.constants import RESERVED_TAG, RejectReason
 from pytgt.iscsi.errors import ProtocolError
 from pytgt.iscsi.pdu import DataOut, ScsiCommand
@@ -19,54 +19,6 @@ Data = bytes | bytearray | memoryview
 # ASC/ASCQ for a broken Data-Out sequence (SPC-4 annex D, ABORTED COMMAND).
 DATA_PHASE_ERROR = (0x4B, 0x00)
 DATA_OFFSET_ERROR = (0x4B, 0x05)
-
-_POOL_MIN = 64 * 1024  # Data-Out buffers at least this big are pooled
-_POOL_BYTES = 32 << 20  # per connection
-_POOL_SIZES = 4
-_refs = sys.getrefcount
-
-
-class BufferPool:
-    """Data-Out gathering buffers of one connection, used again once nothing else holds
-    them: no allocation, zeroing and page faults per big write (for 1 MiB these cost
-    about as much as receiving the data).
-
-    A buffer is free when this pool holds its only reference: its task, the framer
-    receiving into it, and the store writing it (a memoryview over it, even in a pool
-    thread) all keep it referenced until they are done with it. A reused buffer holds
-    old data; a task's Data-Out overwrites every byte before it is delivered (offsets
-    are checked to be contiguous, DataPDUInOrder=Yes). ``clear()`` (idle connections)
-    lets them go.
-    """
-
-    __slots__ = ("_free", "_bytes")
-
-    def __init__(self) -> None:
-        self._free: dict[int, list[bytearray]] = {}
-        self._bytes = 0  # held by the pool, at most _POOL_BYTES
-
-    def get(self, length: int) -> bytearray:
-        """A buffer of ``length`` bytes, old contents (the caller overwrites all of it)."""
-        if length < _POOL_MIN:
-            return bytearray(length)
-        bufs = self._free.get(length)
-        if bufs is None:
-            if len(self._free) >= _POOL_SIZES:
-                self.clear()  # many sizes in turn: start over, let the rest go
-            bufs = self._free[length] = []
-        for buf in bufs:
-            if _refs(buf) <= 3:  # this list, ``buf`` and the call's argument
-                return buf
-        buf = bytearray(length)
-        if self._bytes + length <= _POOL_BYTES:
-            bufs.append(buf)
-            self._bytes += length
-        return buf
-
-    def clear(self) -> None:
-        self._free.clear()
-        self._bytes = 0
-
 
 @dataclass(slots=True)
 class Limits:

@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pytgt.bufpool import BufferPool
 from pytgt.iscsi import login as login_mod
-from pytgt.iscsi.command import BufferPool, Limits, Task
+from pytgt.iscsi.command import Limits, Task
 from pytgt.iscsi.constants import (
     RESERVED_TAG,
     LoginStatus,

@@ -25,13 +25,13 @@ import errno
 import mmap
 import os
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
+from pytgt.bufpool import BufferPool
 from pytgt.stores.base import (
     StoreCapability,
     StoreError,
@@ -88,7 +88,7 @@ class RdwrStore:
         self._nowait = _RWF_NOWAIT is not None and direct_fd is None
         self._inline_writes = inline_writes and not block_device and direct_fd is None
         self._inline_after = 0.0  # no inline writes before this time (perf_counter)
-        self._buffers = _Buffers()
+        self._buffers = BufferPool()  # big reads' buffers, reused
         self._slow_since, self._slow_count = 0.0, 0
 
     @classmethod
@@ -326,10 +326,6 @@ _Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None, "_Epoch"]]
 _BATCH = 8
 _WAIT = 0.0002  # queueing delay (s) one drainer may add before another one starts
 _clock = time.perf_counter
-_refs = sys.getrefcount
-_POOL_MIN = 64 * 1024  # reads at least this big use pooled buffers
-_POOL_BYTES = 32 << 20  # per store
-_POOL_SIZES = 4
 _INLINE_MAX = 128 * 1024  # bytes a write may have to be done on the loop thread
 _INLINE_SLOW = 0.002  # inline writes slower than this (s), _INLINE_SLOW_COUNT in a second,
 _INLINE_SLOW_COUNT = 8
@@ -439,38 +435,6 @@ class _Submitter:
                 done = []
         if done:
             _post(done)
-
-
-class _Buffers:
-    """Big read buffers, used again once nobody holds them: no allocation, zeroing and
-    page faults per command (for a 1 MiB read those cost more than the copy itself).
-
-    A buffer is free when this pool holds its only reference: the Data-In views over it
-    and the transport's send queue keep it referenced until it has been sent.
-    """
-
-    def __init__(self) -> None:
-        self._free: dict[int, list[bytearray]] = {}
-        self._bytes = 0  # held by the pool, at most _POOL_BYTES
-
-    def get(self, length: int) -> bytearray:
-        """A buffer of ``length`` bytes (old contents: the caller overwrites all of it)."""
-        if length < _POOL_MIN:
-            return bytearray(length)
-        bufs = self._free.get(length)
-        if bufs is None:
-            if len(self._free) >= _POOL_SIZES:
-                self._free.clear()  # many sizes in turn: start over, let the rest go
-                self._bytes = 0
-            bufs = self._free[length] = []
-        for buf in bufs:
-            if _refs(buf) <= 3:  # this list, ``buf`` and the call's argument
-                return buf
-        buf = bytearray(length)
-        if self._bytes + length <= _POOL_BYTES:
-            bufs.append(buf)
-            self._bytes += length
-        return buf
 
 
 def _post(done: _Done) -> None:
