@@ -137,6 +137,14 @@ def test_tmf_answered_and_others_served_while_the_store_is_stuck(tmf: int, fault
     run(body())
 
 
+async def _still_usable(s: Any, fill: bytes) -> None:
+    """After the fault: the session reads back what it writes now, then logs out."""
+    await ready(s)
+    await s.write16(1, 0, fill * 4096)
+    assert await s.read16(1, 0, 8) == fill * 4096
+    await s.logout()
+
+
 async def _store_idle(store: FaultyStore, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while store.stats.in_flight:
@@ -204,10 +212,7 @@ def test_every_aborting_tmf_waits_for_the_store(tmf: int) -> None:
             await asyncio.gather(old, return_exceptions=True)
             if tmf == TmfFunction.TARGET_COLD_RESET:
                 return
-            await ready(s)
-            await s.write16(1, 0, b"B" * 4096)
-            assert await s.read16(1, 0, 8) == b"B" * 4096
-            await s.logout()
+            await _still_usable(s, b"B")
 
     run(body())
 
@@ -272,10 +277,7 @@ def test_tmf_waits_for_stuck_io_in_bounded_time() -> None:
             assert response == 255 and 0.3 <= took < 1.5
             old.cancel()
             await _store_idle(store, 5)
-            await ready(s)
-            await s.write16(1, 0, b"C" * 4096)
-            assert await s.read16(1, 0, 8) == b"C" * 4096
-            await s.logout()
+            await _still_usable(s, b"C")
 
     run(body())
 
