@@ -162,6 +162,20 @@ def test_new_nexus_gets_power_on_unit_attention_once(h: Harness) -> None:
     assert h.run([0] * 6).status == Status.GOOD  # the first nexus is unaffected
 
 
+def test_returning_initiator_port_gets_i_t_nexus_loss(h: Harness) -> None:
+    """The same initiator port back after its nexus ended (session reinstated or logged
+    in again): I_T NEXUS LOSS OCCURRED, not POWER ON (SAM-5 6.3.4)."""
+    from pytgt.scsi import ItNexus
+
+    n2 = ItNexus("n2", "iqn.2024-01.test:n2")
+    h.target.add_nexus(n2)
+    assert h.sense([0] * 6, nexus=n2) == (0x06, 0x29, 0x00)
+    h.target.remove_nexus(n2)
+    h.target.add_nexus(ItNexus("n2", "iqn.2024-01.test:n2"))
+    assert h.sense([0] * 6, nexus=n2) == (0x06, 0x29, 0x07)
+    assert h.run([0] * 6, nexus=n2).status == Status.GOOD
+
+
 def test_request_sense_reports_and_clears_unit_attention(h: Harness) -> None:
     h.lu.ua_add(h.nexus.key, (0x2A, 0x09))
     r = h.run([0x03, 0, 0, 0, 18, 0])

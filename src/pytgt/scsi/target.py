@@ -44,6 +44,9 @@ def encode_lun(lun: int) -> bytes:
     return struct.pack(">H6x", 0x4000 | lun)
 
 
+_LOST_KEPT = 4096  # ended nexuses remembered for I_T NEXUS LOSS OCCURRED
+
+
 class ScsiTarget:
     """The logical units of one target, addressed by LUN (SAM-5 4.6).
 
@@ -55,6 +58,7 @@ class ScsiTarget:
         self.tid = tid
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
+        self._lost: dict[str, None] = {}  # keys of ended nexuses, oldest first (bounded)
         self._by_field: dict[int, LogicalUnit] = {}  # LUN number and raw LUN field -> LU
         self.alua = TargetPortGroups(self.luns)  # ALUA states, shared by every LU
         self.luns[0].alua = self.alua
@@ -102,16 +106,25 @@ class ScsiTarget:
         return lu
 
     def add_nexus(self, nexus: ItNexus) -> None:
-        """A new I_T nexus (login): POWER ON, RESET, OR BUS DEVICE RESET OCCURRED on every LU."""
+        """A new I_T nexus (login): a unit attention on every LU, I_T NEXUS LOSS OCCURRED
+        when this initiator port (name + ISID) had a nexus here that ended, else POWER ON,
+        RESET, OR BUS DEVICE RESET OCCURRED (SAM-5 6.3.4)."""
         self.nexuses[nexus.key] = nexus
         self.alua.learn(nexus)  # its portal group is a target port group
+        returning = nexus.key in self._lost
+        self._lost.pop(nexus.key, None)
+        asc = (Asc.I_T_NEXUS_LOSS_OCCURRED if returning
+               else Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         for lu in self.luns.values():
             lu.nexuses[nexus.key] = nexus
-            lu.ua_add(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
+            lu.ua_add(nexus.key, asc)
 
     def remove_nexus(self, nexus: ItNexus) -> None:
         """The nexus is gone: drop its UAs, PREVENT and reservations."""
-        self.nexuses.pop(nexus.key, None)
+        if self.nexuses.pop(nexus.key, None) is not None:
+            self._lost[nexus.key] = None
+            if len(self._lost) > _LOST_KEPT:
+                del self._lost[next(iter(self._lost))]
         for lu in self.luns.values():
             lu.nexuses.pop(nexus.key, None)
             lu.nexus_lost(nexus)
