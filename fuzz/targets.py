@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import struct
@@ -156,11 +157,15 @@ def fuzz_framer(data: bytes) -> None:
 
 
 # -- connection -------------------------------------------------------------------------
+_DRIVES = itertools.count()
+
+
 def _drive(stream_chunks: list[bytes]) -> tuple[list[str], bytes]:
     """Feed a fresh TargetConnection; run its SCSI commands; return (events, bytes out)."""
     from pytgt.scsi.task import ItNexus, ScsiTask
 
     conn = TargetConnection(_policy(), SessionTable(), "127.0.0.1", login_timeout=0)
+    run = next(_DRIVES)  # each run a new initiator port: the shared target's UAs alike
     events: list[str] = []
     out = bytearray()
     for chunk in stream_chunks:
@@ -170,7 +175,7 @@ def _drive(stream_chunks: list[bytes]) -> tuple[list[str], bytes]:
             if isinstance(ev, SessionStarted) and ev.new_session and ev.session.target:
                 s = ev.session
                 if s.session_type == "Normal":
-                    s.nexus = ItNexus(f"fuzz,{s.isid:#x},{s.tsih}", s.initiator_name,
+                    s.nexus = ItNexus(f"fuzz{run},{s.isid:#x},{s.tsih}", s.initiator_name,
                                       initiator_port=f"{s.initiator_name},i,{s.isid:#014x}")
                     s.target.scsi.add_nexus(s.nexus)
             elif isinstance(ev, CommandReady):
