@@ -70,6 +70,16 @@ def test_data_out_offsets_must_follow_each_other(second_offset: int) -> None:
     assert t.data_error == (0x4B, 0x05)
 
 
+def test_data_pdu_in_order_no_takes_a_burst_in_any_order() -> None:
+    """DataPDUInOrder=No (13.18): PDUs of a sequence may come in any order, inside it."""
+    t = Task.start(write(2048), Limits(initial_r2t=True, data_pdu_in_order=False))
+    t.next_r2ts(5)
+    t.data_out(DataOut(1, 5, 0, 1024, b"b" * 1024))
+    t.data_out(DataOut(1, 5, 1, 0, b"a" * 1024, final=True))
+    assert t.data_error is None and t.data_complete
+    assert bytes(t.data_out_buffer()) == b"a" * 1024 + b"b" * 1024
+
+
 def test_unsolicited_offsets_must_follow_the_immediate_data() -> None:
     lim = Limits(immediate_data=True, initial_r2t=False, first_burst_length=2048)
     t = Task.start(write(4096, b"a" * 512, final=False), lim)

@@ -20,6 +20,7 @@ Data = bytes | bytearray | memoryview
 DATA_PHASE_ERROR = (0x4B, 0x00)
 DATA_OFFSET_ERROR = (0x4B, 0x05)
 
+
 @dataclass(slots=True)
 class Limits:
     """The negotiated values a task needs (13.x)."""
@@ -30,6 +31,7 @@ class Limits:
     max_burst_length: int = 262144
     max_outstanding_r2t: int = 1
     max_xmit_data_segment_length: int = 8192
+    data_pdu_in_order: bool = True  # else offsets only bounded, buffers fresh (13.18)
 
 
 @dataclass(slots=True)
@@ -158,8 +160,8 @@ class Task:
         if pdu.ttt == RESERVED_TAG:
             if self.unsolicited_done:
                 raise ProtocolError(RejectReason.PROTOCOL_ERROR, "unexpected unsolicited data")
-            ok = self._accept(pdu, self.unsolicited_next_data_sn, self.unsolicited_next_offset,
-                              self.unsolicited_end)
+            ok = self._accept(pdu, self.unsolicited_next_data_sn, 0,
+                              self.unsolicited_next_offset, self.unsolicited_end)
             self.unsolicited_next_data_sn += 1
             self.unsolicited_next_offset += n
             if ok:
@@ -170,7 +172,7 @@ class Task:
         r2t = self.r2ts.get(pdu.ttt)
         if r2t is None:
             raise ProtocolError(RejectReason.INVALID_PDU_FIELD, "unknown Target Transfer Tag")
-        ok = self._accept(pdu, r2t.next_data_sn, r2t.offset + r2t.received,
+        ok = self._accept(pdu, r2t.next_data_sn, r2t.offset, r2t.offset + r2t.received,
                           r2t.offset + r2t.length)
         r2t.next_data_sn += 1
         r2t.received += n
@@ -181,15 +183,18 @@ class Task:
             return True
         return False
 
-    def _accept(self, pdu: DataOut, want_sn: int, offset: int, high: int) -> bool:
-        """Check DataSN and offset (11.7.5, 11.7.6): at ``offset``, right after the
-        sequence's previous PDU (DataPDUInOrder=Yes: increasing, no overlays), and below
-        ``high``. A bad PDU's data is dropped and the command will end in CHECK
-        CONDITION, ABORTED COMMAND once its sequence ends."""
+    def _accept(self, pdu: DataOut, want_sn: int, low: int, offset: int, high: int) -> bool:
+        """Check DataSN and offset (11.7.5, 11.7.6): with DataPDUInOrder=Yes at
+        ``offset``, right after the sequence's previous PDU (increasing, no overlays),
+        else anywhere in the sequence's ``low``..``high``. A bad PDU's data is dropped
+        and the command will end in CHECK CONDITION, ABORTED COMMAND once its sequence
+        ends."""
         if pdu.data_sn != want_sn:
             self.data_error = self.data_error or DATA_PHASE_ERROR
             return False
-        if pdu.buffer_offset != offset or offset + len(pdu.data) > high:
+        start = pdu.buffer_offset
+        if ((start != offset if self.limits.data_pdu_in_order else start < low)
+                or start + len(pdu.data) > high):
             self.data_error = self.data_error or DATA_OFFSET_ERROR
             return False
         return self.data_error is None

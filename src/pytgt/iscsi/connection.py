@@ -315,7 +315,7 @@ class TargetConnection:
         self.framer.max_data_segment_length = p.max_recv_data_segment_length
         self.limits = Limits(bool(p.immediate_data), bool(p.initial_r2t), p.first_burst_length,
                              p.max_burst_length, p.max_outstanding_r2t,
-                             p.max_xmit_data_segment_length)
+                             p.max_xmit_data_segment_length, bool(p.data_pdu_in_order))
 
     # -- full feature phase handlers ------------------------------------------------
     def _on_scsi_command(self, bhs: bytes, data: Data, ahs: bytes) -> None:
@@ -331,7 +331,8 @@ class TargetConnection:
         if itt in self.tasks:
             raise ProtocolError(RejectReason.TASK_IN_PROGRESS, "ITT in use")
         if data or write:
-            task.buffers = self.buffers
+            # reused buffers hold old data: only where in-order offsets overwrite it all
+            task.buffers = self.buffers if self.limits.data_pdu_in_order else None
             task.begin(data, flags & F_BIT != 0)
         session = self.session
         assert session is not None
