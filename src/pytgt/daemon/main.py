@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pytgt.daemon.security import BackoffSettings
@@ -22,16 +24,31 @@ class CliError(Exception):
     """A bad command line; printed as one line, exit status 1."""
 
 
-def parse_iscsi_options(values: list[str]) -> tuple[list[tuple[str, int]], PortalOptions]:
-    """tgtd's ``--iscsi portal=H:P,portal=...,nop_interval=S,nop_count=N``."""
-    portals, opts, _backoff = parse_all_iscsi_options(values)
-    return portals, opts
+def _seconds(val: str) -> float:
+    v = float(val)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return v
 
 
-# pytgt's own --iscsi options for the CHAP back-off (pytgt.daemon.security)
-_BACKOFF_OPTIONS = {"auth_fail_limit": ("limit", int), "auth_fail_window": ("window", float),
-                    "auth_backoff_initial": ("initial", float),
-                    "auth_backoff_max": ("max_delay", float)}
+def _count(val: str) -> int:
+    v = int(val)
+    if v < 0:
+        raise ValueError("must be 0 or more")
+    return v
+
+
+# --iscsi KEY -> (portal options or back-off settings, field, parser). tgtd's keys, plus
+# login_timeout and the CHAP back-off (pytgt.daemon.security).
+_OPTIONS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "nop_interval": ("portal", "nop_interval", lambda v: float(_count(v))),  # whole seconds
+    "nop_count": ("portal", "nop_count", _count),
+    "login_timeout": ("portal", "login_timeout", _seconds),
+    "auth_fail_limit": ("backoff", "limit", _count),
+    "auth_fail_window": ("backoff", "window", _seconds),
+    "auth_backoff_initial": ("backoff", "initial", _seconds),
+    "auth_backoff_max": ("backoff", "max_delay", _seconds),
+}
 
 
 def parse_all_iscsi_options(
@@ -45,22 +62,14 @@ def parse_all_iscsi_options(
             key, sep, val = item.partition("=")
             if not sep:
                 raise CliError(f"bad --iscsi option: {item}")
+            if key != "portal" and key not in _OPTIONS:
+                raise CliError(f"unknown --iscsi option: {key}")
             try:
-                if key in _BACKOFF_OPTIONS:
-                    field, kind = _BACKOFF_OPTIONS[key]
-                    setattr(backoff, field, kind(val))
-                elif key == "portal":
+                if key == "portal":
                     portals.append(parse_portal(val))
-                elif key == "nop_interval":
-                    opts.nop_interval = float(int(val))
-                elif key == "nop_count":
-                    opts.nop_count = int(val)
-                elif key == "login_timeout":  # pytgt's own: seconds a login may take
-                    opts.login_timeout = float(val)
-                    if opts.login_timeout <= 0:
-                        raise ValueError("must be positive")
                 else:
-                    raise CliError(f"unknown --iscsi option: {key}")
+                    which, field, parse = _OPTIONS[key]
+                    setattr(opts if which == "portal" else backoff, field, parse(val))
             except ValueError as exc:
                 raise CliError(f"bad --iscsi option {item}: {exc}") from None
     try:
