@@ -102,6 +102,18 @@ def test_lu_new_refuses_a_symlink_and_keeps_the_configured_path(
     assert f"Backing store path: {link}\n" in show  # what the admin configured
 
 
+def test_lu_new_applies_the_policy_to_every_store_type(admin: Admin, tmp_path: Path) -> None:
+    """The faulty store wraps rdwr: the same symlink is refused through it."""
+    real = image(tmp_path / "images")
+    link = tmp_path / "link.img"
+    link.symlink_to(real)
+    admin.ok(mode="target", op="new", tid=1, targetname=IQN)
+    rc, out = admin(mode="logicalunit", op="new", tid=1, lun=1, backing_store=str(link),
+                    bstype="faulty")
+    assert rc == 22 and "symbolic link" in out
+    admin.ok(mode="logicalunit", op="new", tid=1, lun=2, backing_store="16M", bstype="memory")
+
+
 def test_files_pytgtd_creates_are_never_world_writable(tmp_path: Path) -> None:
     """pytgtd --quickstart --persist under umask 000: state dir, sparse file, config."""
     env = dict(os.environ, PYTGT_STATE_DIR=str(tmp_path / "state"),

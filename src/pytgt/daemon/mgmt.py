@@ -32,7 +32,6 @@ from pytgt.stores import open_store
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 log = logging.getLogger("pytgt.daemon.mgmt")
-PATH_STORES = frozenset({"rdwr"})  # bstypes whose backing store is a file or device
 
 _NEED_NAME_VALUE = "update operation requires 'name' and 'value' options"
 _STATES = ("ready", "offline")
@@ -350,7 +349,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
     try:
-        store = m.open_store(bstype, _open_path(m, bstype, path),
+        store = m.open_store(bstype, _open_path(m, path),
                              bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
     except BackingPathError as exc:
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
@@ -380,11 +379,11 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     return ""
 
 
-def _open_path(m: Management, bstype: str, path: str) -> str:
-    """The file a path-backed store opens (pytgt.stores.paths: symlinks, shared dirs);
-    the LU keeps the configured path for show and the saved configuration."""
-    if bstype not in PATH_STORES:
-        return path
+def _open_path(m: Management, path: str) -> str:
+    """The path a store opens (pytgt.stores.paths: symlinks, shared dirs), for every store
+    type: any of them may open a file (faulty wraps rdwr; plugins), and a path naming
+    nothing (a memory store's size, null's "None") comes back unchanged. The LU keeps the
+    configured path for show and the saved configuration."""
     return resolve_backing_path(path, allow_symlinks=m.allow_backing_symlinks)
 
 
