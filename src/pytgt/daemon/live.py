@@ -95,7 +95,7 @@ def _apply(lu: Any, store: Any, new: int, real: int | None) -> bool:
         os.ftruncate(_fd(store) or -1, new)  # sparse; OSError -> the request fails
     buf = getattr(store, "_buf", None)
     if isinstance(buf, bytearray) and new > len(buf):  # MemoryStore
-        buf.extend(bytes(new - len(buf)))
+        buf.extend(bytearray(new - len(buf)))  # MemoryError -> the request fails
     if new == store.size:
         return False
     old, store.size = store.size, new

@@ -420,9 +420,8 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     try:
         resize = live.prepare_resize(lu, params)  # size=, rescan=1 (live.py)
     except ValueError as exc:
-        log.warning("LUN %d: %s", lu.lun, exc)
-        raise _invalid() from None
-    if mode_page is not None:
+        raise _invalid(str(exc)) from None
+    if mode_page is not None:  # tgt's bare "invalid request"; the reason is logged
         try:
             apply_mode_page(lu, mode_page)
         except ValueError as exc:
@@ -437,9 +436,8 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     if resize is not None:
         try:
             resize()
-        except OSError as exc:
-            log.warning("LUN %d: resizing: %s", lu.lun, exc)
-            raise _invalid() from None
+        except (OSError, MemoryError) as exc:
+            raise _invalid(f"resizing: {exc or 'out of memory'}") from None
     return ""
 
 
