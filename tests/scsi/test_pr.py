@@ -137,6 +137,14 @@ def test_preempt_removes_registration_without_reservation(h: Harness, n2: ItNexu
 
 def test_report_capabilities_and_full_status(h: Harness, n2: ItNexus) -> None:
     d = bytes(h.run(prin(2)).data)
+    assert d[2] == 0x1C  # no state directory: no PTPL_C, and APTPL=1 is refused
+    assert h.sense(*prout(0, 0, K1, flags=0x01)) == (0x05, 0x26, 0x00)  # APTPL
+
+    async def saver(_pr: object) -> None:
+        pass
+
+    h.lu.pr.saver = saver
+    d = bytes(h.run(prin(2)).data)
     assert struct.unpack_from(">H", d)[0] == 8 and d[3] == 0x80 and d[2] == 0x1D  # + PTPL_A
     assert struct.unpack_from(">H", d, 4)[0] == 0xEA01
     out(h, h.nexus, 0, 0, K1)
@@ -223,3 +231,12 @@ def test_prout_short_data(h: Harness) -> None:
     cdb, data = prout(0, 0, K1)
     assert h.sense(cdb, data[:10]) == (0x05, 0x1A, 0x00)
     assert h.target.expected_data_out(1 << 48, cdb) == 24
+
+
+def test_aptpl_save_failure_is_a_hardware_error(h: Harness) -> None:
+    """The state directory is full or gone: the initiator learns the state is not saved."""
+    async def failing_saver(_pr: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    h.lu.pr.saver = failing_saver
+    assert h.sense(*prout(0, 0, K1, flags=0x01)) == (0x04, 0x44, 0x00)

@@ -11,7 +11,9 @@ before the command completes.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from pytgt.scsi.sense import (
     invalid_param,
 )
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
+
+log = logging.getLogger("pytgt.scsi")
 
 if TYPE_CHECKING:
     from pytgt.scsi.lu import LogicalUnit
@@ -165,7 +169,8 @@ async def persistent_reserve_in(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
             body = struct.pack(">Q4xxB2x", key, pr.type)
         data = struct.pack(">II", pr.generation, len(body)) + body
     elif action == 2:  # REPORT CAPABILITIES: CRH SIP_C ATP_C PTPL_C; TMV, PTPL_A; every type
-        data = struct.pack(">HBBBB2x", 8, 0x1D, 0x80 | pr.aptpl, 0xEA, 0x01)
+        ptpl_c = 0x01 if pr.saver is not None else 0  # persistence only with a state dir
+        data = struct.pack(">HBBBB2x", 8, 0x1C | ptpl_c, 0x80 | pr.aptpl, 0xEA, 0x01)
     elif action == 3:  # READ FULL STATUS
         body = b"".join(_full_status(pr, rid, reg) for rid, reg in pr.registrations.items())
         data = struct.pack(">II", pr.generation, len(body)) + body
@@ -219,7 +224,11 @@ async def persistent_reserve_out(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     else:
         result = _out(lu, task, action, length)
     if result.status == Status.GOOD and pr.saver is not None and (pr.aptpl or was_aptpl):
-        await pr.saver(pr)
+        try:  # shielded: an aborted command's save still ends before the next one starts
+            await asyncio.shield(pr.saver(pr))
+        except OSError as exc:  # applied in memory, not persisted: say so
+            log.error("LUN %d: persistent reservations not saved: %s", lu.lun, exc)
+            raise CheckCondition(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE) from None
     return result
 
 
@@ -237,6 +246,8 @@ def _out(lu: LogicalUnit, task: ScsiTask, action: int, length: int) -> ScsiResul
     pr, nexus = lu.pr, task.nexus
     rid = pr.find(nexus)
     if action in (PrOutAction.REGISTER, PrOutAction.REGISTER_AND_IGNORE_EXISTING_KEY):
+        if flags & APTPL and pr.saver is None:  # PTPL_C=0; other actions ignore APTPL
+            raise invalid_param(20, 0)
         return _register(lu, nexus, rid, key, sa_key, action == PrOutAction.REGISTER,
                          flags, tids)
     reg = pr.registrations.get(rid) if rid is not None else None
@@ -304,6 +315,8 @@ def _register_and_move(lu: LogicalUnit, task: ScsiTask, data: bytes) -> ScsiResu
     """REGISTER AND MOVE (SPC-4 5.9.8): the reservation goes to another I_T nexus."""
     key, sa_key, flags, rel, _tlen = _MOVE_PARAMS.unpack_from(data)
     pr, nexus = lu.pr, task.nexus
+    if flags & APTPL and pr.saver is None:  # PTPL_C=0
+        raise invalid_param(17, 0)
     rid = pr.find(nexus)
     reg = pr.registrations.get(rid) if rid is not None else None
     if rid is None or reg is None or reg.key != key:
