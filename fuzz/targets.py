@@ -175,8 +175,8 @@ def _drive(stream_chunks: list[bytes]) -> tuple[list[str], bytes]:
             if isinstance(ev, SessionStarted) and ev.new_session and ev.session.target:
                 s = ev.session
                 if s.session_type == "Normal":
-                    s.nexus = ItNexus(f"fuzz{run},{s.isid:#x},{s.tsih}", s.initiator_name,
-                                      initiator_port=f"{s.initiator_name},i,{s.isid:#014x}")
+                    s.nexus = ItNexus(f"fuzz,{s.isid:#x},{s.tsih}", s.initiator_name,
+                                      initiator_port=f"{s.initiator_name},i,{s.isid:#014x}#{run}")
                     s.target.scsi.add_nexus(s.nexus)
             elif isinstance(ev, CommandReady):
                 s = conn.session

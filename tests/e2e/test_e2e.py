@@ -241,6 +241,22 @@ def test_same_isid_reinstates_the_session(tmp_path: Path) -> None:
     run(body)
 
 
+def test_returning_initiator_port_sees_i_t_nexus_loss(tmp_path: Path) -> None:
+    """First login: POWER ON (29/00); the same initiator port again after a logout:
+    I_T NEXUS LOSS OCCURRED (29/07, SAM-5 6.3.4)."""
+    async def first_ua(port: int) -> tuple[int, int]:
+        async with await login(port, isid=0x80_1234_5600_01) as s:
+            r = await s.execute(1, bytes(6))  # TEST UNIT READY, as sent (no UA retry)
+            assert r.sense_key == 0x06
+            return r.asc, r.ascq
+
+    async def body() -> None:
+        async with target(tmp_path) as (_d, port):
+            assert await first_ua(port) == (0x29, 0x00)
+            assert await first_ua(port) == (0x29, 0x07)
+    run(body)
+
+
 def _have_ipv6() -> bool:
     import socket
 

@@ -14,6 +14,7 @@ from pytgt.scsi import lu_stats, spc
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Opcode
 from pytgt.scsi.lu import LogicalUnit, create_lu
+from pytgt.scsi.pr import registrant_id
 from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field, sense_bytes
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
 
@@ -58,7 +59,7 @@ class ScsiTarget:
         self.tid = tid
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
-        self._lost: dict[str, None] = {}  # keys of ended nexuses, oldest first (bounded)
+        self._lost: dict[str, None] = {}  # ports of ended nexuses, oldest first (bounded)
         self._by_field: dict[int, LogicalUnit] = {}  # LUN number and raw LUN field -> LU
         self.alua = TargetPortGroups(self.luns)  # ALUA states, shared by every LU
         self.luns[0].alua = self.alua
@@ -111,8 +112,9 @@ class ScsiTarget:
         RESET, OR BUS DEVICE RESET OCCURRED (SAM-5 6.3.4)."""
         self.nexuses[nexus.key] = nexus
         self.alua.learn(nexus)  # its portal group is a target port group
-        returning = nexus.key in self._lost
-        self._lost.pop(nexus.key, None)
+        port = registrant_id(nexus)  # initiator port + target port: not the session's TSIH
+        returning = port in self._lost
+        self._lost.pop(port, None)
         asc = (Asc.I_T_NEXUS_LOSS_OCCURRED if returning
                else Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
         for lu in self.luns.values():
@@ -122,7 +124,7 @@ class ScsiTarget:
     def remove_nexus(self, nexus: ItNexus) -> None:
         """The nexus is gone: drop its UAs, PREVENT and reservations."""
         if self.nexuses.pop(nexus.key, None) is not None:
-            self._lost[nexus.key] = None
+            self._lost[registrant_id(nexus)] = None
             if len(self._lost) > _LOST_KEPT:
                 del self._lost[next(iter(self._lost))]
         for lu in self.luns.values():
