@@ -17,6 +17,18 @@ _POOL_SIZES = 4
 _refs = sys.getrefcount
 
 
+def _free_count() -> int:
+    """What :meth:`BufferPool.get` sees for a buffer nobody else holds, measured in the
+    same code shape (CPython versions count borrowed references differently)."""
+    bufs = [bytearray(1)]
+    for buf in bufs:
+        return _refs(buf)
+    raise AssertionError
+
+
+_FREE = _free_count()
+
+
 class BufferPool:
     """Buffers of at least ``_POOL_MIN`` bytes, at most ``_POOL_BYTES`` held, reused once
     unreferenced. One per connection (Data-Out: offsets are checked to be contiguous,
@@ -40,7 +52,7 @@ class BufferPool:
                 self.clear()  # many sizes in turn: start over, let the rest go
             bufs = self._free[length] = []
         for buf in bufs:
-            if _refs(buf) <= 3:  # this list, ``buf`` and the call's argument
+            if _refs(buf) <= _FREE:  # this list and ``buf`` only
                 return buf
         buf = bytearray(length)
         if self._bytes + length <= _POOL_BYTES:
