@@ -32,6 +32,7 @@ from typing import Any
 
 from pytgt.initiator import Initiator, InitiatorSession, ScsiError
 from pytgt.iscsi.constants import TmfFunction
+from pytgt.net.portal import parse_portal
 
 BS = 512
 IQN = "iqn.2026-11.org.pytgt:soak"
@@ -303,13 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fd-slack", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    if args.sessions < 1:
+        p.error("--sessions must be at least 1")
+    if args.size // BS // args.sessions < 256:
+        p.error(f"--size too small: each session needs 256 blocks of {BS} bytes")
+    if args.portal:
+        try:
+            args.host, args.port = parse_portal(args.portal)
+        except ValueError as exc:
+            p.error(f"--portal: {exc}")
     daemon = None
     pid = args.pid
     with tempfile.TemporaryDirectory(prefix="pytgt-soak-") as tmp:
-        if args.portal:
-            host, _, port = args.portal.rpartition(":")
-            args.host, args.port = host, int(port)
-        else:
+        if not args.portal:
             daemon = OwnDaemon(args.bstype, args.size, Path(tmp))
             daemon.start()
             args.host, args.port, pid = "127.0.0.1", daemon.port, daemon.pid

@@ -9,7 +9,8 @@ import pytest
 
 from pytgt.config.model import ConnectionInfo, NexusInfo
 from pytgt.daemon.errors import MESSAGES, TgtadmError
-from pytgt.daemon.mgmt import HANDLERS, check_target_param, parse_params, size_mb
+from pytgt.daemon.mgmt import HANDLERS, check_target_param, parse_params
+from pytgt.daemon.show import size_mb
 from pytgt.iscsi import keys
 from tests.daemon.conftest import IQN, Admin, golden, golden_params
 

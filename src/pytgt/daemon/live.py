@@ -24,14 +24,12 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from pytgt.iscsi.constants import AsyncEvent
 from pytgt.scsi.sense import Asc
 from pytgt.stores.base import StoreError, parse_size
 
 log = logging.getLogger("pytgt.daemon.live")
 
-PARAMS = frozenset({"size", "rescan"})
-ASYNC_LOGOUT_REQUEST = 1
-ASYNC_DROP_ALL_CONNECTIONS = 3
 DROP_TIME2WAIT = 2
 
 
@@ -111,7 +109,7 @@ def request_logout(conns: list[Any], within: int) -> list[Any]:
     for conn in conns:
         if conn.closed or not getattr(conn, "full_feature", False):
             continue
-        conn.send_async(ASYNC_LOGOUT_REQUEST, p3=within)
+        conn.send_async(AsyncEvent.LOGOUT_REQUEST, p3=within)
         if conn.wakeup is not None:
             conn.wakeup()  # the adapter drains and transmits
         asked.append(conn)
@@ -124,5 +122,5 @@ def end_sessions(sessions: list[Any], reason: str) -> None:
         for conn in list(getattr(session, "connections", {}).values()):
             send = getattr(conn, "send_async", None)
             if send is not None:
-                send(ASYNC_DROP_ALL_CONNECTIONS, p2=DROP_TIME2WAIT, p3=0)
+                send(AsyncEvent.SESSION_DROP, p2=DROP_TIME2WAIT, p3=0)
             conn.close(reason)

@@ -24,7 +24,6 @@ from pytgt.daemon.show import (
     OTHER_PARAMS,
     PARAM_BY_LOWER,
 )
-from pytgt.daemon.show import size_mb as size_mb  # re-exported (tests, older callers)
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import create_lu
 from pytgt.scsi.target import ScsiTarget

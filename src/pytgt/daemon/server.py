@@ -78,16 +78,17 @@ class Daemon:
         if self._control is not None:
             self._control.close()
         await graceful(self.service, self.shutdown_settings)
-        for target in self.registry.targets.values():
-            for lu in list(getattr(target.scsi, "luns", {}).values()):
-                store = getattr(lu, "store", None)
-                if store is not None:
-                    try:
-                        await _quiesce(store, self.shutdown_settings.drain)
-                        await store.flush()
-                        await store.close()
-                    except Exception:  # report, keep shutting down the rest
-                        log.exception("closing store of LUN %s", getattr(lu, "lun", "?"))
+        stores = [(lu, lu.store) for target in self.registry.targets.values()
+                  for lu in list(getattr(target.scsi, "luns", {}).values())
+                  if getattr(lu, "store", None) is not None]
+        # one drain period for all stores together, not one per store
+        await _quiesce([store for _lu, store in stores], self.shutdown_settings.drain)
+        for lu, store in stores:
+            try:
+                await store.flush()
+                await store.close()
+            except Exception:  # report, keep shutting down the rest
+                log.exception("closing store of LUN %s", getattr(lu, "lun", "?"))
         if self.control_path and os.path.exists(self.control_path):
             os.unlink(self.control_path)
         self._stopped.set()
@@ -103,10 +104,9 @@ class Daemon:
         await self.stop()
 
 
-async def _quiesce(store: Any, timeout: float) -> None:
-    """Let operations started by aborted commands end before the store is closed."""
+async def _quiesce(stores: list[Any], timeout: float) -> None:
+    """Let operations started by aborted commands end before the stores are closed."""
     try:
-        await asyncio.wait_for(quiesce(store), timeout)
+        await asyncio.wait_for(asyncio.gather(*(quiesce(s) for s in stores)), timeout)
     except TimeoutError:
-        log.warning("backing store %s: operations still running after %g s",
-                    getattr(store, "path", "?"), timeout)
+        log.warning("backing stores: operations still running after %g s", timeout)

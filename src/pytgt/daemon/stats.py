@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytgt.iscsi.constants import LoginStatus
 from pytgt.scsi.lu_stats import commands
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 HEADER = ("tgt lun sid rd_subm(bytes,cmds) rd_done(bytes,cmds) wr_subm(bytes,cmds) "
           "wr_done(bytes,cmds) errs")
 LOGIN_HEADER = "tgt commands login_ok login_fail auth_fail acl_denied"
-AUTHENTICATION_FAILURE = 0x0201
 
 
 @dataclass
@@ -72,7 +72,7 @@ def count_login_failure(target: Any, status: int) -> None:
         return
     stats = login_stats(target)
     stats.login_fail += 1
-    if status == AUTHENTICATION_FAILURE:
+    if status == LoginStatus.AUTHENTICATION_FAILURE:
         stats.auth_fail += 1
 
 
