@@ -163,7 +163,7 @@ async def settle(proto: IscsiProtocol) -> None:
     """Until no command waits on I/O and no pump or flush is scheduled (bounded)."""
     for _ in range(1000):
         await asyncio.sleep(0)
-        if not (proto._running or proto._pump_scheduled or proto._flush_scheduled):
+        if not (proto._pending or proto._pump_scheduled or proto._flush_scheduled):
             break
     await asyncio.sleep(0)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytgt.scsi import ItNexus, ScsiResult, ScsiTarget, ScsiTask, create_lu
+from pytgt.scsi import ItNexus, ScsiResult, ScsiTarget, ScsiTask, create_lu, tmf
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.sense import decode_sense
 from pytgt.stores.memory import MemoryStore
@@ -37,6 +37,14 @@ class Harness:
               nexus: ItNexus | None = None) -> tuple[int, int, int] | None:
         r = self.run(cdb, data, lun, nexus)
         return decode_sense(r.sense) if r.sense else None
+
+    def tmf(self, function: tmf.Function, lun: int = RAW_LUN1,
+            nexus: ItNexus | None = None) -> tmf.ServiceResponse:
+        """Run a task management function to its answer."""
+        out: list[tmf.ServiceResponse] = []
+        self.loop.run_until_complete(
+            tmf.execute(self.target, function, nexus or self.nexus, lun, out.append))
+        return out[0]
 
     def new_nexus(self, key: str) -> ItNexus:
         name = f"iqn.2024-01.test:{key}"

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from pytgt.scsi import Status, sanitize
+from pytgt.scsi import Status, sanitize, tmf
 from pytgt.stores.base import StoreIOError
 
 from .conftest import BLOCKS, BS, Harness, cdb10
@@ -148,8 +148,8 @@ def test_in_progress_refuses_all_but_inquiry_report_luns_request_sense(
     sense = bytes(h.run([0x03, 0, 0, 0, 18, 0]).data)  # REQUEST SENSE: progress indication
     assert (sense[2], sense[12], sense[13], sense[15] & 0x80) == (0x02, 0x04, 0x1B, 0x80)
     assert h.sense(TUR, nexus=other) == IN_PROGRESS
-    h.target.lu_reset(h.nexus, 1 << 48)  # resets do not stop a sanitize (SBC-4 4.11)
-    h.target.target_reset(h.nexus, True)
+    h.tmf(tmf.Function.LOGICAL_UNIT_RESET, 1 << 48)  # resets do not stop a sanitize (SBC-4 4.11)
+    h.tmf(tmf.Function.TARGET_COLD_RESET)
     assert h.sense(TUR) == (0x06, 0x29, 0x01)
     assert h.sense(TUR) == IN_PROGRESS
     finish(h)
@@ -224,7 +224,7 @@ def test_swp_is_changeable_by_mode_select(h: Harness) -> None:
     assert h.run([0x15, 0x10, 0, 0, 4 + len(page), 0], bytes(4) + bytes(page)).status == 0
     assert h.lu.write_protected
     assert h.sense(cdb10(0x2A, 0, 1), bytes(BS)) == (0x07, 0x27, 0x00)
-    h.target.lu_reset(h.nexus, 1 << 48)
+    h.tmf(tmf.Function.LOGICAL_UNIT_RESET, 1 << 48)
     assert not h.lu.write_protected
 
 

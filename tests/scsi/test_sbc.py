@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from pytgt.scsi import Status
+from pytgt.scsi import Status, tmf
 from pytgt.scsi.sense import decode_sense
 
 from .conftest import BLOCKS, BS, Harness, cdb10, cdb12, cdb16
@@ -224,9 +224,9 @@ def test_prevent_cleared(h: Harness, how: str) -> None:
     if how == "nexus_loss":
         h.target.remove_nexus(h.nexus)
     elif how == "lu_reset":
-        assert h.target.lu_reset(h.nexus, 1 << 48) == 0
+        h.tmf(tmf.Function.LOGICAL_UNIT_RESET, 1 << 48)
     else:
-        assert h.target.target_reset(h.nexus, how == "cold") == 0
+        h.tmf(tmf.Function.TARGET_COLD_RESET if how == "cold" else tmf.Function.TARGET_WARM_RESET)
     assert not h.lu.prevent_removal
 
 

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pytgt.scsi import Status
+from pytgt.scsi import Status, tmf
 from pytgt.scsi.vpd import naa_id
 
 from .conftest import BLOCKS, BS, RAW_LUN1, Harness
@@ -360,7 +360,7 @@ def test_reserve6_two_initiators(h: Harness) -> None:
 def test_reservation_released_by_lu_reset(h: Harness) -> None:
     n2 = h.new_nexus("n2")
     h.run([0x16, 0, 0, 0, 0, 0], nexus=n2)
-    assert h.target.lu_reset(h.nexus, RAW_LUN1) == 0
+    assert h.tmf(tmf.Function.LOGICAL_UNIT_RESET, RAW_LUN1) == tmf.ServiceResponse.FUNCTION_COMPLETE
     assert h.sense([0] * 6) == (0x06, 0x29, 0x03)
     assert h.run([0] * 6).status == Status.GOOD
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytgt.scsi import ScsiTarget, Status, create_lu
+from pytgt.scsi import ScsiTarget, Status, create_lu, tmf
 from pytgt.scsi.sense import build_sense, decode_sense
 from pytgt.scsi.target import decode_lun, encode_lun
 from pytgt.stores import open_store
@@ -56,31 +56,36 @@ def test_expected_data_out_unknown(h: Harness) -> None:
 
 
 def test_tmf_response_codes(h: Harness) -> None:
-    assert h.target.lu_reset(h.nexus, 9 << 48) == 2
-    assert h.target.clear_task_set(h.nexus, 9 << 48) == 2
-    assert h.target.clear_task_set(h.nexus, RAW_LUN1) == 0
-    assert h.target.target_reset(h.nexus, False) == 0
+    no_lun = tmf.ServiceResponse.INCORRECT_LOGICAL_UNIT_NUMBER
+    done = tmf.ServiceResponse.FUNCTION_COMPLETE
+    assert h.tmf(tmf.Function.LOGICAL_UNIT_RESET, 9 << 48) == no_lun
+    assert h.tmf(tmf.Function.CLEAR_TASK_SET, 9 << 48) == no_lun
+    assert h.tmf(tmf.Function.ABORT_TASK_SET, 9 << 48) == no_lun
+    assert h.tmf(tmf.Function.CLEAR_TASK_SET, RAW_LUN1) == done
+    assert h.tmf(tmf.Function.TARGET_WARM_RESET) == done
 
 
 def test_target_reset_unit_attentions(h: Harness) -> None:
     h.lu.mode.wce = False
-    h.target.target_reset(h.nexus, False)
+    h.tmf(tmf.Function.TARGET_WARM_RESET)
     assert h.sense([0] * 6) == (0x06, 0x29, 0x00)
     assert h.lu.mode.wce
-    h.target.target_reset(h.nexus, True)
+    h.tmf(tmf.Function.TARGET_COLD_RESET)
     assert h.sense([0] * 6, lun=0) == (0x06, 0x29, 0x01)
 
 
-def test_clear_task_set_notifies_other_nexuses(h: Harness) -> None:
+def test_clear_task_set_leaves_no_unit_attention(h: Harness) -> None:
+    # TAS=1 (control mode page): other nexuses' aborted commands end with TASK ABORTED
+    # (tests/scsi/test_task_set.py) instead of COMMANDS CLEARED BY ANOTHER INITIATOR.
     n2 = h.new_nexus("n2")
-    h.target.clear_task_set(h.nexus, RAW_LUN1)
+    h.tmf(tmf.Function.CLEAR_TASK_SET, RAW_LUN1)
     assert h.run([0] * 6).status == Status.GOOD
-    assert h.sense([0] * 6, nexus=n2) == (0x06, 0x2F, 0x00)
+    assert h.run([0] * 6, nexus=n2).status == Status.GOOD
 
 
 def test_reset_ua_replaces_older_ones(h: Harness) -> None:
     h.lu.ua_add(h.nexus.key, (0x3F, 0x0E))
-    h.target.lu_reset(h.nexus, RAW_LUN1)
+    h.tmf(tmf.Function.LOGICAL_UNIT_RESET, RAW_LUN1)
     assert h.sense([0] * 6) == (0x06, 0x29, 0x03)
     assert h.run([0] * 6).status == Status.GOOD
 
@@ -201,7 +206,7 @@ def test_ordered_task_waits_for_earlier_and_blocks_later(h: Harness) -> None:
 
     assert h.loop.run_until_complete(main()) == [Status.GOOD] * 4
     assert events[3:] == ["end 0", "start 1", "end 1", "start 2", "end 2"]
-    assert h.lu.task_set.active == 0 and h.lu.task_set.barrier is None
+    assert not h.lu.task_set.tasks and not h.lu.task_set.blockers
 
 
 def test_fixed_sense_information_too_large_is_not_valid() -> None:

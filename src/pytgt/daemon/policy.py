@@ -12,7 +12,6 @@ from typing import Any
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
 from pytgt.daemon import stats
 from pytgt.daemon.security import SecurityMonitor
-from pytgt.iscsi.constants import TmfFunction, TmfResponse
 
 _SHOWN_PARAMS = (
     "HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", "MaxXmitDataSegmentLength",
@@ -132,36 +131,9 @@ class RegistryPolicy:
         if info is not None and session.connections.get(conn.cid) in (None, conn):
             info.connections.pop(conn.cid, None)
 
-    def task_management(self, session: Any, ev: Any, service: Any) -> int:
-        """Target-wide TMF effects beyond this session's own tasks (SAM-5 7)."""
-        scsi = session.target.scsi
-        fn = ev.function
-        if fn == TmfFunction.LOGICAL_UNIT_RESET:
-            _abort_elsewhere(service, session, lambda t: t.command.lun == ev.lun)
-            return int(scsi.lu_reset(session.nexus, ev.lun))
-        if fn == TmfFunction.CLEAR_TASK_SET:
-            _abort_elsewhere(service, session, lambda t: t.command.lun == ev.lun)
-            return int(scsi.clear_task_set(session.nexus, ev.lun))
-        if fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
-            _abort_elsewhere(service, session, lambda t: True)
-            return int(scsi.target_reset(session.nexus, fn == TmfFunction.TARGET_COLD_RESET))
-        if fn == TmfFunction.ABORT_TASK_SET and getattr(scsi, "lu", None) is not None \
-                and scsi.lu(ev.lun) is None:  # ev.lun is the raw 8-byte LUN field
-            return int(TmfResponse.LUN_DOES_NOT_EXIST)
-        return int(TmfResponse.FUNCTION_COMPLETE)
-
-
-def _abort_elsewhere(service: Any, session: Any, pred: Any) -> None:
-    for other in list(service.sessions.sessions.values()):
-        if other is session or other.target is not session.target:
-            continue
-        for conn in list(other.connections.values()):
-            victims = [t for t in conn.tasks.values() if pred(t)]
-            conn._abort(victims)
-            for t in victims:
-                st = getattr(t, "scsi_task", None)
-                if st is not None:
-                    st.aborted = True
+    def session_ended(self, session: Any) -> None:
+        """The session leaves ``--op show``."""
+        session.target.nexuses.pop(session.tsih, None)
 
 
 def _describe(p: Any) -> dict[str, str]:

@@ -58,8 +58,10 @@ async def graceful(service: Any, settings: ShutdownSettings) -> None:
 
 
 def _running(service: Any) -> set[asyncio.Future[Any]]:
-    """Commands waiting on I/O, on every connection (``IscsiProtocol.running``)."""
-    return {f for proto in list(service.connections) for f in proto.running() if not f.done()}
+    """Commands waiting on I/O in the task sets of every target."""
+    targets = service.policy.registry.targets.values()
+    return {asyncio.ensure_future(t.runner.wait()) for target in targets
+            for t in target.scsi.running() if t.runner is not None and not t.runner.ended}
 
 
 async def _wait_running(service: Any, timeout: float) -> None:

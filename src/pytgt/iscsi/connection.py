@@ -611,6 +611,18 @@ class TargetConnection:
                                     stat_sn, exp, mx, task.data_sn, 0, residual)
             self._out.extend(self.framer.frame(header, body))
 
+    def terminate(self, task: Task, status: int) -> None:
+        """End a command the SCSI layer has not seen with ``status`` and no data (task
+        management from another I_T nexus: TASK ABORTED); Data-Out still on its way
+        for it is dropped quietly."""
+        if self.tasks.get(task.itt) is not task:
+            return
+        gathering = task.write and not task.delivered
+        self.complete_command(task, status)
+        task.aborted = True
+        if gathering:
+            self._remember_aborted(task.itt)
+
     def complete_read(self, task: Task, data: Data) -> None:
         """``complete_command(task, GOOD, data)`` for a read answered at once (the fast
         path): when the data is what EDTL asked for and fits one Data-In PDU without

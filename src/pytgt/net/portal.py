@@ -1,8 +1,11 @@
 """The asyncio adapter: portal listeners feeding :class:`TargetConnection` objects.
 
 One small class per connection does: receive into the core's buffer -> drain
-events -> run SCSI commands as tasks -> transmit with ``writelines`` -> re-arm the
-core's timer.
+events -> hand commands and task management to the SCSI layer
+(``ScsiTarget.submit``, ``scsi.tmf.execute``) -> transmit their answers with
+``writelines`` -> re-arm the core's timer. What a command's life needs beyond
+bytes (task set, aborts, waits, resets) is the SCSI layer's; ``net/mapping.py``
+translates between the two layers' objects.
 
 Back-pressure: when the socket's write buffer is full we stop reading. Commands already
 received keep coming out of the core, so the Data-In a connection may have outstanding
@@ -12,11 +15,9 @@ order (and reading stops) until the peer reads; a command bigger than the cap ru
 nothing else is outstanding. Other PDUs (NOP-Out, task management, logout) already
 received are still answered.
 
-Task management (SAM-5 7): the response is sent only once the aborted commands are
-gone: their coroutines cancelled and awaited, and the store I/O they left behind in
-threads ended (:meth:`BackingStore.quiesce`), so an aborted WRITE cannot land after the
-initiator has moved on. That wait runs as a task (other I/O goes on), bounded by
-:attr:`PortalOptions.tmf_wait_timeout`.
+Task management (SAM-5 7) runs in ``scsi/tmf.py``, which answers once the aborted
+commands are gone, within :attr:`PortalOptions.tmf_wait_timeout`; other I/O goes on
+meanwhile.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from pytgt import eager
 from pytgt.iscsi.command import Task
-from pytgt.iscsi.connection import TargetConnection
-from pytgt.iscsi.constants import TmfFunction, TmfResponse
+from pytgt.iscsi.connection import Data, TargetConnection
+from pytgt.iscsi.constants import TmfFunction
 from pytgt.iscsi.events import (
     CommandReady,
     ConnectionClosed,
@@ -38,10 +41,12 @@ from pytgt.iscsi.events import (
     SessionStarted,
     TaskManagement,
 )
+from pytgt.iscsi.login import TargetPolicy
 from pytgt.iscsi.session import Session, SessionTable
-from pytgt.scsi import fastpath
-from pytgt.scsi.task import ItNexus, ScsiTask, Status
-from pytgt.stores.base import quiesce
+from pytgt.net import mapping
+from pytgt.scsi import tmf
+from pytgt.scsi.target import ScsiTarget
+from pytgt.scsi.task import ScsiTask
 
 log = logging.getLogger("pytgt.net")
 
@@ -61,11 +66,24 @@ class PortalOptions:
     tmf_wait_timeout: float = 10.0
 
 
+class PortalPolicy(TargetPolicy, Protocol):
+    """The login policy plus the session bookkeeping the adapter reports to."""
+
+    def session_started(self, session: Session, conn: TargetConnection) -> None:
+        """A connection completed login into a Normal session (new or joined)."""
+
+    def connection_closed(self, session: Session, conn: TargetConnection) -> None:
+        """One connection of a Normal session closed."""
+
+    def session_ended(self, session: Session) -> None:
+        """A Normal session is over (logout, reinstatement, last connection lost)."""
+
+
 @dataclass
 class IscsiService:
-    """What the adapter needs from the daemon: login policy, sessions, TMF executor."""
+    """What the adapter needs from the daemon: policy, sessions, options."""
 
-    policy: Any
+    policy: PortalPolicy
     sessions: SessionTable = field(default_factory=SessionTable)
     options: PortalOptions = field(default_factory=PortalOptions)
     portal_group_tag: int = 1
@@ -82,13 +100,11 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.conn: TargetConnection | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # commands waiting on I/O -> the future they wait on, then the Task running them
-        self._running: dict[Task, asyncio.Future[Any]] = {}
+        self._pending = 0  # commands handed to the SCSI layer and not answered yet
         self._pump_scheduled = False
         self._flush_scheduled = False
         self._in_pump = False
-        self._scsi: Any = None  # the session's ScsiTarget, once a command arrived
-        self._nexus_key = ""
+        self._scsi: ScsiTarget | None = None  # the session's, once a command arrived
         # Data-In back-pressure (see the module docstring)
         self._held: deque[Task] = deque()  # commands waiting for Data-In to drain
         self._reading = 0  # Data-In bytes of reads in progress (expected lengths)
@@ -96,7 +112,6 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._data_in_cap = service.options.max_outstanding_data_in
         self._write_paused = False
         self._reading_paused = False
-        self._tmfs: set[asyncio.Task[None]] = set()
 
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,9 +158,10 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
 
-    def running(self) -> list[asyncio.Future[Any]]:
-        """The futures of this connection's commands waiting on I/O now (graceful stop)."""
-        return list(self._running.values())
+    @property
+    def busy(self) -> bool:
+        """Commands of this connection are with the SCSI layer or held."""
+        return bool(self._pending or self._held)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -186,9 +202,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             if self._held:
                 self._release_held()
             while (event := conn.next_event(now)) is not None:
-                handler = _EVENT_HANDLERS.get(type(event))
-                if handler is not None:
-                    handler(self, event)
+                _EVENT_HANDLERS[type(event)](self, event)
         finally:
             self._in_pump = False
         self._transmit()
@@ -218,29 +232,35 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self.conn.handle_timer(self.loop.time())
         self._pump()
 
+    def _schedule_flush(self) -> None:
+        """Send everything completed in this loop iteration with one writev."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.transport is not None:
+            self._transmit()
+
     def _on_session_started(self, ev: SessionStarted) -> None:
         old = ev.reinstated
         if old is not None:
             for c in list(old.connections.values()):
                 c.close("session reinstated")
-            _end_session(old)
+            _end_session(self.service, old)
         if ev.replaced_connection is not None and ev.replaced_connection is not self.conn:
             ev.replaced_connection.close("connection reinstated")
         s = ev.session
         if ev.new_session and s.session_type == "Normal" and s.target is not None:
-            s.nexus = ItNexus(
-                key=f"{s.initiator_name},i,{s.isid:#014x},tsih={s.tsih}",
-                initiator_name=s.initiator_name,
-                initiator_port=f"{s.initiator_name},i,{s.isid:#014x}",
-                relative_port=self.service.portal_group_tag,
-                port_group=self.service.portal_group_tag)
+            port = mapping.SessionPort(s, held=lambda task: task.scsi_task is None)
+            s.nexus = mapping.it_nexus(s, self.service.portal_group_tag, port)
             s.target.scsi.add_nexus(s.nexus)
         if s.target is not None:
-            hook = getattr(self.service.policy, "session_started", None)
-            if hook is not None:
-                assert self.conn is not None
-                hook(s, self.conn)
+            assert self.conn is not None
+            self.service.policy.session_started(s, self.conn)
 
+    # -- commands ------------------------------------------------------------------
     def _on_command(self, ev: CommandReady) -> None:
         """Run the command, or hold it while Data-In is over the cap (or others are held)."""
         task = ev.task
@@ -266,217 +286,85 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             if not task.aborted and task.read and self._data_in_full():
                 break
             held.popleft()
-            if not task.aborted:  # a TMF may have aborted it meanwhile
+            if not task.aborted:  # task management may have aborted it meanwhile
                 self._run_command(task)
         self._update_reading()
 
     def _run_command(self, task: Task) -> None:
-        """Run the command's first step now, without a Task: page-cache reads and most
-        non-data commands finish right here. Only a command that really waits (disk I/O
-        in the pool, a lock) becomes a Task, resumed right after the await it stopped at.
-
-        Plain READ/WRITE(10/16) take :mod:`pytgt.scsi.fastpath` (same answers, no
-        per-layer coroutines); anything else, or anything unusual, the generic path."""
+        """Hand the command to the SCSI layer; :meth:`_answer` sends its outcome (often
+        before ``submit`` returns: page-cache reads, most non-data commands)."""
         scsi = self._scsi
         if scsi is None:
             s = self.conn.session if self.conn is not None else None
             assert s is not None and s.target is not None
             scsi = self._scsi = s.target.scsi
-            self._nexus_key = s.nexus.key
-        coro: Any = None
+        st = task.scsi_task = mapping.scsi_task(task, self.conn.session.nexus)  # type: ignore[union-attr]
         if task.read:
-            if not task.write:
-                data = fastpath.read(scsi, self._nexus_key, task.lun, task.cdb)
-                if data is not None:
-                    assert self.conn is not None
-                    self.conn.complete_read(task, data)
-                    self._unsent += len(data)
-                    if not self._in_pump:
-                        self._schedule_flush()
-                    return
-        elif task.write:
-            data = task.data_out_buffer()
-            pending = fastpath.write(scsi, self._nexus_key, task.lun, task.cdb, data)
-            if pending is fastpath.GOOD:
-                assert self.conn is not None
-                self.conn.complete_command(task, 0, b"", b"", len(data))
-                if not self._in_pump:
-                    self._schedule_flush()
-                return
-            if pending is not None:
-                coro = self._finish_write(task, pending, len(data))
-        if coro is None:
-            coro = self._execute(task)
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            return
-        except BaseException:  # _execute answers every error itself; this is a bug
-            log.exception("SCSI command runner failed")
-            return
-        reserve = task.expected_length if task.read else 0
-        self._reading += reserve
-        if waiting_on is None:  # a bare yield (asyncio.sleep(0)): a Task resumes it
-            self._resume(task, coro, reserve)
-        else:  # an asyncio future, as a Task would see it
-            waiting_on._asyncio_future_blocking = False
-            self._running[task] = waiting_on
-            waiting_on.add_done_callback(lambda _: self._resume(task, coro, reserve))
+            self._reading += task.expected_length
+        self._pending += 1
+        scsi.submit(st, self._answer)
 
-    def _resume(self, task: Task, coro: Any, reserve: int) -> None:
-        """Go on with a command's coroutine in a Task (cancelled by task management)."""
-        t = self.loop.create_task(coro)
-        self._running[task] = t
-        t.add_done_callback(lambda _: self._command_ended(task, reserve))
-
-    def _command_ended(self, task: Task, reserve: int) -> None:
-        self._running.pop(task, None)
-        self._reading -= reserve
-        if self._held:
-            self._schedule_pump()
-
-    async def _finish_write(self, task: Any, pending: Any, length: int) -> None:
+    def _answer(self, st: ScsiTask, status: int, data: Data, sense: bytes) -> None:
+        """A command's outcome from the SCSI layer (TASK ABORTED if task management
+        ended it: the core sends nothing for this session's own aborted tasks)."""
+        task: Task = st.handle  # type: ignore[assignment]
+        self._pending -= 1
         conn = self.conn
         assert conn is not None
-        try:
-            result = await pending
-        except Exception:  # the SCSI layer answers errors itself; this is a bug
-            log.exception("SCSI command %s failed", task.cdb[:1].hex())
-            conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
+        if task.read:
+            self._reading -= task.expected_length
+            if not task.write and not status and not sense:
+                conn.complete_read(task, data)
+            else:
+                conn.complete_command(task, status, data, sense, st.transfer_out)
         else:
-            conn.complete_command(task, result.status, b"", result.sense, length)
-        if not self._in_pump:
+            conn.complete_command(task, status, data, sense, st.transfer_out)
+        self._unsent += len(data)
+        if not self._in_pump:  # inside _pump the batch is sent when the pump ends
             self._schedule_flush()
+            if self._held:
+                self._schedule_pump()
 
-    async def _execute(self, task: Any) -> None:
+    # -- task management -------------------------------------------------------------
+    def _on_tmf(self, ev: TaskManagement) -> None:
+        """Task management in the SCSI layer (``scsi/tmf.py``); the core already
+        aborted this session's commands it still holds."""
         conn = self.conn
         assert conn is not None and conn.session is not None
         s = conn.session
-        scsi = s.target.scsi
-        write_length = scsi.expected_data_out(task.lun, task.cdb) if task.write else None
-        st = ScsiTask(s.nexus, task.lun, task.cdb, task.itt, data_out=task.data_out_buffer(),
-                      expected_in=task.expected_length if task.read else 0,
-                      expected_out=task.edtl)
-        task.scsi_task = st
-        try:
-            result = await scsi.execute(st)
-        except Exception:  # the SCSI layer answers errors itself; this is a bug
-            log.exception("SCSI command %s failed", task.cdb[:1].hex())
-            conn.complete_command(task, Status.CHECK_CONDITION, b"", _HARDWARE_ERROR)
-        else:
-            conn.complete_command(task, result.status, result.data, result.sense, write_length)
-            self._unsent += len(result.data)
-        if not self._in_pump:  # inside _pump the batch is sent when the pump ends
-            self._schedule_flush()
+        abort_task = ev.function == TmfFunction.ABORT_TASK
 
-    def _schedule_flush(self) -> None:
-        """Send everything completed in this loop iteration with one writev."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        def respond(response: tmf.ServiceResponse) -> None:
+            conn.complete_tmf(ev.itt, mapping.RESPONSES[response])
+            if not self._in_pump:
+                self._schedule_flush()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self.transport is not None:
-            self._transmit()
-
-    def _on_tmf(self, ev: TaskManagement) -> None:
-        """Abort (the core and the policy hook mark tasks), then answer once the aborted
-        commands still running are gone (SAM-5 7.1): at once when none is."""
-        conn = self.conn
-        assert conn is not None and conn.session is not None
-        for task in ev.aborted:
-            st = getattr(task, "scsi_task", None)
-            if st is not None:
-                st.aborted = True
-        hook = getattr(self.service.policy, "task_management", None)
-        response = 0 if hook is None else hook(conn.session, ev, self.service)
-        target = conn.session.target
-        victims = _running_aborted(self.service, target)
-        if not victims:
-            self._answer_tmf(ev, response, target)
-            return
-        t = self.loop.create_task(self._answer_tmf_when_gone(ev, response, target, victims))
-        self._tmfs.add(t)
-        t.add_done_callback(self._tmfs.discard)
-
-    async def _answer_tmf_when_gone(self, ev: TaskManagement, response: int, target: Any,
-                                    victims: list[tuple[IscsiProtocol, Task]]) -> None:
-        try:
-            await asyncio.wait_for(_end_tasks(target, victims),
-                                   self.service.options.tmf_wait_timeout)
-        except TimeoutError:
-            log.warning("task management function %#x: aborted I/O still running after "
-                        "%.0f s, answering FUNCTION REJECTED", ev.function,
-                        self.service.options.tmf_wait_timeout)
-            response = TmfResponse.FUNCTION_REJECTED
-        self._answer_tmf(ev, response, target)
-        if not self._in_pump:
-            self._schedule_flush()
-
-    def _answer_tmf(self, ev: TaskManagement, response: int, target: Any) -> None:
-        assert self.conn is not None
-        self.conn.complete_tmf(ev.itt, response)
-        if ev.function == TmfFunction.TARGET_COLD_RESET and response == 0:
-            _drop_sessions(self.service, target)
+        eager.start(  # answered now, or once the aborted commands are gone
+            tmf.execute(s.target.scsi, mapping.FUNCTIONS[ev.function], s.nexus, ev.lun,
+                        respond, tag=ev.referenced_task_tag if abort_task else None,
+                        wait_timeout=self.service.options.tmf_wait_timeout),
+            _ignore, _tmf_failed)
 
     def _on_session_ended(self, ev: SessionEnded) -> None:
-        _end_session(ev.session)
+        _end_session(self.service, ev.session)
 
     def _on_closed(self, ev: ConnectionClosed) -> None:
         self._held.clear()  # never answered: the connection is gone
-        s = self.conn.session if self.conn is not None else None
-        hook = getattr(self.service.policy, "connection_closed", None)
-        if hook is not None and s is not None and s.target is not None:
-            hook(s, self.conn)  # e.g. one connection of a multi-connection session
+        conn = self.conn
+        s = conn.session if conn is not None else None
+        if conn is not None and s is not None and s.target is not None:
+            self.service.policy.connection_closed(s, conn)  # e.g. one of several
         self._transmit()
         if self.transport is not None:
             self.transport.close()
 
 
-def _running_aborted(service: IscsiService, target: Any) -> list[tuple[IscsiProtocol, Task]]:
-    """Commands of ``target``'s sessions, on every connection, that were aborted while
-    their coroutine waits (a TMF may abort other sessions' tasks too)."""
-    out = []
-    for proto in service.connections:
-        s = proto.conn.session if proto.conn is not None else None
-        if s is not None and s.target is target:
-            out += [(proto, task) for task in proto._running if task.aborted]
-    return out
+def _ignore(_: object) -> None:
+    return None
 
 
-async def _end_tasks(target: Any, victims: list[tuple[IscsiProtocol, Task]]) -> None:
-    """Cancel the aborted commands' coroutines and wait until they are gone, then until
-    the store I/O they started has ended (a pwrite in a thread cannot be cancelled)."""
-    stores = _stores_touched(target, [task for _, task in victims])
-    while victims:
-        waiting = []
-        for proto, task in victims:
-            fut = proto._running.get(task)
-            if fut is not None:
-                fut.cancel()  # a future not yet resumed: its Task starts cancelled
-                waiting.append(fut)
-        if not waiting:
-            break
-        await asyncio.wait(waiting)
-        victims = [(p, t) for p, t in victims if t in p._running]
-    if stores:
-        await asyncio.gather(*(quiesce(store) for store in stores))
-
-
-def _stores_touched(target: Any, tasks: list[Task]) -> list[Any]:
-    """The stores an aborted command may still be writing to (reads need no waiting)."""
-    scsi = target.scsi
-    stores: dict[int, Any] = {}
-    for task in tasks:
-        if task.read and not task.write:
-            continue
-        lus = scsi.luns.values() if task.cdb[:1] == b"\x83" else [scsi.lu(task.lun)]
-        for lu in lus:  # EXTENDED COPY may write to any LU of the target
-            store = getattr(lu, "store", None)
-            if store is not None:
-                stores[id(store)] = store
-    return list(stores.values())
+def _tmf_failed(exc: BaseException) -> None:
+    log.error("task management failed", exc_info=exc)
 
 
 _IDLE_SWEEP_S = 2.0
@@ -496,29 +384,15 @@ def _sweep_idle(service: IscsiService) -> None:
     service.idle_sweep = loop.call_later(_IDLE_SWEEP_S, _sweep_idle, service)
 
 
-def _drop_sessions(service: IscsiService, target: Any) -> None:
-    """After a TARGET COLD RESET response: close every connection to that target (RFC 7143
-    11.5.1, a cold reset is a power on); the issuer's goes once its response is sent."""
-    for s in list(service.sessions.sessions.values()):
-        if s.target is target:
-            for c in list(s.connections.values()):
-                c.close("target cold reset")
+def _end_session(service: IscsiService, s: Session) -> None:
+    """The session is over: its I_T nexus leaves the SCSI target (once)."""
+    nexus, s.nexus = s.nexus, None
+    if nexus is not None and s.target is not None:
+        s.target.scsi.remove_nexus(nexus)
+        service.policy.session_ended(s)
 
 
-def _end_session(s: Session) -> None:
-    if getattr(s, "_ended", False):
-        return
-    s._ended = True  # type: ignore[attr-defined]
-    if s.nexus is not None and s.target is not None:
-        s.target.scsi.remove_nexus(s.nexus)
-    nexuses = getattr(s.target, "nexuses", None)
-    if isinstance(nexuses, dict):
-        nexuses.pop(s.tsih, None)
-
-
-_HARDWARE_ERROR = bytes([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0, 0, 0, 0, 0])
-
-_EVENT_HANDLERS: dict[type, Any] = {
+_EVENT_HANDLERS: dict[type, Callable[[IscsiProtocol, Any], None]] = {
     SessionStarted: IscsiProtocol._on_session_started,
     CommandReady: IscsiProtocol._on_command,
     TaskManagement: IscsiProtocol._on_tmf,

@@ -105,7 +105,9 @@ class Command:
     2 write: refused under every type; SPC-4 5.9.1). ``available(lu)``, when given, says
     whether this LU offers the command now (e.g. only when thin provisioned): when it
     does not, the command is refused as unsupported and REPORT SUPPORTED OPERATION
-    CODES leaves it out.
+    CODES leaves it out. ``nowait(lu, task)``, when given, answers an admitted SIMPLE
+    command at once if the store can (its Data-In, or None to run ``handler``;
+    ``fastpath.py``).
     """
 
     opcode: int
@@ -120,6 +122,7 @@ class Command:
     conflicts: bool = True
     pr_access: int = 2
     available: Callable[[LogicalUnit], bool] | None = None
+    nowait: Callable[[LogicalUnit, ScsiTask], bytes | bytearray | memoryview | None] | None = None
 
 
 def usage_bits(length: int, opcode: int, *masks: int) -> bytes:

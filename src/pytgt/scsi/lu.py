@@ -44,7 +44,6 @@ _BOOL_PARAMS = ("readonly", "removable", "online", "thin_provisioning", "swp")
 _TRUE = {"1", "yes", "on", "true"}
 _FALSE = {"0", "no", "off", "false"}
 
-_ORDERED = TaskAttribute.ORDERED
 _MEDIUM_ERRNOS = frozenset({errno.EIO, errno.ENXIO, errno.ENODATA, errno.EBADMSG,
                             errno.EILSEQ})
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -96,7 +95,7 @@ class LogicalUnit:
         self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
         self.pr = PersistentReservations()
         self.caw_lock = asyncio.Lock()
-        self.task_set = TaskSet()
+        self.task_set = TaskSet(self.mode)
         self.sanitizing: SanitizeOperation | None = None  # running or failed (sanitize.py)
         self.alua = TargetPortGroups()  # replaced by the target's own (ScsiTarget.add_lu)
         self.peers: dict[int, LogicalUnit] = {lun: self}  # the target's LUN map (add_lu)
@@ -270,42 +269,40 @@ class LogicalUnit:
             raise invalid_field(1, 4)
         return row
 
-    async def execute(self, task: ScsiTask, _admitted: bool = False) -> ScsiResult:
-        """Preflight then run one command; always returns a result (never raises CheckCondition).
-
-        Task attributes are honoured (ORDERED waits for earlier tasks, SAM-5 8.6).
+    async def execute(self, task: ScsiTask) -> ScsiResult:
+        """Run one command through the task set (SAM-5 8.6): wait while dormant, then
+        preflight and the handler. Always returns a result (never raises CheckCondition).
         """
+        if task.attribute > TaskAttribute.HEAD_OF_QUEUE:
+            # ACA: NormACA=0 (standard INQUIRY), so no ACA condition can exist to use it
+            return self.check_condition(CheckCondition(SenseKey.ILLEGAL_REQUEST,
+                                                       Asc.INVALID_FIELD_IN_CDB))
         ts = self.task_set
-        if not _admitted and (ts.barrier is not None or task.attribute == _ORDERED):
-            return await ts.run(task, self._admitted)
-        ts.active += 1
-        row: Command | None = None
+        waiter = ts.enter(task)
         try:
-            if not task.cdb:
-                raise invalid_opcode()
+            if waiter is not None:
+                await waiter
             if task.aborted:
                 return ScsiResult(Status.TASK_ABORTED)
-            row = self.commands.get(task.cdb[0]) or self.lookup(task.cdb)
-            if row.available is not None and not row.available(self):
-                raise invalid_opcode() if row.service_action is None else invalid_field(1, 4)
-            if self.ua and not row.skip_ua:
-                code = self.ua_take(task.nexus.key)
-                if code is not None:
-                    raise CheckCondition(SenseKey.UNIT_ATTENTION, code)
-            if self.sanitizing is not None:  # NOT READY or failure mode (SBC-4 4.11)
-                self.sanitizing.check(row)
-            if self.alua.restricted:  # a target port group in standby, unavailable, ...
-                self.alua.check(task.nexus, task.cdb)
-            if row.medium and not (self.online and self.loaded):
-                raise self._not_ready()
-            if self.reservation is not None and row.conflicts \
-                    and self.reservation != task.nexus.key:
-                return ScsiResult(Status.RESERVATION_CONFLICT)
-            if self.pr.type and row.pr_access and self.pr.conflicts(task.nexus, row.pr_access):
-                return ScsiResult(Status.RESERVATION_CONFLICT)
-            if row.writes and (self.readonly or self.swp):
-                raise CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
-            result = await row.handler(self, task)
+            result = await self.run(task)
+        finally:
+            ts.leave(task)
+        if task.aborted:
+            return ScsiResult(Status.TASK_ABORTED)
+        return result
+
+    async def run(self, task: ScsiTask, row: Command | None = None) -> ScsiResult:
+        """An enabled task: preflight (unless ``row`` says it was done) and handler;
+        CheckCondition and store errors become sense data here, in one place."""
+        try:
+            if row is None:
+                if not task.cdb:
+                    raise invalid_opcode()
+                row = self.commands.get(task.cdb[0]) or self.lookup(task.cdb)
+                refused = self.preflight(task, row)
+                if refused is not None:
+                    return refused
+            return await row.handler(self, task)
         except CheckCondition as exc:
             return self.check_condition(exc)
         except StoreIOError as exc:
@@ -314,16 +311,32 @@ class LogicalUnit:
             return self.check_condition(store_error(exc, writing))
         except (struct.error, IndexError):  # a CDB shorter than its operation code needs
             return self.check_condition(invalid_field(len(task.cdb)))
-        finally:
-            ts.active -= 1
-            if ts.drained is not None:
-                ts.wake()
-        if task.aborted:
-            return ScsiResult(Status.TASK_ABORTED)
-        return result
 
-    async def _admitted(self, task: ScsiTask) -> ScsiResult:
-        return await self.execute(task, True)
+    def preflight(self, task: ScsiTask, row: Command) -> ScsiResult | None:
+        """SAM-5's checks before a command runs, in order: availability, a pending unit
+        attention (taken), sanitize, ALUA state, medium, SPC-2 and persistent
+        reservations, write protection. None: it may run; else the answer (RESERVATION
+        CONFLICT); raises CheckCondition. The fast path asks this too."""
+        if row.available is not None and not row.available(self):
+            raise invalid_opcode() if row.service_action is None else invalid_field(1, 4)
+        if self.ua and not row.skip_ua:
+            code = self.ua_take(task.nexus.key)
+            if code is not None:
+                raise CheckCondition(SenseKey.UNIT_ATTENTION, code)
+        if self.sanitizing is not None:  # NOT READY or failure mode (SBC-4 4.11)
+            self.sanitizing.check(row)
+        if self.alua.restricted:  # a target port group in standby, unavailable, ...
+            self.alua.check(task.nexus, task.cdb)
+        if row.medium and not (self.online and self.loaded):
+            raise self._not_ready()
+        if self.reservation is not None and row.conflicts \
+                and self.reservation != task.nexus.key:
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        if self.pr.type and row.pr_access and self.pr.conflicts(task.nexus, row.pr_access):
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        if row.writes and (self.readonly or self.swp):
+            raise CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+        return None
 
     def _not_ready(self) -> CheckCondition:
         return CheckCondition(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)

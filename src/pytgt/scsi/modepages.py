@@ -1,6 +1,9 @@
 """Mode pages (SPC-4 7.5, SBC-3 6.4): current/changeable/default values, MODE SELECT parsing.
 
-Three bits are changeable: WCE in the caching page, D_SENSE and SWP in the control page.
+Changeable: WCE in the caching page; D_SENSE, SWP and the QUEUE ALGORITHM MODIFIER
+(0 restricted or 1 unrestricted reordering of SIMPLE tasks, ``taskset.py``) in the
+control page. QErr is 00b (a CHECK CONDITION aborts no other task) and TAS is 1
+(tasks aborted by another I_T nexus end with TASK ABORTED), both fixed.
 Saved values are not supported (PC=11b and SP=1 are refused by the callers).
 """
 
@@ -27,18 +30,21 @@ class ModePages:
 
     DEFAULT_WCE = True
     DEFAULT_D_SENSE = False
+    DEFAULT_QAM = 1
 
     def __init__(self) -> None:
         self.wce = self.DEFAULT_WCE
         self.d_sense = self.DEFAULT_D_SENSE
         self.default_swp = False  # the LU's swp parameter
         self.swp = False
+        self.qam = self.DEFAULT_QAM
 
     def reset(self) -> None:
         """Back to the defaults (a LU reset restores saved values; we save none)."""
         self.wce = self.DEFAULT_WCE
         self.d_sense = self.DEFAULT_D_SENSE
         self.swp = self.default_swp
+        self.qam = self.DEFAULT_QAM
 
     def pages(self, disk: bool) -> tuple[int, ...]:
         """Supported page codes, in the order MODE SENSE 3Fh returns them."""
@@ -66,14 +72,16 @@ class ModePages:
 
     def _control(self, pc: int) -> bytes:
         if pc == PC_CHANGEABLE:
-            return bytes((0x04, 0, 0x08)) + bytes(7)
-        d_sense = self.d_sense if pc == PC_CURRENT else self.DEFAULT_D_SENSE
-        swp = self.swp if pc == PC_CURRENT else self.default_swp
-        # byte 2: TST=000b, D_SENSE; byte 3: QUEUE ALGORITHM MODIFIER 1 (unrestricted);
+            return bytes((0x04, 0xF0, 0x08)) + bytes(7)
+        current = pc == PC_CURRENT
+        d_sense = self.d_sense if current else self.DEFAULT_D_SENSE
+        swp = self.swp if current else self.default_swp
+        qam = self.qam if current else self.DEFAULT_QAM
+        # byte 2: TST=000b, D_SENSE; byte 3: QUEUE ALGORITHM MODIFIER, QErr=00b;
         # byte 4: SWP; byte 5: TAS=1 (aborted tasks get TASK ABORTED); bytes 8-9 BUSY
         # TIMEOUT PERIOD.
-        return bytes((0x04 if d_sense else 0, 0x10, 0x08 if swp else 0, 0x40, 0, 0, 0xFF, 0xFF,
-                      0, 0))
+        return bytes((0x04 if d_sense else 0, qam << 4, 0x08 if swp else 0, 0x40, 0, 0, 0xFF,
+                      0xFF, 0, 0))
 
     def select(self, data: memoryview, disk: bool, base: int) -> bool:
         """Apply the pages of a MODE SELECT parameter list (after header and descriptors).
@@ -81,7 +89,7 @@ class ModePages:
         ``base`` is the offset of ``data`` in the parameter list (for field pointers).
         Returns True if any value changed; raises CheckCondition for a bad list.
         """
-        changes: list[tuple[str, bool]] = []
+        changes: list[tuple[str, bool | int]] = []
         pos = 0
         while pos < len(data):
             if len(data) - pos < 2:
@@ -101,7 +109,7 @@ class ModePages:
             setattr(self, attr, value)
         return changed
 
-    def _check_page(self, code: int, body: bytes, where: int) -> list[tuple[str, bool]]:
+    def _check_page(self, code: int, body: bytes, where: int) -> list[tuple[str, bool | int]]:
         current = self.page(code, PC_CURRENT)[2:]
         mask = self.page(code, PC_CHANGEABLE)[2:]
         if len(body) != len(current):
@@ -112,5 +120,9 @@ class ModePages:
         if code == CACHING:
             return [("wce", bool(body[0] & 0x04))]
         if code == CONTROL:
-            return [("d_sense", bool(body[0] & 0x04)), ("swp", bool(body[2] & 0x08))]
+            qam = body[1] >> 4
+            if qam > 1:  # 2h-Fh: reserved or vendor specific (SPC-4 7.5.8)
+                raise invalid_param(where + 3, 7)
+            return [("d_sense", bool(body[0] & 0x04)), ("swp", bool(body[2] & 0x08)),
+                    ("qam", qam)]
         return []

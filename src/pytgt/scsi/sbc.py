@@ -11,7 +11,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import cdb as c
-from pytgt.scsi import sanitize, sbc_extra, spc, vpd, xcopy
+from pytgt.scsi import fastpath, sanitize, sbc_extra, spc, vpd, xcopy
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
@@ -461,13 +461,15 @@ def _rows() -> list[Command]:
     return [
         *spc.SPC_COMMANDS,
         Command(O.READ_6, "READ(6)", read_6, pr_access=R),
-        Command(O.READ_10, "READ(10)", read_10, pr_access=R),
+        Command(O.READ_10, "READ(10)", read_10, pr_access=R, nowait=fastpath.read_10),
         Command(O.READ_12, "READ(12)", read_12, pr_access=R),
-        Command(O.READ_16, "READ(16)", read_16, pr_access=R),
+        Command(O.READ_16, "READ(16)", read_16, pr_access=R, nowait=fastpath.read_16),
         Command(O.WRITE_6, "WRITE(6)", write_6, c.blocks_6, writes=W),
-        Command(O.WRITE_10, "WRITE(10)", write_10, c.blocks_10, writes=W),
+        Command(O.WRITE_10, "WRITE(10)", write_10, c.blocks_10, writes=W,
+                nowait=fastpath.write_10),
         Command(O.WRITE_12, "WRITE(12)", write_12, c.blocks_12, writes=W),
-        Command(O.WRITE_16, "WRITE(16)", write_16, c.blocks_16, writes=W),
+        Command(O.WRITE_16, "WRITE(16)", write_16, c.blocks_16, writes=W,
+                nowait=fastpath.write_16),
         Command(O.WRITE_AND_VERIFY_10, "WRITE AND VERIFY(10)", write_and_verify_10,
                 c.blocks_10, writes=W),
         Command(O.WRITE_AND_VERIFY_12, "WRITE AND VERIFY(12)", write_and_verify_12,

@@ -1,26 +1,36 @@
-"""A SCSI target device: the LUN map, LUN 0, REPORT LUNS, unit attentions, TMFs.
+"""A SCSI target device: the LUN map, LUN 0, REPORT LUNS, unit attentions, commands.
 
 The transport calls ``add_nexus`` at login (POWER ON unit attention for that nexus on
-every LU), ``execute`` per command, the TMF methods, and ``remove_nexus`` at session
-end. LUNs arrive as the transport decoded them: either a LUN number or the raw 64-bit
-LUN field (SAM-5 4.6: peripheral or flat space addressing), both accepted.
+every LU), ``submit`` per command (``execute`` to await one), ``scsi.tmf.execute``
+for task management, and ``remove_nexus`` at session end. LUNs arrive as the
+transport decoded them: either a LUN number or the raw 64-bit LUN field (SAM-5 4.6:
+peripheral or flat space addressing), both accepted.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 
+from pytgt import eager
 from pytgt.scsi import lu_stats, spc
 from pytgt.scsi.alua import TargetPortGroups
-from pytgt.scsi.cdb import Opcode
+from pytgt.scsi.cdb import Command, Opcode
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.pr import registrant_id
-from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field, sense_bytes
-from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
+from pytgt.scsi.sense import (
+    Asc,
+    CheckCondition,
+    SenseKey,
+    build_sense,
+    invalid_field,
+    sense_bytes,
+)
+from pytgt.scsi.task import Completion, ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 
-TMF_COMPLETE = 0
-TMF_TASK_DOES_NOT_EXIST = 1
-TMF_LUN_DOES_NOT_EXIST = 2
+log = logging.getLogger("pytgt.scsi")
+_SIMPLE = TaskAttribute.SIMPLE
+_INTERNAL_TARGET_FAILURE = build_sense(SenseKey.HARDWARE_ERROR, *Asc.INTERNAL_TARGET_FAILURE)
 
 _LUN_NOT_SUPPORTED = CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
 
@@ -135,6 +145,58 @@ class ScsiTarget:
         return self.luns.get(decode_lun(lun))
 
     # Commands.
+    def submit(self, task: ScsiTask, done: Completion) -> None:
+        """Run one command: ``done(task, status, data, sense)`` once it has an answer,
+        maybe before this returns; never for a task that task management aborted
+        for the nexus that sent it (``scsi/tmf.py``).
+
+        A SIMPLE READ/WRITE that the store serves at once is answered right here
+        (``fastpath.py``); anything else runs as a coroutine stepped by callbacks
+        (``pytgt.eager``), registered in its LU's task set while it runs.
+        """
+        task.done = done
+        lu = self._by_field.get(task.lun)
+        if (lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16
+                and lu.task_set.simple_enabled()):
+            row = lu.commands.get(task.cdb[0])
+            if row is not None and row.nowait is not None:
+                self._submit_nowait(lu, task, row)
+                return
+        stepper = eager.start(self.execute(task), lambda r: _answer(task, r),
+                              lambda exc: _failed(task, exc))
+        task.runner = stepper
+
+    def _submit_nowait(self, lu: LogicalUnit, task: ScsiTask, row: Command) -> None:
+        """The LU's preflight, then the row's ``nowait``; else its handler as a coroutine."""
+        try:
+            refused = lu.preflight(task, row)
+        except CheckCondition as exc:
+            refused = lu.check_condition(exc)
+        if refused is not None:
+            lu_stats.record(lu, task, refused)
+            _answer(task, refused)
+            return
+        if row.data_out is not None:  # the Data-Out length the CDB asks for (residuals)
+            task.transfer_out = row.data_out(task.cdb, lu.block_size)
+        data = row.nowait(lu, task)  # type: ignore[misc]
+        if data is not None:
+            task.done(task, 0, data, b"")  # type: ignore[misc]
+            return
+        task.runner = eager.start(self._run_admitted(lu, task, row),
+                                  lambda r: _answer(task, r), lambda exc: _failed(task, exc))
+
+    async def _run_admitted(self, lu: LogicalUnit, task: ScsiTask, row: Command) -> ScsiResult:
+        ts = lu.task_set
+        ts.enter(task)  # enabled: simple_enabled() held and nothing ran since
+        try:
+            result = await lu.run(task, row)
+        finally:
+            ts.leave(task)
+        if task.aborted:
+            return ScsiResult(Status.TASK_ABORTED)
+        lu_stats.record(lu, task, result)
+        return result
+
     async def execute(self, task: ScsiTask) -> ScsiResult:
         """Run one command: LUN lookup, unit attentions, preflight, then the device's handler."""
         lu = self._by_field.get(task.lun)
@@ -147,9 +209,15 @@ class ScsiTarget:
             return self._report_luns(task, lu)
         if lu is None:
             return self._no_lu(task)
+        if task.data_out or task.expected_out:
+            task.transfer_out = self.expected_data_out(task.lun, cdb)
         result = await lu.execute(task)
         lu_stats.record(lu, task, result)
         return result
+
+    def running(self) -> list[ScsiTask]:
+        """Commands in the LUs' task sets now (a graceful stop waits for them)."""
+        return [t for lu in self.luns.values() for t in lu.task_set.tasks]
 
     def _no_lu(self, task: ScsiTask) -> ScsiResult:
         cdb = task.cdb
@@ -198,36 +266,16 @@ class ScsiTarget:
         except (IndexError, struct.error):  # CDB too short for its opcode
             return None
 
-    # Task management (SAM-5 7). Return a TMF response code (iSCSI values: 0 complete,
-    # 1 task does not exist, 2 LUN does not exist, 5 not supported, 6 authorization failed).
-    def lu_reset(self, nexus: ItNexus, lun: int) -> int:
-        """LOGICAL UNIT RESET: LU state back to defaults, UA 29/03 for every nexus."""
-        lu = self.lu(lun)
-        if lu is None:
-            return TMF_LUN_DOES_NOT_EXIST
-        lu.reset()
-        lu.ua_add_all(list(self.nexuses), Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED)
-        return TMF_COMPLETE
 
-    def target_reset(self, nexus: ItNexus, cold: bool) -> int:
-        """TARGET WARM/COLD RESET: every LU reset; UA 29/00 (warm) or 29/01 (cold).
+def _answer(task: ScsiTask, result: ScsiResult) -> None:
+    done = task.done
+    if done is not None:
+        done(task, result.status, result.data, result.sense)
 
-        A warm reset is a hard reset other than power on: POWER ON, RESET, OR BUS DEVICE
-        RESET OCCURRED (SAM-5 6.3.3); a cold reset is a power on (RFC 7143 11.5.1), after
-        which the transport drops every connection to the target.
-        """
-        asc = (Asc.POWER_ON_OCCURRED if cold
-               else Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED)
-        for lu in self.luns.values():
-            lu.reset()
-            lu.ua_add_all(list(self.nexuses), asc)
-        return TMF_COMPLETE
 
-    def clear_task_set(self, nexus: ItNexus, lun: int) -> int:
-        """CLEAR TASK SET: other nexuses learn that their commands were cleared."""
-        lu = self.lu(lun)
-        if lu is None:
-            return TMF_LUN_DOES_NOT_EXIST
-        lu.ua_add_all(list(self.nexuses), Asc.COMMANDS_CLEARED_BY_ANOTHER_INITIATOR,
-                      except_key=nexus.key)
-        return TMF_COMPLETE
+def _failed(task: ScsiTask, exc: BaseException) -> None:
+    """The SCSI layer answers every error itself: an exception here is a bug."""
+    log.error("SCSI command %s failed", bytes(task.cdb[:1]).hex(), exc_info=exc)
+    done = task.done
+    if done is not None:
+        done(task, Status.CHECK_CONDITION, b"", _INTERNAL_TARGET_FAILURE)

@@ -1,15 +1,26 @@
 """The boundary between a transport (iSCSI) and the SCSI layer (SAM-5 terms).
 
 A transport builds a :class:`ScsiTask` once all of the command's Data-Out has
-arrived and awaits ``ScsiTarget.execute(task)``; it gets a :class:`ScsiResult`.
-Allocation-length truncation is done by the SCSI layer; truncation of Data-In to the
-transport's expected length and residual counts are the transport's job.
+arrived and hands it to ``ScsiTarget.submit(task, done)``, which calls
+``done(task, status, data, sense)`` once, at once or when the command ends (or
+``await ScsiTarget.execute(task)`` for a :class:`ScsiResult`). Allocation-length
+truncation is done by the SCSI layer; truncation of Data-In to the transport's
+expected length and residual counts are the transport's job.
+
+Each I_T nexus carries a :class:`NexusPort`: what the SCSI layer asks of the
+transport when task management reaches commands the transport still holds (SAM-5 7).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pytgt.eager import Stepper
 
 
 class TaskAttribute(enum.IntEnum):
@@ -35,12 +46,25 @@ class Status(enum.IntEnum):
     TASK_ABORTED = 0x40
 
 
+class NexusPort(Protocol):
+    """The transport side of one I_T nexus, as task management needs it (SAM-5 7)."""
+
+    def abort_pending(self, lun: int | None) -> None:
+        """Abort the commands of this nexus for ``lun`` (None: every LUN) that the
+        transport holds and has not handed to the SCSI layer yet (Data-Out still
+        arriving), answering each with TASK ABORTED (TAS=1, SPC-4 7.5.8)."""
+
+    def drop(self, reason: str) -> None:
+        """End the nexus (after a TARGET COLD RESET: a power on, RFC 7143 11.5.1)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ItNexus:
     """An I_T nexus: one initiator port talking to one target port.
 
-    ``key`` is unique per nexus (for iSCSI: initiator name + ISID + target portal group).
-    ``relative_port`` is the relative target port identifier (VPD 0x83).
+    ``key`` is unique per nexus (for iSCSI: initiator name + ISID + TSIH).
+    ``relative_port`` is the relative target port identifier (VPD 0x83). ``port``
+    reaches the transport for task management (None: the transport holds nothing).
     """
 
     key: str
@@ -48,11 +72,20 @@ class ItNexus:
     initiator_port: str = ""  # e.g. "iqn...,i,0x<isid>"
     relative_port: int = 1
     port_group: int = 1
+    target_port: str = ""  # e.g. "iqn...,t,0x0001"
+    port: NexusPort | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ScsiTask:
-    """One SCSI command with all its Data-Out already gathered."""
+    """One SCSI command with all its Data-Out already gathered.
+
+    ``handle`` is the transport's own object for the command, untouched here.
+    The SCSI layer fills in ``transfer_out`` (the Data-Out length the CDB asks for,
+    None if unknown), and, while the command is in a task set, ``waiter`` (set while
+    it is dormant, SAM-5 8.6) and ``runner`` (what steps its coroutine, if it had
+    to wait: task management cancels it).
+    """
 
     nexus: ItNexus
     lun: int
@@ -63,6 +96,11 @@ class ScsiTask:
     expected_in: int = 0  # transport's expected Data-In length (iSCSI EDTL for reads)
     expected_out: int = 0  # transport's expected Data-Out length (iSCSI EDTL for writes)
     aborted: bool = False  # set by task management; execute() stops and reports TASK ABORTED
+    handle: object = None
+    transfer_out: int | None = None
+    waiter: asyncio.Future[None] | None = None
+    runner: Stepper[ScsiResult] | None = None
+    done: Completion | None = None
 
 
 @dataclass(slots=True)
@@ -73,3 +111,7 @@ class ScsiResult:
     data: bytes | bytearray | memoryview = b""
     sense: bytes = b""
     extra: dict[str, int] = field(default_factory=dict)
+
+
+#: ``done(task, status, data, sense)``: how the SCSI layer answers a submitted task.
+Completion = Callable[[ScsiTask, int, "bytes | bytearray | memoryview", bytes], None]
