@@ -456,7 +456,7 @@ class InProcess:
             target = d.registry.targets[1]
             lu = target.scsi.luns[1]
             return {"sessions": len(d.service.sessions.sessions), "connections": len(conns),
-                    "running": sum(len(p.running()) for p in conns),
+                    "running": sum(p._pending for p in conns) + len(target.scsi.running()),
                     "tasks": len(asyncio.all_tasks()), "scsi_nexuses": len(target.scsi.nexuses),
                     "lu_nexuses": len(lu.nexuses), "shown": len(target.nexuses),
                     "shown_connections": sum(len(i.connections)

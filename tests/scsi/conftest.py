@@ -38,6 +38,10 @@ class Harness:
         r = self.run(cdb, data, lun, nexus)
         return decode_sense(r.sense) if r.sense else None
 
+    @staticmethod
+    def sense_of(result: ScsiResult) -> tuple[int, int, int] | None:
+        return decode_sense(result.sense) if result.sense else None
+
     def tmf(self, function: tmf.Function, lun: int = RAW_LUN1,
             nexus: ItNexus | None = None) -> tmf.ServiceResponse:
         """Run a task management function to its answer."""

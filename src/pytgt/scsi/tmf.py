@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.sense import Asc
@@ -141,17 +142,28 @@ def target_reset(target: ScsiTarget, cold: bool) -> None:
 
 
 async def _gone(target: ScsiTarget, victims: list[ScsiTask], timeout: float) -> bool:
-    """Wait until the aborted commands ended and their store I/O finished."""
+    """Wait until the aborted commands ended and their store I/O finished (no
+    ``asyncio.timeout``: this may run without a Task, see ``pytgt.eager``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     stores = _stores_touched(target, victims)
-    waits = [t.runner.wait() for t in victims if t.runner is not None]
-    try:
-        async with asyncio.timeout(timeout):
-            if waits:
-                await asyncio.gather(*waits)
-            if stores:
-                await asyncio.gather(*(quiesce(store) for store in stores))
-    except TimeoutError:
-        return False
+    runners = [t.runner for t in victims if t.runner is not None]
+
+    def ended() -> list[Coroutine[Any, Any, None]]:
+        return [runner.wait() for runner in runners]
+
+    def quiesced() -> list[Coroutine[Any, Any, None]]:
+        return [quiesce(store) for store in stores]
+
+    for phase in (ended, quiesced):
+        futures = {asyncio.ensure_future(w) for w in phase()}
+        if not futures:
+            continue
+        _, late = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        for fut in late:
+            fut.cancel()
+        if late:
+            return False
     return True
 
 
