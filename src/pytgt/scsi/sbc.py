@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pytgt.scsi import atomic, defects, sanitize, spc, vpd, xcopy
 from pytgt.scsi import cdb as c
-from pytgt.scsi import sanitize, sbc_extra, spc, vpd, xcopy
 from pytgt.scsi.cdb import Command, Opcode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
@@ -498,7 +498,8 @@ def _rows() -> list[Command]:
                 prevent_allow_medium_removal, medium=False, pr_access=R),
         *xcopy.COMMANDS,
         *sanitize.sanitize_rows(),
-        *sbc_extra.extra_rows(),
+        *atomic.COMMANDS,
+        *defects.COMMANDS,
     ]
 
 
