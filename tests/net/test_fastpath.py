@@ -232,7 +232,7 @@ _LU_EXECUTE_NAMES = {
     "service_action", "skip_ua", "store_error", "struct", "swp", "task_set", "type", "ua",
     "ua_take", "wake", "writes"}
 _TARGET_EXECUTE_NAMES = {
-    "Opcode", "REPORT_LUNS", "_by_field", "_no_lu", "_report_luns", "bytes", "cdb",
+    "OperationCode", "REPORT_LUNS", "_by_field", "_no_lu", "_report_luns", "bytes", "cdb",
     "execute", "get", "len", "ljust", "lu", "lu_stats", "lun", "record"}
 
 

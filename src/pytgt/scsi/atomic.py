@@ -12,7 +12,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import vpd
-from pytgt.scsi.cdb import Command, Opcode, usage_bits
+from pytgt.scsi.cdb import Command, OperationCode, usage_bits
 from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field, lba_out_of_range
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
 
@@ -57,8 +57,8 @@ async def write_atomic_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 _LBA = (0xFF,) * 8
 COMMANDS: list[Command] = [
-    Command(Opcode.WRITE_ATOMIC_16, "WRITE ATOMIC(16)", write_atomic_16, _atomic_length,
-            usage=usage_bits(16, Opcode.WRITE_ATOMIC_16, 0x18, *_LBA, 0, 0, 0xFF, 0xFF,
+    Command(OperationCode.WRITE_ATOMIC_16, "WRITE ATOMIC(16)", write_atomic_16, _atomic_length,
+            usage=usage_bits(16, OperationCode.WRITE_ATOMIC_16, 0x18, *_LBA, 0, 0, 0xFF, 0xFF,
                              0x3F, 0x07),
             writes=True),
 ]

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from pytgt.scsi.task import ScsiResult, ScsiTask
 
 
-class Opcode(enum.IntEnum):
-    """Operation codes, named as in SPC-4 / SBC-3."""
+class OperationCode(enum.IntEnum):
+    """OPERATION CODE values (SPC-4 4.2.5.1), named as in SPC-4 / SBC-3."""
 
     TEST_UNIT_READY = 0x00
     REQUEST_SENSE = 0x03

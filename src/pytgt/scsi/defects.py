@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from pytgt.scsi.cdb import Command, Opcode, usage_bits
+from pytgt.scsi.cdb import Command, OperationCode, usage_bits
 from pytgt.scsi.pr import PR_READ
 from pytgt.scsi.sense import invalid_field
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
@@ -48,12 +48,12 @@ async def read_defect_data_12(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 
 COMMANDS: list[Command] = [
-    Command(Opcode.READ_DEFECT_DATA_10, "READ DEFECT DATA(10)", read_defect_data_10,
-            usage=usage_bits(10, Opcode.READ_DEFECT_DATA_10, 0, 0x1F, 0, 0, 0, 0, 0xFF,
+    Command(OperationCode.READ_DEFECT_DATA_10, "READ DEFECT DATA(10)", read_defect_data_10,
+            usage=usage_bits(10, OperationCode.READ_DEFECT_DATA_10, 0, 0x1F, 0, 0, 0, 0, 0xFF,
                              0xFF, 0x07),
             pr_access=PR_READ),
-    Command(Opcode.READ_DEFECT_DATA_12, "READ DEFECT DATA(12)", read_defect_data_12,
-            usage=usage_bits(12, Opcode.READ_DEFECT_DATA_12, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF,
+    Command(OperationCode.READ_DEFECT_DATA_12, "READ DEFECT DATA(12)", read_defect_data_12,
+            usage=usage_bits(12, OperationCode.READ_DEFECT_DATA_12, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF,
                              0xFF, 0xFF, 0xFF, 0xFF, 0, 0x07),
             pr_access=PR_READ),
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pytgt.scsi import atomic, defects, sanitize, spc, vpd, xcopy
 from pytgt.scsi import cdb as c
-from pytgt.scsi.cdb import Command, Opcode, ServiceAction
+from pytgt.scsi.cdb import Command, OperationCode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
     Asc,
@@ -457,7 +457,7 @@ async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiR
 
 
 def _rows() -> list[Command]:
-    O, W, R, A = Opcode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
+    O, W, R, A = OperationCode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
     return [
         *spc.SPC_COMMANDS,
         Command(O.READ_6, "READ(6)", read_6, pr_access=R),
