@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pytgt.config.spec import TGT_DEVICE_TYPES
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_ENOTCONN, EXIT_USAGE, NOT_CONNECTED
 
 PROG = "pytgtadm"
@@ -23,7 +24,6 @@ MODES = {"system": "system", "sys": "system", "target": "target", "tgt": "target
          "logicalunit": "logicalunit", "lu": "logicalunit", "account": "account",
          "lld": "lld", "conn": "conn", "connection": "conn", "session": "session",
          "sess": "session"}
-DEVICE_TYPES = ("disk", "tape", "ssc", "cd", "changer", "pt")
 
 SHORT = "dhVL:o:m:t:s:c:l:n:v:b:E:f:y:Y:T:I:Q:u:p:H:B:P:S:C:FO"
 # long option -> (short letter, request key); a trailing "=" takes an argument
@@ -169,7 +169,7 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], int, set[str]]:
             request[key] = _word(value, OPS, "operation")
         elif letter == "m":
             request[key] = MODES.get(value) or _word(value, (), "mode")
-        elif letter == "Y" and value not in DEVICE_TYPES:
+        elif letter == "Y" and value not in TGT_DEVICE_TYPES:
             raise CommandLineError(f"{PROG}: unknown target type: {value}")
         else:
             request[key] = value

@@ -23,6 +23,12 @@ LU_PARAM_DEFAULTS: dict[str, str] = {
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
 
+# tgt's device-type names (tgtadm -Y, targets.conf device-type) -> the type each one names;
+# "ssc" is tgt's other name for tape.
+TGT_DEVICE_TYPES: dict[str, str] = {
+    "disk": "disk", "tape": "tape", "ssc": "tape", "cd": "cd", "changer": "changer", "pt": "pt",
+}
+
 Account = tuple[str, str]  # (user, password)
 
 

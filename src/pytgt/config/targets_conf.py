@@ -26,6 +26,7 @@ from typing import TypeVar
 from pytgt.config.spec import (
     BOOL_LU_PARAMS,
     LU_PARAMS,
+    TGT_DEVICE_TYPES,
     Account,
     ConfigSpec,
     LunSpec,
@@ -69,7 +70,6 @@ UNSUPPORTED = frozenset({"path", "lbppbe", "la_lba", "optimal_xfer_gran", "optim
 LUN_KINDS = ("backing-store", "direct-store")
 _MULTI = frozenset({*LUN_KINDS, "initiator-address", "initiator-name", "incominguser",
                     "mode_page", "params", "include", "incomingdiscoveryuser"})
-DEVICE_TYPES = ("disk", "tape", "ssc", "cd", "changer", "pt")
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 TEXT_LIMITS = {"vendor_id": 8, "product_id": 16, "product_rev": 4, "scsi_id": 40,
                "scsi_sn": 40}
@@ -463,7 +463,7 @@ class _Builder:
             spec.blocksize = size
         if (d := get("device-type")) is not None:
             spec.device_type = d.value
-            if d.value not in DEVICE_TYPES:
+            if d.value not in TGT_DEVICE_TYPES:
                 self.err(d.where, f"unknown device-type: {d.value}")
         if (d := get("allow-in-use")) is not None:
             flag = _bool(d.value)
