@@ -97,7 +97,7 @@ class Management:
         # awaited after every successful change, under the lock (pytgtd --persist saves);
         # a MgmtError it raises becomes the request's answer
         self.on_change: Callable[[], Awaitable[None]] | None = None
-        # APTPL files of persistent reservations (pr_state.AptplStore; pytgtd sets it)
+        # APTPL files of persistent reservations (daemon.aptpl.AptplStore; pytgtd sets it)
         self.aptpl: Any = None
         # refused logins / control requests and the CHAP back-off (the daemon shares its own)
         self.security = SecurityMonitor()
