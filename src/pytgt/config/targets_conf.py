@@ -27,7 +27,7 @@ from pytgt.config.spec import (
     BOOL_LU_PARAMS,
     LU_PARAMS,
     TGT_DEVICE_TYPES,
-    Account,
+    AccountSpec,
     ConfigSpec,
     LunSpec,
     TargetSpec,
@@ -320,7 +320,7 @@ class _Builder:
         if "outgoingdiscoveryuser" in v:
             config.discovery_outgoing = self.account(v["outgoingdiscoveryuser"])
 
-    def account(self, d: Directive) -> Account | None:
+    def account(self, d: Directive) -> AccountSpec | None:
         parts = d.value.split()
         if len(parts) != 2:
             self.err(d.where, f"{d.key} takes a user name and a password")
@@ -571,7 +571,7 @@ def _quote(value: str) -> str:
     return value
 
 
-def _acct(account: Account) -> str:
+def _acct(account: AccountSpec) -> str:
     return " ".join(x.replace("#", "\\#") for x in account)
 
 
