@@ -75,8 +75,6 @@ TEXT_LIMITS = {"vendor_id": 8, "product_id": 16, "product_rev": 4, "scsi_id": 40
                "scsi_sn": 40}
 MAX_LUN = 16383
 MAX_INCLUDE_DEPTH = 16
-# tgt-admin's caching mode page for "write-cache off" (WCE clear), sent verbatim.
-WRITE_CACHE_OFF_PAGE = "8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0"
 NO_ADDRESS = "NONE"  # pytgt extension: "initiator-address NONE" = no implicit ALL
 
 _TRUE = {"1", "yes", "on", "true"}
