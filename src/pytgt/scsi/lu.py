@@ -31,7 +31,7 @@ from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
 
-PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # SPC-4 6.6.2 table 141
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
