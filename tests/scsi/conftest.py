@@ -60,16 +60,21 @@ class Harness:
         return n
 
 
-@pytest.fixture
-def h() -> Iterator[Harness]:
-    loop = asyncio.new_event_loop()
+def make_harness(loop: asyncio.AbstractEventLoop) -> Harness:
+    """The target of this module's docstring, run on ``loop`` (the caller closes it)."""
     target = ScsiTarget("iqn.2024-01.test:target", tid=1)
     store = MemoryStore(BLOCKS * BS)
     lu = create_lu("disk", 1, store, tid=1, path="mem", bstype="memory")
     target.add_lu(lu)
     harness = Harness(target, lu, store, ItNexus("n1", "iqn.2024-01.test:n1"), loop)
     harness.nexus = harness.new_nexus("n1")
-    yield harness
+    return harness
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    loop = asyncio.new_event_loop()
+    yield make_harness(loop)
     loop.close()
 
 

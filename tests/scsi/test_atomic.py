@@ -1,4 +1,4 @@
-"""WRITE ATOMIC(16) and the block limits atomic fields; READ DEFECT DATA(10/12)."""
+"""WRITE ATOMIC(16) and the block limits atomic fields."""
 
 from __future__ import annotations
 
@@ -88,22 +88,3 @@ def test_rsoc_usage_data_for_write_atomic(h: Harness) -> None:
     assert d[1] & 0x07 == 0x03 and struct.unpack_from(">H", d, 2)[0] == 16
     usage = d[4:20]
     assert usage[0] == 0x9C and usage[1] & 0x18 == 0x18 and usage[12:14] == b"\xff\xff"
-
-
-@pytest.mark.parametrize("flags", [0x00, 0x08, 0x10, 0x18 | 0x03, 0x18 | 0x05])
-def test_read_defect_data_10(h: Harness, flags: int) -> None:
-    d = bytes(h.run([0x37, 0, flags, 0, 0, 0, 0, 0, 32, 0]).data)
-    assert d == bytes([0, flags, 0, 0])
-    assert bytes(h.run([0x37, 0, flags, 0, 0, 0, 0, 0, 2, 0]).data) == bytes([0, flags])
-
-
-@pytest.mark.parametrize("flags", [0x00, 0x18, 0x08 | 0x04])
-def test_read_defect_data_12(h: Harness, flags: int) -> None:
-    d = bytes(h.run([0xB7, flags, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]).data)
-    assert d == bytes([0, flags]) + bytes(6)
-
-
-@pytest.mark.parametrize("fmt", [1, 2, 7])
-def test_read_defect_data_reserved_format(h: Harness, fmt: int) -> None:
-    assert h.sense([0x37, 0, fmt, 0, 0, 0, 0, 0, 32, 0]) == INVALID_FIELD
-    assert h.sense([0xB7, fmt, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0]) == INVALID_FIELD

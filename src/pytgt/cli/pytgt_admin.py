@@ -204,9 +204,10 @@ def read_conf(path: str) -> ConfigSpec:
 
 def check_supported(config: ConfigSpec) -> None:
     """What only the daemon's side knows: store types, device types, parameter values."""
+    from pytgt.config.spec import TGT_DEVICE_TYPES
     from pytgt.daemon.errors import MgmtError
-    from pytgt.daemon.mgmt import DEVICE_TYPES, check_target_param
-    from pytgt.scsi.lu import DEVICE_TYPES as LU_TYPES
+    from pytgt.daemon.mgmt import check_target_param
+    from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
     from pytgt.stores import available
 
     errors = []
@@ -221,7 +222,7 @@ def check_supported(config: ConfigSpec) -> None:
             if lu.bstype not in stores:
                 errors.append(f"{lu.where}: unknown bs-type {lu.bstype} "
                               f"(available: {', '.join(stores)})")
-            if DEVICE_TYPES.get(lu.device_type) not in LU_TYPES:
+            if TGT_DEVICE_TYPES.get(lu.device_type) not in PERIPHERAL_DEVICE_TYPE:
                 errors.append(f"{lu.where}: device-type {lu.device_type} is not supported "
                               f"by pytgt (supported: disk)")
     if errors:

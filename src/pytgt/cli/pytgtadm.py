@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pytgt.config.spec import TGT_DEVICE_TYPES
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_ENOTCONN, EXIT_USAGE, NOT_CONNECTED
 
 PROG = "pytgtadm"
@@ -23,7 +24,6 @@ MODES = {"system": "system", "sys": "system", "target": "target", "tgt": "target
          "logicalunit": "logicalunit", "lu": "logicalunit", "account": "account",
          "lld": "lld", "conn": "conn", "connection": "conn", "session": "session",
          "sess": "session"}
-DEVICE_TYPES = ("disk", "tape", "ssc", "cd", "changer", "pt")
 
 SHORT = "dhVL:o:m:t:s:c:l:n:v:b:E:f:y:Y:T:I:Q:u:p:H:B:P:S:C:FO"
 # long option -> (short letter, request key); a trailing "=" takes an argument
@@ -102,7 +102,7 @@ _ALLOWED: dict[tuple[str, str], str | None] = {
 _ALWAYS = set("LomCdhV")
 
 
-class UsageError(Exception):
+class CommandLineError(Exception):
     """A bad command line: the message to print and the exit status."""
 
     def __init__(self, message: str, status: int = EXIT_EINVAL, try_help: bool = False) -> None:
@@ -132,25 +132,25 @@ def _number(letter: str, text: str) -> int:
     """strtoul's base-0 reading (decimal, 0x hex, 0 octal), with tgtadm's messages."""
     digits = text.strip()
     if not _NUMBER.fullmatch(digits):
-        raise UsageError(f"-{letter} argument value '{text}' invalid", try_help=True)
+        raise CommandLineError(f"-{letter} argument value '{text}' invalid", try_help=True)
     value = int(digits, 8) if digits.startswith("0") and digits[1:2].isdigit() \
         else int(digits, 0)
     if value > _NUMERIC[letter]:
-        raise UsageError(f"-{letter} argument value '{text}' out of range", try_help=True)
+        raise CommandLineError(f"-{letter} argument value '{text}' out of range", try_help=True)
     return value
 
 
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], int, set[str]]:
     """Parse a tgtadm command line; returns (request, control port, option letters given).
 
-    Raises :class:`UsageError` for anything tgtadm would refuse before sending.
+    Raises :class:`CommandLineError` for anything tgtadm would refuse before sending.
     """
     try:
         opts, rest = getopt.gnu_getopt(list(argv), SHORT, list(LONG))
     except getopt.GetoptError as exc:
-        raise UsageError(_getopt_message(exc), try_help=True) from None
+        raise CommandLineError(_getopt_message(exc), try_help=True) from None
     if rest:
-        raise UsageError(f"{PROG}: unrecognized option '{rest[0]}'", try_help=True)
+        raise CommandLineError(f"{PROG}: unrecognized option '{rest[0]}'", try_help=True)
     request: dict[str, Any] = {key: None for _letter, key in LONG.values()}
     request.update(force=False, outgoing=False)
     given: set[str] = set()
@@ -169,8 +169,8 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], int, set[str]]:
             request[key] = _word(value, OPS, "operation")
         elif letter == "m":
             request[key] = MODES.get(value) or _word(value, (), "mode")
-        elif letter == "Y" and value not in DEVICE_TYPES:
-            raise UsageError(f"{PROG}: unknown target type: {value}")
+        elif letter == "Y" and value not in TGT_DEVICE_TYPES:
+            raise CommandLineError(f"{PROG}: unknown target type: {value}")
         else:
             request[key] = value
     for key in ("control_port", "debug", "help", "version"):
@@ -182,12 +182,12 @@ def _long_letter(name: str) -> str:
     for long_name, (letter, _key) in LONG.items():
         if long_name.rstrip("=") == name:
             return letter
-    raise UsageError(f"{PROG}: unrecognized option '--{name}'", try_help=True)
+    raise CommandLineError(f"{PROG}: unrecognized option '--{name}'", try_help=True)
 
 
 def _word(value: str, words: Sequence[str], what: str) -> str:
     if value not in words:
-        raise UsageError(f"{PROG}: unknown {what}: {value}", status=EXIT_USAGE)
+        raise CommandLineError(f"{PROG}: unknown {what}: {value}", status=EXIT_USAGE)
     return value
 
 
@@ -195,9 +195,9 @@ def check_request(req: dict[str, Any], given: set[str]) -> None:
     """tgtadm's client-side checks: required options, supported ops, allowed options."""
     mode, op = req.get("mode"), req.get("op")
     if op is None:
-        raise UsageError(f"{PROG}: specify the operation type")
+        raise CommandLineError(f"{PROG}: specify the operation type")
     if mode is None:
-        raise UsageError(f"{PROG}: specify the mode")
+        raise CommandLineError(f"{PROG}: specify the mode")
     check = _MODE_CHECKS.get(mode)
     if check is not None:
         check(req, given)
@@ -205,11 +205,11 @@ def check_request(req: dict[str, Any], given: set[str]) -> None:
 
 def _need(req: dict[str, Any], key: str, message: str | None = None) -> None:
     if req.get(key) is None:
-        raise UsageError(f"{PROG}: {message or repr(key) + ' option is necessary'}")
+        raise CommandLineError(f"{PROG}: {message or repr(key) + ' option is necessary'}")
 
 
-def _unsupported(mode: str, op: str) -> UsageError:
-    return UsageError(f"{PROG}: operation {op} not supported in {mode} mode")
+def _unsupported(mode: str, op: str) -> CommandLineError:
+    return CommandLineError(f"{PROG}: operation {op} not supported in {mode} mode")
 
 
 def _allowed(req: dict[str, Any], given: set[str], lu_style: bool = False) -> None:
@@ -219,8 +219,8 @@ def _allowed(req: dict[str, Any], given: set[str], lu_style: bool = False) -> No
         return
     for letter in sorted(given - _ALWAYS - set(allowed), key="tTlbESfyYIQupOPnvFscBH".find):
         if lu_style:
-            raise UsageError(f"{PROG}: option '-{letter}' not supported in {mode} mode")
-        raise UsageError(f"{PROG}: {mode} mode: option '-{letter}' is not allowed/supported")
+            raise CommandLineError(f"{PROG}: option '-{letter}' not supported in {mode} mode")
+        raise CommandLineError(f"{PROG}: {mode} mode: option '-{letter}' is not allowed/supported")
 
 
 def _check_target(req: dict[str, Any], given: set[str]) -> None:
@@ -228,15 +228,15 @@ def _check_target(req: dict[str, Any], given: set[str]) -> None:
     if op != "show":
         _need(req, "tid")
     if op in ("new", "delete") and req["tid"] == 0:
-        raise UsageError(f"{PROG}: 'tid' cannot be 0")
+        raise CommandLineError(f"{PROG}: 'tid' cannot be 0")
     if op == "new":
         _need(req, "targetname", "creating new target requires a name, use --targetname")
     elif op in ("bind", "unbind") and not (req["initiator_address"] or req["initiator_name"]
                                            or req["bus"]):
-        raise UsageError(f"{PROG}: {op} operation requires initiator-address, "
+        raise CommandLineError(f"{PROG}: {op} operation requires initiator-address, "
                          "initiator-nameor bus")
     elif op == "update" and not req["params"] and (req["name"] is None or req["value"] is None):
-        raise UsageError(f"{PROG}: update operation requires 'name' and 'value' options")
+        raise CommandLineError(f"{PROG}: update operation requires 'name' and 'value' options")
     elif op in ("start", "stop"):
         raise _unsupported("target", op)
     _allowed(req, given)
@@ -246,7 +246,7 @@ def _check_lu(req: dict[str, Any], given: set[str]) -> None:
     _need(req, "tid")
     _need(req, "lun")
     if req["tid"] == 0:
-        raise UsageError(f"{PROG}: 'tid' must not be 0")
+        raise CommandLineError(f"{PROG}: 'tid' must not be 0")
     if req["op"] not in ("new", "delete", "update", "stat"):
         raise _unsupported("logicalunit", req["op"])
     _allowed(req, given, lu_style=req["op"] == "update")
@@ -255,7 +255,7 @@ def _check_lu(req: dict[str, Any], given: set[str]) -> None:
 def _check_account(req: dict[str, Any], given: set[str]) -> None:
     op = req["op"]
     if op == "new" and (not req["user"] or not req["password"]):
-        raise UsageError(f"{PROG}: 'user' and 'password' options are required")
+        raise CommandLineError(f"{PROG}: 'user' and 'password' options are required")
     if op in ("delete", "bind", "unbind"):
         _need(req, "user")
     if op not in ("new", "delete", "show", "bind", "unbind"):
@@ -266,7 +266,7 @@ def _check_account(req: dict[str, Any], given: set[str]) -> None:
 def _check_system(req: dict[str, Any], given: set[str]) -> None:
     op = req["op"]
     if op == "update" and (req["name"] is None or req["value"] is None):
-        raise UsageError(f"{PROG}: update operation requires 'name' and 'value' options")
+        raise CommandLineError(f"{PROG}: update operation requires 'name' and 'value' options")
     if op not in ("show", "update", "delete", "stat"):
         raise _unsupported("system", op)
     _allowed(req, given)
@@ -274,7 +274,7 @@ def _check_system(req: dict[str, Any], given: set[str]) -> None:
 
 def _check_lld(req: dict[str, Any], given: set[str]) -> None:
     if req["op"] not in ("show", "start", "stop"):
-        raise UsageError(f"{PROG}: option {OPS.index(req['op'])} not supported in lld mode")
+        raise CommandLineError(f"{PROG}: option {OPS.index(req['op'])} not supported in lld mode")
     _allowed(req, given)
 
 
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(VERSION)
             return 0
         check_request(request, given)
-    except UsageError as exc:
+    except CommandLineError as exc:
         print(exc.message, file=sys.stderr)
         if exc.try_help:
             print(f"Try `{PROG} --help' for more information.", file=sys.stderr)

@@ -23,7 +23,13 @@ LU_PARAM_DEFAULTS: dict[str, str] = {
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
 
-Account = tuple[str, str]  # (user, password)
+# tgt's device-type names (tgtadm -Y, targets.conf device-type) -> the type each one names;
+# "ssc" is tgt's other name for tape.
+TGT_DEVICE_TYPES: dict[str, str] = {
+    "disk": "disk", "tape": "tape", "ssc": "tape", "cd": "cd", "changer": "changer", "pt": "pt",
+}
+
+AccountSpec = tuple[str, str]  # (user, password)
 
 
 def lu_defaults(tid: int, lun: int) -> dict[str, str]:
@@ -89,8 +95,8 @@ class TargetSpec:
     luns: list[LunSpec] = field(default_factory=list)
     initiator_addresses: list[str] = field(default_factory=list)
     initiator_names: list[str] = field(default_factory=list)
-    incoming: list[Account] = field(default_factory=list)
-    outgoing: Account | None = None
+    incoming: list[AccountSpec] = field(default_factory=list)
+    outgoing: AccountSpec | None = None
     iscsi_params: dict[str, str] = field(default_factory=dict)
     state: str = "ready"
     where: str = ""
@@ -124,7 +130,7 @@ class TargetSpec:
                    state=str(d.get("state", "ready")))
 
 
-def _account(value: Any) -> Account:
+def _account(value: Any) -> AccountSpec:
     user, password = value
     return str(user), str(password)
 
@@ -134,8 +140,8 @@ class ConfigSpec:
     """A whole configuration: targets in order, discovery accounts, every CHAP account."""
 
     targets: list[TargetSpec] = field(default_factory=list)
-    discovery_incoming: list[Account] = field(default_factory=list)
-    discovery_outgoing: Account | None = None
+    discovery_incoming: list[AccountSpec] = field(default_factory=list)
+    discovery_outgoing: AccountSpec | None = None
     accounts: dict[str, str] = field(default_factory=dict)  # user -> password
     state: str = "ready"
     ignore_errors: bool = False

@@ -26,7 +26,8 @@ from typing import TypeVar
 from pytgt.config.spec import (
     BOOL_LU_PARAMS,
     LU_PARAMS,
-    Account,
+    TGT_DEVICE_TYPES,
+    AccountSpec,
     ConfigSpec,
     LunSpec,
     TargetSpec,
@@ -69,14 +70,11 @@ UNSUPPORTED = frozenset({"path", "lbppbe", "la_lba", "optimal_xfer_gran", "optim
 LUN_KINDS = ("backing-store", "direct-store")
 _MULTI = frozenset({*LUN_KINDS, "initiator-address", "initiator-name", "incominguser",
                     "mode_page", "params", "include", "incomingdiscoveryuser"})
-DEVICE_TYPES = ("disk", "tape", "ssc", "cd", "changer", "pt")
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 TEXT_LIMITS = {"vendor_id": 8, "product_id": 16, "product_rev": 4, "scsi_id": 40,
                "scsi_sn": 40}
 MAX_LUN = 16383
 MAX_INCLUDE_DEPTH = 16
-# tgt-admin's caching mode page for "write-cache off" (WCE clear), sent verbatim.
-WRITE_CACHE_OFF_PAGE = "8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0"
 NO_ADDRESS = "NONE"  # pytgt extension: "initiator-address NONE" = no implicit ALL
 
 _TRUE = {"1", "yes", "on", "true"}
@@ -320,7 +318,7 @@ class _Builder:
         if "outgoingdiscoveryuser" in v:
             config.discovery_outgoing = self.account(v["outgoingdiscoveryuser"])
 
-    def account(self, d: Directive) -> Account | None:
+    def account(self, d: Directive) -> AccountSpec | None:
         parts = d.value.split()
         if len(parts) != 2:
             self.err(d.where, f"{d.key} takes a user name and a password")
@@ -463,7 +461,7 @@ class _Builder:
             spec.blocksize = size
         if (d := get("device-type")) is not None:
             spec.device_type = d.value
-            if d.value not in DEVICE_TYPES:
+            if d.value not in TGT_DEVICE_TYPES:
                 self.err(d.where, f"unknown device-type: {d.value}")
         if (d := get("allow-in-use")) is not None:
             flag = _bool(d.value)
@@ -571,7 +569,7 @@ def _quote(value: str) -> str:
     return value
 
 
-def _acct(account: Account) -> str:
+def _acct(account: AccountSpec) -> str:
     return " ".join(x.replace("#", "\\#") for x in account)
 
 

@@ -133,7 +133,7 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
 
     async def configure(management: Any) -> None:
         """Restore/apply the configuration before the portals and control socket open."""
-        from pytgt.scsi.pr_state import AptplStore
+        from pytgt.daemon.aptpl import AptplStore
 
         management.aptpl = AptplStore.in_state_dir()  # before any LU is created
         management.allow_backing_symlinks = args.allow_backing_symlinks

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytgt.config.model import Account, Registry, Target
+from pytgt.config.spec import TGT_DEVICE_TYPES
 from pytgt.daemon import alua_admin, live, show, stats
 from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
@@ -36,8 +37,6 @@ _NEED_NAME_VALUE = "update operation requires 'name' and 'value' options"
 _STATES = ("ready", "offline")
 
 # tgtadm -Y words -> pytgt device types (create_lu decides which it supports).
-DEVICE_TYPES = {"disk": "disk", "tape": "tape", "ssc": "tape", "cd": "cd",
-                "changer": "changer", "pt": "pt"}
 Handler = Callable[["Management", dict[str, Any]], Awaitable[str]]
 
 
@@ -98,7 +97,7 @@ class Management:
         # awaited after every successful change, under the lock (pytgtd --persist saves);
         # a MgmtError it raises becomes the request's answer
         self.on_change: Callable[[], Awaitable[None]] | None = None
-        # APTPL files of persistent reservations (pr_state.AptplStore; pytgtd sets it)
+        # APTPL files of persistent reservations (daemon.aptpl.AptplStore; pytgtd sets it)
         self.aptpl: Any = None
         # refused logins / control requests and the CHAP back-off (the daemon shares its own)
         self.security = SecurityMonitor()
@@ -336,7 +335,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     target = m.target(req)
     if lun in getattr(target.scsi, "luns", {}):
         raise _err(TgtadmError.LUN_EXIST)
-    device_type = DEVICE_TYPES.get(_opt_str(req, "device_type") or "disk")
+    device_type = TGT_DEVICE_TYPES.get(_opt_str(req, "device_type") or "disk")
     if device_type is None:
         raise _invalid(f"unknown target type: {req.get('device_type')}")
     bstype = _opt_str(req, "bstype") or "rdwr"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.daemon import alua_admin, lu_show
 from pytgt.iscsi import keys
-from pytgt.scsi.lu import DEVICE_TYPES as SUPPORTED_DEVICE_TYPES
+from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
 from pytgt.stores import available
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ async def system_show(m: Management, req: dict[str, Any]) -> str:
     for name in available():
         lines.append(f"    {name} (bsoflags sync:direct)" if name == "rdwr" else f"    {name}")
     lines.append("Device types:")
-    lines += [f"    {TYPE_SHOWN.get(t, t)}" for t in SUPPORTED_DEVICE_TYPES]
+    lines += [f"    {TYPE_SHOWN.get(t, t)}" for t in PERIPHERAL_DEVICE_TYPE]
     lines += ["iSNS:", "    iSNS=Off", "    iSNSServerIP=", "    iSNSServerPort=3205",
               "    iSNSAccessControl=Off"]
     return "\n".join(lines) + "\n"

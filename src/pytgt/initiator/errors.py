@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytgt.iscsi.errors import UsageError as UsageError  # API misuse, one class for both cores
+
 
 class InitiatorError(Exception):
     """Base of every error the initiator raises because of the target or the link."""
@@ -70,7 +72,3 @@ class ScsiError(InitiatorError):
         if self.sense_key is not None:
             detail = f", sense {self.sense_key:#x}/{self.asc:#04x}/{self.ascq:#04x}"
         super().__init__(f"SCSI status {self.status:#04x}{detail}")
-
-
-class UsageError(Exception):
-    """The caller misused the initiator API (not the target's fault)."""

@@ -24,13 +24,11 @@ from pytgt.iscsi.constants import (
     RESERVED_TAG,
     LoginStatus,
     LogoutReason,
+    LogoutResponseCode,
     Opcode,
     RejectReason,
     TmfFunction,
     TmfResponse,
-)
-from pytgt.iscsi.constants import (
-    LogoutResponse as LogoutCode,
 )
 from pytgt.iscsi.errors import ConnectionDropped, LoginError, ProtocolError
 from pytgt.iscsi.events import (
@@ -541,16 +539,16 @@ class TargetConnection:
         """Logout (11.14): close the session or one connection, then answer."""
         assert self.session is not None
         session = self.session
-        code, targets = LogoutCode.SUCCESS, [self]
+        code, targets = LogoutResponseCode.SUCCESS, [self]
         if pdu.reason == LogoutReason.CLOSE_SESSION:
             targets = list(session.connections.values())
         elif pdu.reason in (LogoutReason.CLOSE_CONNECTION,
                             LogoutReason.REMOVE_CONNECTION_FOR_RECOVERY):
             other = session.connections.get(pdu.cid)
             if other is None:
-                code, targets = LogoutCode.CID_NOT_FOUND, []
+                code, targets = LogoutResponseCode.CID_NOT_FOUND, []
             elif pdu.reason == LogoutReason.REMOVE_CONNECTION_FOR_RECOVERY:
-                code, targets = LogoutCode.RECOVERY_NOT_SUPPORTED, []
+                code, targets = LogoutResponseCode.RECOVERY_NOT_SUPPORTED, []
             else:
                 targets = [other]
         else:

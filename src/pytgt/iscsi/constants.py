@@ -122,8 +122,8 @@ class LogoutReason(enum.IntEnum):
     REMOVE_CONNECTION_FOR_RECOVERY = 2
 
 
-class LogoutResponse(enum.IntEnum):
-    """Logout Response codes (11.15.1)."""
+class LogoutResponseCode(enum.IntEnum):
+    """Logout Response 'Response' field (11.15.1); the PDU is ``pdu.LogoutResponse``."""
 
     SUCCESS = 0
     CID_NOT_FOUND = 1
@@ -143,8 +143,8 @@ class AsyncEvent(enum.IntEnum):
     VENDOR_SPECIFIC = 255
 
 
-class ScsiResponse(enum.IntEnum):
-    """SCSI Response 'Response' field (11.4.3)."""
+class ScsiResponseCode(enum.IntEnum):
+    """SCSI Response 'Response' field (11.4.3); the PDU is ``pdu.ScsiResponse``."""
 
     COMMAND_COMPLETED_AT_TARGET = 0x00
     TARGET_FAILURE = 0x01

@@ -42,4 +42,7 @@ class ConnectionDropped(IscsiError):
 
 
 class UsageError(Exception):
-    """The local program misused this API (not the peer's fault)."""
+    """The local program misused a sans-I/O core's API (not the peer's fault).
+
+    Raised by the target and initiator cores alike (``pytgt.initiator`` re-exports it).
+    """

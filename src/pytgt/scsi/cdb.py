@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from pytgt.scsi.task import ScsiResult, ScsiTask
 
 
-class Opcode(enum.IntEnum):
-    """Operation codes, named as in SPC-4 / SBC-3."""
+class OperationCode(enum.IntEnum):
+    """OPERATION CODE values (SPC-4 4.2.5.1), named as in SPC-4 / SBC-3."""
 
     TEST_UNIT_READY = 0x00
     REQUEST_SENSE = 0x03
@@ -131,7 +131,8 @@ def usage_bits(length: int, opcode: int, *masks: int) -> bytes:
     return out + b"\0" * (length - len(out))
 
 
-# Data-Out lengths per CDB (bytes), for expected_data_out / R2T.
+# Data-Out lengths per CDB (bytes), for expected_data_out / R2T (Command.data_out); the
+# handlers of the same commands are in sbc.py.
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 
@@ -177,15 +178,15 @@ def param_len_6_3(cdb: bytes, bs: int) -> int:
     return int.from_bytes(cdb[6:9], "big")
 
 
-def verify_10(cdb: bytes, bs: int) -> int:
+def verify_10_data_out(cdb: bytes, bs: int) -> int:
     return _bytchk(cdb, bs, blocks_10)
 
 
-def verify_12(cdb: bytes, bs: int) -> int:
+def verify_12_data_out(cdb: bytes, bs: int) -> int:
     return _bytchk(cdb, bs, blocks_12)
 
 
-def verify_16(cdb: bytes, bs: int) -> int:
+def verify_16_data_out(cdb: bytes, bs: int) -> int:
     return _bytchk(cdb, bs, blocks_16)
 
 
@@ -199,13 +200,13 @@ def _bytchk(cdb: bytes, bs: int, blocks: Callable[[bytes, int], int]) -> int:
     return blocks(cdb, bs)
 
 
-def write_same_10(cdb: bytes, bs: int) -> int:
+def write_same_10_data_out(cdb: bytes, bs: int) -> int:
     return bs
 
 
-def write_same_16(cdb: bytes, bs: int) -> int:
+def write_same_16_data_out(cdb: bytes, bs: int) -> int:
     return 0 if cdb[1] & 0x01 else bs  # NDOB
 
 
-def compare_and_write(cdb: bytes, bs: int) -> int:
+def compare_and_write_data_out(cdb: bytes, bs: int) -> int:
     return 2 * cdb[13] * bs

@@ -31,7 +31,7 @@ from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
 
-DEVICE_TYPES = {"disk": 0x00, "controller": 0x0C}
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
@@ -67,7 +67,7 @@ class LogicalUnit:
         from pytgt.scsi import sbc, spc  # command tables import this module's names
 
         self.device_type = device_type
-        self.peripheral_type = DEVICE_TYPES[device_type]
+        self.peripheral_type = PERIPHERAL_DEVICE_TYPE[device_type]
         self.lun = lun
         self.tid = tid
         self.store = store
@@ -368,9 +368,9 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
 
     Raises ValueError for an unknown device type, a bad block size or bad params.
     """
-    if device_type not in DEVICE_TYPES:
+    if device_type not in PERIPHERAL_DEVICE_TYPE:
         raise ValueError(f"unsupported device type: {device_type} "
-                         f"(supported: {', '.join(DEVICE_TYPES)})")
+                         f"(supported: {', '.join(PERIPHERAL_DEVICE_TYPE)})")
     if device_type == "disk" and store is None:
         raise ValueError("a disk logical unit needs a backing store")
     if block_size not in BLOCK_SIZES:

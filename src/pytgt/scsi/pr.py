@@ -4,9 +4,10 @@ Registrations belong to an I_T nexus named by its initiator port (iSCSI name + I
 and relative target port, so they survive logout and re-login as SPC-4 requires. A
 registration made with ALL_TG_PT covers every target port (relative port 0 here); one
 made through a format-00b TransportID (SPEC_I_PT) names an initiator device, which
-covers every ISID of that iSCSI name. APTPL: ``PersistentReservations.saver`` (installed
-by the daemon, see pr_state.py) is awaited after every change, so the state is on disk
-before the command completes.
+covers every ISID of that iSCSI name. APTPL: ``PersistentReservations.saver``, an
+:class:`AptplSaver` handed in by the program that builds the LU (pytgtd's writes files,
+:mod:`pytgt.daemon.aptpl`), is awaited after every change, so the state is kept before
+the command completes; without one, APTPL=1 is refused (PTPL_C=0).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import asyncio
 import enum
 import logging
 import struct
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from pytgt.scsi.pr_state import TransportIdError, encode_transport_id, parse_transport_id
 from pytgt.scsi.sense import (
     Asc,
     CheckCondition,
@@ -28,6 +27,7 @@ from pytgt.scsi.sense import (
     invalid_param,
 )
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status
+from pytgt.scsi.transport_id import TransportIdError, encode_transport_id, parse_transport_id
 
 log = logging.getLogger("pytgt.scsi")
 
@@ -97,7 +97,15 @@ class Registration:
     relative_port: int  # 0: every target port (ALL_TG_PT)
 
 
-Saver = Callable[["PersistentReservations"], Awaitable[None]]
+class AptplSaver(Protocol):
+    """Keeps one LU's reservations across power loss (APTPL, SPC-4 5.9.5).
+
+    Awaited after each PERSISTENT RESERVE OUT that succeeded while APTPL is or was set;
+    ``pr.aptpl`` False means forget the saved state. ``pr_state.to_dict`` is what to keep.
+    Raises OSError when the state could not be kept (the command then fails).
+    """
+
+    async def __call__(self, pr: PersistentReservations, /) -> None: ...
 
 
 @dataclass
@@ -109,7 +117,7 @@ class PersistentReservations:
     holder: str | None = None  # registrant id; None with a type set = all registrants
     type: int = 0  # 0: no persistent reservation
     aptpl: bool = False  # APTPL of the last REGISTER (SPC-4 5.9.5)
-    saver: Saver | None = field(default=None, repr=False, compare=False)
+    saver: AptplSaver | None = field(default=None, repr=False, compare=False)
 
     def find(self, nexus: ItNexus) -> str | None:
         """The id of the registration that covers ``nexus``, or None."""

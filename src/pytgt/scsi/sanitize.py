@@ -54,7 +54,7 @@ _IMMED, _RESERVED_1, _AUSE = 0x80, 0x40, 0x20
 _PARAM_LEN = struct.Struct(">H")
 
 
-class ServiceAction(enum.IntEnum):
+class SanitizeAction(enum.IntEnum):
     """SANITIZE service actions (SBC-4 table 80)."""
 
     OVERWRITE = 0x01
@@ -66,7 +66,7 @@ class ServiceAction(enum.IntEnum):
 class SanitizeOperation:
     """One sanitize of a LU: running in the background, then done or failed."""
 
-    def __init__(self, lu: LogicalUnit, action: ServiceAction, ause: bool,
+    def __init__(self, lu: LogicalUnit, action: SanitizeAction, ause: bool,
                  pattern: bytes = b"", passes: int = 1, invert: bool = False) -> None:
         self.lu = lu
         self.action = action
@@ -113,7 +113,7 @@ class SanitizeOperation:
 
     async def _run(self) -> None:
         try:
-            if self.action == ServiceAction.OVERWRITE:
+            if self.action == SanitizeAction.OVERWRITE:
                 await self._overwrite()
             else:
                 await self._erase()
@@ -179,13 +179,13 @@ def erase_supported(lu: LogicalUnit) -> bool:
 
 
 # The command (SBC-4 5.30).
-def _check_cdb(cdb: bytes, length: int, action: ServiceAction) -> None:
+def _check_cdb(cdb: bytes, length: int, action: SanitizeAction) -> None:
     if cdb[1] & _RESERVED_1:
         raise invalid_field(1, 6)
     for i in range(2, 7):
         if cdb[i]:
             raise invalid_field(i)
-    if action == ServiceAction.OVERWRITE:
+    if action == SanitizeAction.OVERWRITE:
         if length <= 4:
             raise invalid_field(7)
     elif length:
@@ -213,18 +213,18 @@ def _overwrite_params(lu: LogicalUnit, task: ScsiTask, length: int) -> tuple[byt
 async def sanitize(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     """SANITIZE: check the CDB and parameters, start the operation, wait unless IMMED."""
     cdb = task.cdb
-    action = ServiceAction(cdb[1] & 0x1F)  # the command table only routes known ones
+    action = SanitizeAction(cdb[1] & 0x1F)  # the command table only routes known ones
     length = _PARAM_LEN.unpack_from(cdb, 7)[0]
     _check_cdb(cdb, length, action)
     ause = bool(cdb[1] & _AUSE)
     current = lu.sanitizing
-    if action == ServiceAction.EXIT_FAILURE_MODE:
+    if action == SanitizeAction.EXIT_FAILURE_MODE:
         if current is not None and current.failed:
             if not current.ause:
                 raise invalid_field(1, 4)  # failed without AUSE: only a new sanitize clears it
             lu.sanitizing = None
         return ScsiResult(Status.GOOD)
-    if action == ServiceAction.OVERWRITE:
+    if action == SanitizeAction.OVERWRITE:
         pattern, passes, invert = _overwrite_params(lu, task, length)
         op = SanitizeOperation(lu, action, ause, pattern, passes, invert)
     else:
@@ -248,16 +248,16 @@ def _consume(fut: asyncio.Future[None]) -> None:
 
 def sanitize_rows() -> list[Command]:
     """The SANITIZE rows of the disk command table, one per service action."""
-    def row(sa: ServiceAction, name: str, available: bool = False) -> Command:
+    def row(sa: SanitizeAction, name: str, available: bool = False) -> Command:
         return Command(SANITIZE, f"SANITIZE {name}", sanitize, _param_len,
                        service_action=sa, writes=True,
                        available=erase_supported if available else None)
 
     return [
-        row(ServiceAction.OVERWRITE, "OVERWRITE"),
-        row(ServiceAction.BLOCK_ERASE, "BLOCK ERASE", True),
-        row(ServiceAction.CRYPTO_ERASE, "CRYPTO ERASE", True),
-        row(ServiceAction.EXIT_FAILURE_MODE, "EXIT FAILURE MODE"),
+        row(SanitizeAction.OVERWRITE, "OVERWRITE"),
+        row(SanitizeAction.BLOCK_ERASE, "BLOCK ERASE", True),
+        row(SanitizeAction.CRYPTO_ERASE, "CRYPTO ERASE", True),
+        row(SanitizeAction.EXIT_FAILURE_MODE, "EXIT FAILURE MODE"),
     ]
 
 

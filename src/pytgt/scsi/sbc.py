@@ -10,9 +10,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pytgt.scsi import atomic, defects, fastpath, sanitize, spc, vpd, xcopy
 from pytgt.scsi import cdb as c
-from pytgt.scsi import fastpath, sanitize, sbc_extra, spc, vpd, xcopy
-from pytgt.scsi.cdb import Command, Opcode, ServiceAction
+from pytgt.scsi.cdb import Command, OperationCode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import (
     Asc,
@@ -457,7 +457,7 @@ async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiR
 
 
 def _rows() -> list[Command]:
-    O, W, R, A = Opcode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
+    O, W, R, A = OperationCode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
     return [
         *spc.SPC_COMMANDS,
         Command(O.READ_6, "READ(6)", read_6, pr_access=R),
@@ -477,13 +477,15 @@ def _rows() -> list[Command]:
         Command(O.WRITE_AND_VERIFY_16, "WRITE AND VERIFY(16)", write_and_verify_16,
                 c.blocks_16, writes=W),
         Command(O.ORWRITE_16, "ORWRITE(16)", orwrite_16, c.blocks_16, writes=W),
-        Command(O.VERIFY_10, "VERIFY(10)", verify_10, c.verify_10, pr_access=R),
-        Command(O.VERIFY_12, "VERIFY(12)", verify_12, c.verify_12, pr_access=R),
-        Command(O.VERIFY_16, "VERIFY(16)", verify_16, c.verify_16, pr_access=R),
+        Command(O.VERIFY_10, "VERIFY(10)", verify_10, c.verify_10_data_out, pr_access=R),
+        Command(O.VERIFY_12, "VERIFY(12)", verify_12, c.verify_12_data_out, pr_access=R),
+        Command(O.VERIFY_16, "VERIFY(16)", verify_16, c.verify_16_data_out, pr_access=R),
         Command(O.COMPARE_AND_WRITE, "COMPARE AND WRITE", compare_and_write,
-                c.compare_and_write, writes=W),
-        Command(O.WRITE_SAME_10, "WRITE SAME(10)", write_same_10, c.write_same_10, writes=W),
-        Command(O.WRITE_SAME_16, "WRITE SAME(16)", write_same_16, c.write_same_16, writes=W),
+                c.compare_and_write_data_out, writes=W),
+        Command(O.WRITE_SAME_10, "WRITE SAME(10)", write_same_10, c.write_same_10_data_out,
+                writes=W),
+        Command(O.WRITE_SAME_16, "WRITE SAME(16)", write_same_16, c.write_same_16_data_out,
+                writes=W),
         Command(O.UNMAP, "UNMAP", unmap, c.param_len_7, writes=W, available=_thin),
         Command(O.SYNCHRONIZE_CACHE_10, "SYNCHRONIZE CACHE(10)", synchronize_cache_10),
         Command(O.SYNCHRONIZE_CACHE_16, "SYNCHRONIZE CACHE(16)", synchronize_cache_16),
@@ -500,7 +502,8 @@ def _rows() -> list[Command]:
                 prevent_allow_medium_removal, medium=False, pr_access=R),
         *xcopy.COMMANDS,
         *sanitize.sanitize_rows(),
-        *sbc_extra.extra_rows(),
+        *atomic.COMMANDS,
+        *defects.COMMANDS,
     ]
 
 

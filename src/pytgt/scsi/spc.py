@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pytgt.scsi import alua, vpd
 from pytgt.scsi import cdb as c
 from pytgt.scsi import modepages as mp
-from pytgt.scsi.cdb import Command, Opcode, ServiceAction
+from pytgt.scsi.cdb import Command, OperationCode, ServiceAction
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ, persistent_reserve_in, persistent_reserve_out
 from pytgt.scsi.sense import (
     Asc,
@@ -59,7 +59,7 @@ def standard_inquiry(lu: LogicalUnit) -> bytes:
         0x12,  # HISUP, RESPONSE DATA FORMAT 2
         91,  # ADDITIONAL LENGTH
         alua.TPGS  # SCCS/ACC/TPGS (11b: implicit and explicit ALUA)/3PC/PROTECT
-        | (0x08 if Opcode.EXTENDED_COPY in lu.service_actions else 0),  # 3PC
+        | (0x08 if OperationCode.EXTENDED_COPY in lu.service_actions else 0),  # 3PC
         0x00,
         0x02,  # CMDQUE
     ))
@@ -307,40 +307,42 @@ async def handled_by_target(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 A, R = PR_ALLOWED, PR_READ  # how a persistent reservation held elsewhere applies
 
 SPC_COMMANDS: list[Command] = [
-    Command(Opcode.TEST_UNIT_READY, "TEST UNIT READY", test_unit_ready, pr_access=A),
-    Command(Opcode.REQUEST_SENSE, "REQUEST SENSE", request_sense, skip_ua=True, medium=False,
+    Command(OperationCode.TEST_UNIT_READY, "TEST UNIT READY", test_unit_ready, pr_access=A),
+    Command(OperationCode.REQUEST_SENSE, "REQUEST SENSE", request_sense, skip_ua=True, medium=False,
             conflicts=False, pr_access=A),
-    Command(Opcode.INQUIRY, "INQUIRY", inquiry, skip_ua=True, medium=False, conflicts=False,
+    Command(OperationCode.INQUIRY, "INQUIRY", inquiry, skip_ua=True, medium=False, conflicts=False,
             pr_access=A),
-    Command(Opcode.REPORT_LUNS, "REPORT LUNS", handled_by_target, skip_ua=True, medium=False,
+    Command(OperationCode.REPORT_LUNS, "REPORT LUNS", handled_by_target, skip_ua=True, medium=False,
             conflicts=False, pr_access=A),
-    Command(Opcode.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
-    Command(Opcode.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False, pr_access=R),
-    Command(Opcode.MODE_SELECT_6, "MODE SELECT(6)", mode_select_6, c.param_len_6,
+    Command(OperationCode.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
+    Command(OperationCode.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False,
+            pr_access=R),
+    Command(OperationCode.MODE_SELECT_6, "MODE SELECT(6)", mode_select_6, c.param_len_6,
             medium=False),
-    Command(Opcode.MODE_SELECT_10, "MODE SELECT(10)", mode_select_10, c.param_len_7,
+    Command(OperationCode.MODE_SELECT_10, "MODE SELECT(10)", mode_select_10, c.param_len_7,
             medium=False),
-    Command(Opcode.RESERVE_6, "RESERVE(6)", reserve, medium=False, conflicts=False),
-    Command(Opcode.RESERVE_10, "RESERVE(10)", reserve, medium=False, conflicts=False),
-    Command(Opcode.RELEASE_6, "RELEASE(6)", release, medium=False, conflicts=False),
-    Command(Opcode.RELEASE_10, "RELEASE(10)", release, medium=False, conflicts=False),
-    Command(Opcode.SEND_DIAGNOSTIC, "SEND DIAGNOSTIC", send_diagnostic, c.param_len_3,
+    Command(OperationCode.RESERVE_6, "RESERVE(6)", reserve, medium=False, conflicts=False),
+    Command(OperationCode.RESERVE_10, "RESERVE(10)", reserve, medium=False, conflicts=False),
+    Command(OperationCode.RELEASE_6, "RELEASE(6)", release, medium=False, conflicts=False),
+    Command(OperationCode.RELEASE_10, "RELEASE(10)", release, medium=False, conflicts=False),
+    Command(OperationCode.SEND_DIAGNOSTIC, "SEND DIAGNOSTIC", send_diagnostic, c.param_len_3,
             medium=False),
-    Command(Opcode.PERSISTENT_RESERVE_IN, "PERSISTENT RESERVE IN", persistent_reserve_in,
+    Command(OperationCode.PERSISTENT_RESERVE_IN, "PERSISTENT RESERVE IN", persistent_reserve_in,
             medium=False, pr_access=A),
-    Command(Opcode.PERSISTENT_RESERVE_OUT, "PERSISTENT RESERVE OUT", persistent_reserve_out,
+    Command(OperationCode.PERSISTENT_RESERVE_OUT, "PERSISTENT RESERVE OUT", persistent_reserve_out,
             c.param_len_5_4, medium=False, pr_access=A),
-    Command(Opcode.MAINTENANCE_IN, "REPORT SUPPORTED OPERATION CODES",
+    Command(OperationCode.MAINTENANCE_IN, "REPORT SUPPORTED OPERATION CODES",
             report_supported_opcodes, service_action=ServiceAction.REPORT_SUPPORTED_OPERATION_CODES,
             medium=False, conflicts=False, pr_access=A),
-    Command(Opcode.MAINTENANCE_IN, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
+    Command(OperationCode.MAINTENANCE_IN, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
             report_supported_tmfs,
             service_action=ServiceAction.REPORT_SUPPORTED_TASK_MANAGEMENT_FUNCTIONS,
             medium=False, conflicts=False, pr_access=A),
-    Command(Opcode.MAINTENANCE_IN, "REPORT TARGET PORT GROUPS", alua.report_target_port_groups,
+    Command(OperationCode.MAINTENANCE_IN, "REPORT TARGET PORT GROUPS",
+            alua.report_target_port_groups,
             service_action=alua.REPORT_TARGET_PORT_GROUPS, medium=False, conflicts=False,
             pr_access=A),
-    Command(Opcode.MAINTENANCE_OUT, "SET TARGET PORT GROUPS", alua.set_target_port_groups,
+    Command(OperationCode.MAINTENANCE_OUT, "SET TARGET PORT GROUPS", alua.set_target_port_groups,
             alua.param_len_6_4, service_action=alua.SET_TARGET_PORT_GROUPS, medium=False),
 ]
 

@@ -15,7 +15,7 @@ import struct
 from pytgt import eager
 from pytgt.scsi import lu_stats, spc
 from pytgt.scsi.alua import TargetPortGroups
-from pytgt.scsi.cdb import Command, Opcode
+from pytgt.scsi.cdb import Command, OperationCode
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.pr import registrant_id
 from pytgt.scsi.sense import (
@@ -205,7 +205,7 @@ class ScsiTarget:
         cdb = task.cdb
         if len(cdb) < 16:  # as iSCSI carries it: handlers may read any of the 16 bytes
             task.cdb = cdb = bytes(cdb).ljust(16, b"\0")
-        if cdb[0] == Opcode.REPORT_LUNS:
+        if cdb[0] == OperationCode.REPORT_LUNS:
             return self._report_luns(task, lu)
         if lu is None:
             return self._no_lu(task)
@@ -222,10 +222,10 @@ class ScsiTarget:
     def _no_lu(self, task: ScsiTask) -> ScsiResult:
         cdb = task.cdb
         try:
-            if cdb[0] == Opcode.INQUIRY:
+            if cdb[0] == OperationCode.INQUIRY:
                 _, _, alloc = spc.check_inquiry_cdb(cdb)
                 return spc.data_in(spc.not_supported_inquiry(), alloc)
-            if cdb[0] == Opcode.REQUEST_SENSE:
+            if cdb[0] == OperationCode.REQUEST_SENSE:
                 return spc.request_sense_no_lu(cdb)
             raise _LUN_NOT_SUPPORTED
         except CheckCondition as exc:

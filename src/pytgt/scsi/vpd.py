@@ -30,7 +30,7 @@ MAX_COMPARE_AND_WRITE = 1
 MAX_UNMAP_LBA_COUNT = 0xFFFFFFFF
 MAX_UNMAP_DESCRIPTORS = 256
 MAX_WRITE_SAME_BLOCKS = 0x10000
-# WRITE ATOMIC(16) limits (SBC-4 6.6.4, sbc_extra.py): one store write of up to 1 MiB
+# WRITE ATOMIC(16) limits (SBC-4 6.6.4, atomic.py): one store write of up to 1 MiB
 # at 4096-byte blocks, any alignment and granularity, no atomic boundaries.
 MAX_ATOMIC_TRANSFER_BLOCKS = 256
 ATOMIC_ALIGNMENT = 1

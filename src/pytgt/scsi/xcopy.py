@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import spc, vpd
-from pytgt.scsi.cdb import Command, Opcode, usage_bits
+from pytgt.scsi.cdb import Command, OperationCode, usage_bits
 from pytgt.scsi.pr import PR_READ, PR_WRITE
 from pytgt.scsi.sense import (
     Asc,
@@ -522,13 +522,14 @@ def operating_parameters() -> bytes:
 
 _F = 0xFF
 COMMANDS: list[Command] = [
-    Command(Opcode.EXTENDED_COPY, "EXTENDED COPY(LID1)", extended_copy, parameter_list_length,
+    Command(OperationCode.EXTENDED_COPY, "EXTENDED COPY(LID1)", extended_copy,
+            parameter_list_length,
             service_action=0x00,
-            usage=usage_bits(16, Opcode.EXTENDED_COPY, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0,
+            usage=usage_bits(16, OperationCode.EXTENDED_COPY, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0,
                              _F, _F, _F, _F, 0, 0x07)),
-    *(Command(Opcode.RECEIVE_COPY_RESULTS, f"RECEIVE COPY RESULTS({sa.name})",
+    *(Command(OperationCode.RECEIVE_COPY_RESULTS, f"RECEIVE COPY RESULTS({sa.name})",
               receive_copy_results, service_action=sa, medium=False, pr_access=PR_READ,
-              usage=usage_bits(16, Opcode.RECEIVE_COPY_RESULTS, 0x1F,
+              usage=usage_bits(16, OperationCode.RECEIVE_COPY_RESULTS, 0x1F,
                                0 if sa == CopyResultsAction.OPERATING_PARAMETERS else _F,
                                0, 0, 0, 0, 0, 0, 0, _F, _F, _F, _F, 0, 0x07))
       for sa in CopyResultsAction),
@@ -545,7 +546,7 @@ def _tpc_descriptor(kind: int, body: bytes) -> bytes:
 def third_party_copy_descriptors(lu: LogicalUnit) -> bytes:
     """The descriptors of VPD page 8Fh, from the LU's command table and the limits above."""
     commands = b""
-    for opcode in (Opcode.EXTENDED_COPY, Opcode.RECEIVE_COPY_RESULTS):
+    for opcode in (OperationCode.EXTENDED_COPY, OperationCode.RECEIVE_COPY_RESULTS):
         actions = bytes(sorted(lu.service_actions.get(opcode, {})))
         if actions:
             commands += bytes((opcode, len(actions))) + actions

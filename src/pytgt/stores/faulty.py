@@ -49,7 +49,7 @@ from pytgt.stores.base import (
     quiesce,
 )
 
-OPS = frozenset({"read", "write", "flush", "unmap"})
+STORE_OPS = frozenset({"read", "write", "flush", "unmap"})
 FAULTS = {
     "none": None,
     "slow": None,
@@ -68,7 +68,7 @@ class FaultPlan:
     """What to inject; ``FaultPlan()`` injects nothing."""
 
     fault: str = "none"
-    ops: frozenset[str] = OPS
+    ops: frozenset[str] = STORE_OPS
     after: int = 0
     count: int = 0
     delay: float = 0.0
@@ -79,9 +79,9 @@ class FaultPlan:
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
             raise StoreError(f"unknown fault {self.fault!r} (one of {', '.join(FAULTS)})")
-        if not self.ops or not self.ops <= OPS:
+        if not self.ops or not self.ops <= STORE_OPS:
             raise StoreError(f"bad ops {'+'.join(sorted(self.ops))!r} "
-                             f"(any of {'+'.join(sorted(OPS))})")
+                             f"(any of {'+'.join(sorted(STORE_OPS))})")
         if self.after < 0 or self.count < 0 or self.delay < 0 or self.offset < 0:
             raise StoreError("after, count, delay and offset must not be negative")
         if self.fault == "truncate" and self.at is None:
@@ -114,7 +114,7 @@ class FaultPlan:
 class FaultStats:
     """What the store saw: operations by kind, faults injected, operations stalled."""
 
-    ops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(sorted(OPS), 0))
+    ops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(sorted(STORE_OPS), 0))
     faults: int = 0
     delayed: int = 0
     in_flight: int = 0
@@ -169,7 +169,7 @@ class FaultyStore:
     def plan(self) -> FaultPlan:
         return self._plan
 
-    def set_fault(self, fault: str = "eio", *, ops: str | set[str] | frozenset[str] = OPS,
+    def set_fault(self, fault: str = "eio", *, ops: str | set[str] | frozenset[str] = STORE_OPS,
                   after: int = 0, count: int = 0, delay: float = 0.0, offset: int = 0,
                   length: int | None = None, at: int | None = None) -> None:
         """Replace the plan (counters for ``after``/``count`` restart); raises StoreError."""
