@@ -56,3 +56,7 @@ class ConnectionClosed:
     """Flush ``data_to_send()`` and close the transport; nothing more will be produced."""
 
     reason: str
+
+
+#: Anything :meth:`TargetConnection.next_event` returns.
+Event = SessionStarted | CommandReady | TaskManagement | SessionEnded | ConnectionClosed

@@ -58,6 +58,13 @@ def scsi_task(task: Task, nexus: ItNexus) -> ScsiTask:
                     task.expected_length if task.read else 0, task.edtl, handle=task)
 
 
+def iscsi_task(task: ScsiTask) -> Task:
+    """The iSCSI task a SCSI task was made from (:func:`scsi_task`)."""
+    handle = task.handle
+    assert isinstance(handle, Task)
+    return handle
+
+
 class SessionPort:
     """What task management asks of a session's transport (``scsi.task.NexusPort``)."""
 

@@ -37,6 +37,7 @@ from pytgt.iscsi.constants import TmfFunction
 from pytgt.iscsi.events import (
     CommandReady,
     ConnectionClosed,
+    Event,
     SessionEnded,
     SessionStarted,
     TaskManagement,
@@ -46,7 +47,7 @@ from pytgt.iscsi.session import Session, SessionTable
 from pytgt.net import mapping
 from pytgt.scsi import tmf
 from pytgt.scsi.target import ScsiTarget
-from pytgt.scsi.task import ScsiTask
+from pytgt.scsi.task import ItNexus, ScsiTask
 
 log = logging.getLogger("pytgt.net")
 
@@ -105,6 +106,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._flush_scheduled = False
         self._in_pump = False
         self._scsi: ScsiTarget | None = None  # the session's, once a command arrived
+        self._nexus: ItNexus | None = None
         # Data-In back-pressure (see the module docstring)
         self._held: deque[Task] = deque()  # commands waiting for Data-In to drain
         self._reading = 0  # Data-In bytes of reads in progress (expected lengths)
@@ -293,12 +295,13 @@ class IscsiProtocol(asyncio.BufferedProtocol):
     def _run_command(self, task: Task) -> None:
         """Hand the command to the SCSI layer; :meth:`_answer` sends its outcome (often
         before ``submit`` returns: page-cache reads, most non-data commands)."""
-        scsi = self._scsi
-        if scsi is None:
+        scsi, nexus = self._scsi, self._nexus
+        if scsi is None or nexus is None:
             s = self.conn.session if self.conn is not None else None
-            assert s is not None and s.target is not None
-            scsi = self._scsi = s.target.scsi
-        st = task.scsi_task = mapping.scsi_task(task, self.conn.session.nexus)  # type: ignore[union-attr]
+            assert s is not None and s.target is not None and s.nexus is not None
+            scsi, nexus = self._scsi, self._nexus = s.target.scsi, s.nexus
+        st = mapping.scsi_task(task, nexus)
+        task.scsi_task = st
         if task.read:
             self._reading += task.expected_length
         self._pending += 1
@@ -307,7 +310,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
     def _answer(self, st: ScsiTask, status: int, data: Data, sense: bytes) -> None:
         """A command's outcome from the SCSI layer (TASK ABORTED if task management
         ended it: the core sends nothing for this session's own aborted tasks)."""
-        task: Task = st.handle  # type: ignore[assignment]
+        task = mapping.iscsi_task(st)
         self._pending -= 1
         conn = self.conn
         assert conn is not None
@@ -392,7 +395,8 @@ def _end_session(service: IscsiService, s: Session) -> None:
         service.policy.session_ended(s)
 
 
-_EVENT_HANDLERS: dict[type, Callable[[IscsiProtocol, Any], None]] = {
+# Handlers by event type (each takes its own event class; Any keeps the table one dict).
+_EVENT_HANDLERS: dict[type[Event], Callable[[IscsiProtocol, Any], None]] = {
     SessionStarted: IscsiProtocol._on_session_started,
     CommandReady: IscsiProtocol._on_command,
     TaskManagement: IscsiProtocol._on_tmf,

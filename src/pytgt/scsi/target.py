@@ -160,13 +160,14 @@ class ScsiTarget:
                 and lu.task_set.simple_enabled()):
             row = lu.commands.get(task.cdb[0])
             if row is not None and row.nowait is not None:
-                self._submit_nowait(lu, task, row)
+                self._submit_nowait(lu, task, row, done)
                 return
         stepper = eager.start(self.execute(task), lambda r: _answer(task, r),
                               lambda exc: _failed(task, exc))
         task.runner = stepper
 
-    def _submit_nowait(self, lu: LogicalUnit, task: ScsiTask, row: Command) -> None:
+    def _submit_nowait(self, lu: LogicalUnit, task: ScsiTask, row: Command,
+                       done: Completion) -> None:
         """The LU's preflight, then the row's ``nowait``; else its handler as a coroutine."""
         try:
             refused = lu.preflight(task, row)
@@ -178,9 +179,11 @@ class ScsiTarget:
             return
         if row.data_out is not None:  # the Data-Out length the CDB asks for (residuals)
             task.transfer_out = row.data_out(task.cdb, lu.block_size)
-        data = row.nowait(lu, task)  # type: ignore[misc]
+        nowait = row.nowait
+        assert nowait is not None
+        data = nowait(lu, task)
         if data is not None:
-            task.done(task, 0, data, b"")  # type: ignore[misc]
+            done(task, 0, data, b"")
             return
         task.runner = eager.start(self._run_admitted(lu, task, row),
                                   lambda r: _answer(task, r), lambda exc: _failed(task, exc))
