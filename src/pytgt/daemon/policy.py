@@ -7,12 +7,18 @@ target-wide part of task management (SAM-5 7).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
 from pytgt.daemon import stats
 from pytgt.daemon.security import SecurityMonitor
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
+from pytgt.iscsi.policy import LoginFailure, TargetPolicy
+
+if TYPE_CHECKING:
+    from pytgt.iscsi.connection import TargetConnection
+    from pytgt.iscsi.keys import SessionParams
+    from pytgt.iscsi.session import Session
 
 _SHOWN_PARAMS = (
     "HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", "MaxXmitDataSegmentLength",
@@ -22,8 +28,9 @@ _SHOWN_PARAMS = (
 )
 
 
-class RegistryPolicy:
-    """Login/discovery policy over a :class:`Registry` for one portal group."""
+class RegistryPolicy(TargetPolicy[Target]):
+    """Login/discovery policy over a :class:`Registry` for one portal group; also told
+    of sessions starting and connections closing (by ``pytgt.net.portal``)."""
 
     def __init__(self, registry: Registry, portals: list[tuple[str, int]],
                  portal_group_tag: int = 1, security: SecurityMonitor | None = None) -> None:
@@ -45,8 +52,8 @@ class RegistryPolicy:
     def login_permitted(self, address: str, initiator_name: str) -> bool:
         return self.security.login_permitted(address, initiator_name)
 
-    def login_failed(self, target: Target | None, failure: Any) -> None:
-        """A ``pytgt.iscsi.login.LoginFailure``: logged once and counted."""
+    def login_failed(self, target: Target | None, failure: LoginFailure) -> None:
+        """Logged once and counted (per target and daemon-wide)."""
         stats.count_login_failure(target, int(failure.status))
         self.security.login_failed(failure)
 
@@ -102,7 +109,7 @@ class RegistryPolicy:
         return out
 
     def _addresses(self, local_address: str) -> list[str]:
-        out = []
+        out: list[str] = []
         for host, port in self.portals:
             if host in ("0.0.0.0", "::", ""):
                 if local_address:
@@ -112,8 +119,9 @@ class RegistryPolicy:
         return list(dict.fromkeys(out))
 
     # -- sessions --------------------------------------------------------------------
-    def session_started(self, session: Any, conn: Any) -> None:
-        target = session.target
+    def session_started(self, session: Session, conn: TargetConnection) -> None:
+        """Add a logged-in connection to its session's ``--op show`` entry."""
+        target: Target = session.target
         info = target.nexuses.get(session.tsih)
         if info is None:
             info = NexusInfo(session.tsih, session.initiator_name, session.initiator_alias)
@@ -121,14 +129,15 @@ class RegistryPolicy:
         if not info.connections:
             stats.count_login_ok(target)
         info.connections[conn.cid] = ConnectionInfo(conn.cid, conn.address)
-        p = session.params
+        p: SessionParams | None = session.params
         if p is not None:
             info.params = _describe(p)
 
-    def connection_closed(self, session: Any, conn: Any) -> None:
+    def connection_closed(self, session: Session, conn: TargetConnection) -> None:
         """Drop a closed connection from its session's ``--op show`` entry (unless a
         connection reinstated under the same CID, 6.3.4, holds that CID now)."""
-        info = session.target.nexuses.get(session.tsih)
+        target: Target = session.target
+        info = target.nexuses.get(session.tsih)
         if info is not None and session.connections.get(conn.cid) in (None, conn):
             info.connections.pop(conn.cid, None)
 
@@ -164,11 +173,11 @@ def _abort_elsewhere(service: Any, session: Any, pred: Any) -> None:
                     st.aborted = True
 
 
-def _describe(p: Any) -> dict[str, str]:
-    def fmt(v: Any) -> str:
+def _describe(p: SessionParams) -> dict[str, str]:
+    def fmt(v: int | str) -> str:
         return ("Yes" if v else "No") if isinstance(v, bool) else str(v)
 
-    names = {
+    names: dict[str, int | str] = {
         "HeaderDigest": "CRC32C" if p.header_digest else "None",
         "DataDigest": "CRC32C" if p.data_digest else "None",
         "MaxRecvDataSegmentLength": p.max_recv_data_segment_length,
