@@ -18,24 +18,24 @@ Showing: tgtadm's layouts are kept byte for byte while every group is active/opt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from pytgt.scsi.alua import STATE_SHOWN, TargetPortGroups, parse_state, state_word
+from pytgt.scsi.alua import STATE_SHOWN, AccessState, TargetPortGroups, parse_state, state_word
+from pytgt.scsi.target import ScsiTarget
 
 PARAMS = frozenset({"alua_state"})
 
 
-def _groups(scsi: Any) -> TargetPortGroups | None:
-    groups = getattr(scsi, "alua", None)
+def _groups(scsi: ScsiTarget) -> TargetPortGroups | None:
+    groups = scsi.alua
     return groups if isinstance(groups, TargetPortGroups) else None
 
 
-def prepare(scsi: Any, params: dict[str, str]) -> Callable[[], None]:
+def prepare(scsi: ScsiTarget, params: dict[str, str]) -> Callable[[], None]:
     """Check ``alua_state`` values; returns the change to apply. Raises ValueError."""
     groups = _groups(scsi)
     if groups is None:
         raise ValueError("this target has no target port groups")
-    steps: list[tuple[int | None, Any]] = []
+    steps: list[tuple[int | None, AccessState]] = []
     for key, value in params.items():
         if key not in PARAMS:
             raise ValueError(f"unknown ALUA parameter {key}")
@@ -53,7 +53,7 @@ def prepare(scsi: Any, params: dict[str, str]) -> Callable[[], None]:
     return apply
 
 
-def show_lines(scsi: Any) -> list[str]:
+def show_lines(scsi: ScsiTarget) -> list[str]:
     """Lines for "System information" (none while every group is active/optimized)."""
     groups = _groups(scsi)
     if groups is None or groups.default:
@@ -62,7 +62,7 @@ def show_lines(scsi: Any) -> list[str]:
             for gid, g in sorted(groups.groups.items())]
 
 
-def show_params(scsi: Any) -> str:
+def show_params(scsi: ScsiTarget) -> str:
     """``alua_state=...`` for the ``--tid`` parameter list ("" while the default)."""
     groups = _groups(scsi)
     if groups is None or groups.default:

@@ -24,9 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytgt.daemon.live import end_sessions, request_logout
+from pytgt.daemon.async_messages import end_sessions, request_logout
+
+if TYPE_CHECKING:
+    from pytgt.iscsi.connection import TargetConnection
+    from pytgt.net.portal import IscsiService
 
 log = logging.getLogger("pytgt.daemon.shutdown")
 POLL = 0.02  # seconds between checks whether the asked connections have closed
@@ -40,7 +44,7 @@ class ShutdownSettings:
     logout: int = 2  # Parameter3 of the logout request, in seconds
 
 
-async def graceful(service: Any, settings: ShutdownSettings) -> None:
+async def graceful(service: IscsiService, settings: ShutdownSettings) -> None:
     """Drain, ask for logouts, wait, drain, drop the rest (steps 2-5 above)."""
     await _wait_running(service, settings.drain)
     conns = [p.conn for p in list(service.connections) if p.conn is not None]
@@ -57,12 +61,12 @@ async def graceful(service: Any, settings: ShutdownSettings) -> None:
     await _wait_running(service, settings.drain)  # no store is closed under an operation
 
 
-def _running(service: Any) -> set[asyncio.Future[Any]]:
+def _running(service: IscsiService) -> set[asyncio.Future[Any]]:
     """Commands waiting on I/O, on every connection (``IscsiProtocol.running``)."""
     return {f for proto in list(service.connections) for f in proto.running() if not f.done()}
 
 
-async def _wait_running(service: Any, timeout: float) -> None:
+async def _wait_running(service: IscsiService, timeout: float) -> None:
     """Wait for the commands running now (not those arriving later) to finish."""
     pending = _running(service)
     if pending:
@@ -71,7 +75,7 @@ async def _wait_running(service: Any, timeout: float) -> None:
             log.warning("%d command(s) still running after %g s", len(still), timeout)
 
 
-async def _wait_closed(conns: list[Any], timeout: float) -> int:
+async def _wait_closed(conns: list[TargetConnection], timeout: float) -> int:
     """Wait until every connection in ``conns`` closed; returns how many did not."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
