@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pytgt.daemon.security import BackoffSettings
@@ -117,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         import uvloop  # libuv event loop when installed (the Linux default)
-        runner: Any = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:
-        return int(runner(_run(portals, opts, backoff, args)))
+        return runner(_run(portals, opts, backoff, args))
     except OSError as exc:
         print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
         return 1
