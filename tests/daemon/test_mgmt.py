@@ -244,6 +244,10 @@ def test_empty_shows(admin: Admin) -> None:
 class FakeConnection:
     def __init__(self) -> None:
         self.closed: list[str] = []
+        self.async_events: list[tuple[int, dict[str, int]]] = []
+
+    def send_async(self, event: int, **params: int) -> None:
+        self.async_events.append((event, params))
 
     def close(self, reason: str = "") -> None:
         self.closed.append(reason)
@@ -273,6 +277,8 @@ def test_delete_active_target_needs_force(configured: Admin) -> None:
     assert configured(mode="target", op="delete", tid=1) == (22, "this target is still active")
     configured.ok(mode="target", op="delete", tid=1, force=True)
     assert all(c.closed for c in session.connections.values())
+    assert all(c.async_events == [(3, {"p2": 2, "p3": 0})]  # AsyncEvent 3, then close
+               for c in session.connections.values())
     assert 1 not in configured.mgmt.registry.targets
 
 

@@ -23,12 +23,13 @@ from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import cdb_read16, cdb_write16
 from pytgt.iscsi.connection import TargetConnection
 from pytgt.iscsi.events import CommandReady, TaskManagement
+from pytgt.iscsi.policy import BasePolicy
 from pytgt.iscsi.session import SessionTable
 
 IQN = "iqn.2026-11.org.pytgt:pair"
 
 
-class StubPolicy:
+class StubPolicy(BasePolicy[SimpleNamespace]):
     """Login and discovery answers for one target, optional CHAP."""
 
     def __init__(self, settings: dict[str, str] | None = None,
@@ -37,28 +38,26 @@ class StubPolicy:
         self.target = SimpleNamespace(name=IQN)
         self.settings, self.secrets, self.mutual = settings or {}, secrets or {}, mutual
 
-    def find_target(self, name: str) -> Any:
+    def find_target(self, name: str) -> SimpleNamespace | None:
         return self.target if name.lower() == IQN else None
 
-    def target_allows(self, target: Any, initiator_name: str, address: str) -> bool:
+    def target_allows(self, target: SimpleNamespace, initiator_name: str,
+                      address: str) -> bool:
         return True
 
-    def target_ready(self, target: Any) -> bool:
-        return True
-
-    def target_settings(self, target: Any) -> dict[str, str]:
+    def target_settings(self, target: SimpleNamespace | None) -> dict[str, str]:
         return dict(self.settings)
 
-    def target_alias(self, target: Any) -> str:
+    def target_alias(self, target: SimpleNamespace | None) -> str:
         return "pair"
 
-    def auth_required(self, target: Any) -> bool:
+    def auth_required(self, target: SimpleNamespace | None) -> bool:
         return bool(self.secrets)
 
-    def chap_secret(self, target: Any, user: str) -> str | None:
+    def chap_secret(self, target: SimpleNamespace | None, user: str) -> str | None:
         return self.secrets.get(user)
 
-    def chap_mutual_account(self, target: Any) -> tuple[str, str] | None:
+    def chap_mutual_account(self, target: SimpleNamespace | None) -> tuple[str, str] | None:
         return self.mutual
 
     def send_targets(self, initiator_name: str, address: str, value: str, session_type: str,

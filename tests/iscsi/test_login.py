@@ -15,6 +15,7 @@ from pytgt.iscsi.constants import LoginStatus
 from pytgt.iscsi.errors import LoginError
 from pytgt.iscsi.login import MAX_LOGIN_SEGMENT, TargetLogin
 from pytgt.iscsi.pdu import LoginRequest
+from pytgt.iscsi.policy import BasePolicy, LoginFailure
 from pytgt.iscsi.text import decode_text, encode_text
 
 INAME = "iqn.2026-01.org.example:host"
@@ -33,7 +34,7 @@ class FakeTarget:
     mutual: tuple[str, str] | None = None
 
 
-class FakePolicy:
+class FakePolicy(BasePolicy[FakeTarget]):
     """A TargetPolicy over a dict of FakeTargets."""
 
     def __init__(self, *targets: FakeTarget, ready: bool = True) -> None:
@@ -688,3 +689,46 @@ def test_chap_target_alone() -> None:
     assert chap.done and chap.user == "u"
     with pytest.raises(LoginError):
         chap.step({"CHAP_A": "5"})
+
+
+# -- the policy's neutral defaults and the hooks every policy has ----------------------------
+class RecordingPolicy(BasePolicy[FakeTarget]):
+    """Only a target lookup and a back-off; BasePolicy answers the rest."""
+
+    def __init__(self, *, permitted: bool = True) -> None:
+        self.target = FakeTarget(TNAME)
+        self.permitted = permitted
+        self.failures: list[tuple[FakeTarget | None, LoginFailure]] = []
+
+    def find_target(self, name: str) -> FakeTarget | None:
+        return self.target if name == TNAME else None
+
+    def login_permitted(self, address: str, initiator_name: str) -> bool:
+        return self.permitted
+
+    def login_failed(self, target: FakeTarget | None, failure: LoginFailure) -> None:
+        self.failures.append((target, failure))
+
+
+def test_base_policy_discovery_logs_in_without_authentication() -> None:
+    lg: TargetLogin[FakeTarget] = TargetLogin(BasePolicy(), "127.0.0.1")
+    rsp = lg.receive(req(DISCOVERY, csg=0, nsg=3))
+    assert rsp.final_ok and lg.target is None and lg.auth_method == "None"
+
+
+def test_base_policy_acl_refuses_like_an_empty_tgt_acl() -> None:
+    policy = RecordingPolicy()
+    lg = TargetLogin(policy, "127.0.0.1")
+    assert fail_status(lg, req(FIRST)) == LoginStatus.AUTHORIZATION_FAILURE
+    ((target, failure),) = policy.failures
+    assert target is None  # refused before the target was the login's
+    assert (failure.initiator_name, failure.target_name, failure.held_off) == (
+        INAME, TNAME, False)
+
+
+def test_login_permitted_false_holds_off_before_the_lookup() -> None:
+    policy = RecordingPolicy(permitted=False)
+    lg = TargetLogin(policy, "192.0.2.9")
+    assert fail_status(lg, req(FIRST)) == LoginStatus.SERVICE_UNAVAILABLE
+    ((_target, failure),) = policy.failures
+    assert (failure.address, failure.held_off, failure.target_name) == ("192.0.2.9", True, "")

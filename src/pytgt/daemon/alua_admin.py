@@ -18,24 +18,17 @@ Showing: tgtadm's layouts are kept byte for byte while every group is active/opt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from pytgt.scsi.alua import STATE_SHOWN, TargetPortGroups, parse_state, state_word
+from pytgt.scsi.alua import STATE_SHOWN, AccessState, parse_state, state_word
+from pytgt.scsi.target import ScsiTarget
 
 PARAMS = frozenset({"alua_state"})
 
 
-def _groups(scsi: Any) -> TargetPortGroups | None:
-    groups = getattr(scsi, "alua", None)
-    return groups if isinstance(groups, TargetPortGroups) else None
-
-
-def prepare(scsi: Any, params: dict[str, str]) -> Callable[[], None]:
+def prepare(scsi: ScsiTarget, params: dict[str, str]) -> Callable[[], None]:
     """Check ``alua_state`` values; returns the change to apply. Raises ValueError."""
-    groups = _groups(scsi)
-    if groups is None:
-        raise ValueError("this target has no target port groups")
-    steps: list[tuple[int | None, Any]] = []
+    groups = scsi.alua
+    steps: list[tuple[int | None, AccessState]] = []
     for key, value in params.items():
         if key not in PARAMS:
             raise ValueError(f"unknown ALUA parameter {key}")
@@ -53,19 +46,19 @@ def prepare(scsi: Any, params: dict[str, str]) -> Callable[[], None]:
     return apply
 
 
-def show_lines(scsi: Any) -> list[str]:
+def show_lines(scsi: ScsiTarget) -> list[str]:
     """Lines for "System information" (none while every group is active/optimized)."""
-    groups = _groups(scsi)
-    if groups is None or groups.default:
+    groups = scsi.alua
+    if groups.default:
         return []
     return [f"        ALUA target port group {gid}: {STATE_SHOWN[g.state]}"
             for gid, g in sorted(groups.groups.items())]
 
 
-def show_params(scsi: Any) -> str:
+def show_params(scsi: ScsiTarget) -> str:
     """``alua_state=...`` for the ``--tid`` parameter list ("" while the default)."""
-    groups = _groups(scsi)
-    if groups is None or groups.default:
+    groups = scsi.alua
+    if groups.default:
         return ""
     items = sorted(groups.groups.items())
     if len(items) == 1:

@@ -14,11 +14,10 @@ reservation has no single holder (``Reservation: WRITE EXCLUSIVE, ALL REGISTRANT
 
 from __future__ import annotations
 
-from typing import Any
-
+from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.pr import PrType
 
-_TYPE_SHOWN = {
+_TYPE_SHOWN: dict[int, str] = {
     PrType.WRITE_EXCLUSIVE: "WRITE EXCLUSIVE",
     PrType.EXCLUSIVE_ACCESS: "EXCLUSIVE ACCESS",
     PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY: "WRITE EXCLUSIVE, REGISTRANTS ONLY",
@@ -34,22 +33,21 @@ def _port_of(registration_id: str) -> str:
     return port if rel in ("1", "") else f"{port} (target port {rel})"
 
 
-def reservation_lines(lu: Any) -> list[str]:
+def reservation_lines(lu: LogicalUnit) -> list[str]:
     """Extra lines for one LU's block (none without reservations or registrations)."""
-    lines = []
-    spc2 = getattr(lu, "reservation", None)
+    lines: list[str] = []
+    spc2 = lu.reservation
     if spc2:
         lines.append(f"{_INDENT}Reservation: SPC-2 RESERVE by {spc2.split(',tsih=')[0]}")
-    pr = getattr(lu, "pr", None)
-    if pr is None:
-        return lines
+    pr = lu.pr
     if pr.type:
         shown = _TYPE_SHOWN.get(pr.type, f"type {pr.type:#x}")
-        holder = pr.registrations.get(pr.holder or "")
+        holder_id = pr.holder or ""
+        holder = pr.registrations.get(holder_id)
         if holder is None:
             lines.append(f"{_INDENT}Reservation: {shown}")
         else:
-            lines += [f"{_INDENT}Reservation: {shown} by {_port_of(pr.holder)}",
+            lines += [f"{_INDENT}Reservation: {shown} by {_port_of(holder_id)}",
                       f"{_INDENT}Reservation key: {holder.key:#x}"]
     if pr.registrations:
         lines.append(f"{_INDENT}Registrations: {len(pr.registrations)}")

@@ -9,12 +9,15 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
+
+if TYPE_CHECKING:
+    from pytgt.daemon.mgmt import Management
 
 DEFAULT_PORTAL = ("0.0.0.0", 3260)
 QUICKSTART_IQN = "iqn.2026-11.org.pytgt:default"
@@ -40,7 +43,7 @@ def _count(val: str) -> int:
 
 # --iscsi KEY -> (portal options or back-off settings, field, parser). tgtd's keys, plus
 # login_timeout and the CHAP back-off (pytgt.daemon.security).
-_OPTIONS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+_OPTIONS: dict[str, tuple[str, str, Callable[[str], float]]] = {
     "nop_interval": ("portal", "nop_interval", lambda v: float(_count(v))),  # whole seconds
     "nop_count": ("portal", "nop_count", _count),
     "login_timeout": ("portal", "login_timeout", _seconds),
@@ -114,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         import uvloop  # libuv event loop when installed (the Linux default)
-        runner: Any = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:
-        return int(runner(_run(portals, opts, backoff, args)))
+        return runner(_run(portals, opts, backoff, args))
     except OSError as exc:
         print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -131,7 +134,7 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
                backoff: BackoffSettings, args: argparse.Namespace) -> int:
     daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff)
 
-    async def configure(management: Any) -> None:
+    async def configure(management: Management) -> None:
         """Restore/apply the configuration before the portals and control socket open."""
         from pytgt.daemon.aptpl import AptplStore
 
@@ -139,7 +142,7 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         management.allow_backing_symlinks = args.allow_backing_symlinks
         if args.persist or args.config:
             from pytgt.config.targets_conf import ConfigError
-            from pytgt.daemon.config_ops import configure_at_start
+            from pytgt.daemon.startup_config import configure_at_start
 
             try:
                 await configure_at_start(management, args.persist, args.config)
@@ -176,6 +179,7 @@ async def _quickstart(daemon: Daemon, size: str) -> None:
         finally:
             os.close(fd)
     mgmt = daemon.management
+    assert mgmt is not None  # set by Daemon.start
     for request in (
         {"mode": "target", "op": "new", "tid": 1, "targetname": QUICKSTART_IQN},
         {"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1, "backing_store": path},

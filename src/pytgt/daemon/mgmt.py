@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.config.spec import TGT_DEVICE_TYPES
-from pytgt.daemon import alua_admin, live, show, stats
-from pytgt.daemon.config_ops import READ_ONLY_OPS, apply_mode_page, system_batch, system_dump
+from pytgt.daemon import alua_admin, show, stats
+from pytgt.daemon.async_messages import end_sessions
+from pytgt.daemon.batch import system_batch
+from pytgt.daemon.capacity import prepare_resize
+from pytgt.daemon.dump import system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.daemon.mode_page import apply_mode_page
+from pytgt.daemon.persist import READ_ONLY_OPS
 from pytgt.daemon.security import SecurityMonitor
 from pytgt.daemon.show import (
     LLD_NAME,
@@ -26,10 +31,16 @@ from pytgt.daemon.show import (
     PARAM_BY_LOWER,
 )
 from pytgt.iscsi import keys
-from pytgt.scsi.lu import create_lu
+from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
+from pytgt.stores.base import BackingStore
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
+
+if TYPE_CHECKING:
+    from pytgt.daemon.aptpl import AptplStore
+    from pytgt.iscsi.session import Session
+    from pytgt.net.portal import IscsiService
 
 log = logging.getLogger("pytgt.daemon.mgmt")
 
@@ -48,7 +59,7 @@ def _invalid(message: str | None = None) -> MgmtError:
     return MgmtError(TgtadmError.INVALID_REQUEST, message)
 
 
-def parse_params(text: Any) -> dict[str, str]:
+def parse_params(text: object) -> dict[str, str]:
     """``k=v,k=v`` (tgtadm --params) as a dict; a dict passes through. Raises MgmtError."""
     if text is None or text == "":
         return {}
@@ -81,14 +92,15 @@ class Management:
     """
 
     def __init__(self, registry: Registry, portals: list[tuple[str, int]] | None = None,
-                 control_port: int = 0, *, open_store: Callable[..., Any] = open_store,
-                 create_lu: Callable[..., Any] = create_lu,
-                 make_target: Callable[..., Any] = ScsiTarget) -> None:
+                 control_port: int = 0, *,
+                 open_store: Callable[..., BackingStore] = open_store,
+                 create_lu: Callable[..., LogicalUnit] = create_lu,
+                 make_target: Callable[..., ScsiTarget] = ScsiTarget) -> None:
         self.registry = registry
         self.portals = portals if portals is not None else []
         self.control_port = control_port
-        self.service: Any = None
-        self.shutdown: Callable[[], Any] | None = None
+        self.service: IscsiService | None = None
+        self.shutdown: Callable[[], Awaitable[None] | None] | None = None
         self.debug = False
         self.open_store = open_store
         self.create_lu = create_lu
@@ -97,8 +109,8 @@ class Management:
         # awaited after every successful change, under the lock (pytgtd --persist saves);
         # a MgmtError it raises becomes the request's answer
         self.on_change: Callable[[], Awaitable[None]] | None = None
-        # APTPL files of persistent reservations (daemon.aptpl.AptplStore; pytgtd sets it)
-        self.aptpl: Any = None
+        # APTPL files of persistent reservations (pytgtd sets it)
+        self.aptpl: AptplStore | None = None
         # refused logins / control requests and the CHAP back-off (the daemon shares its own)
         self.security = SecurityMonitor()
         # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
@@ -138,12 +150,11 @@ class Management:
             raise _err(TgtadmError.NO_TARGET)
         return target
 
-    def sessions_of(self, target: Target) -> list[Any]:
+    def sessions_of(self, target: Target) -> list[Session]:
         """The live iSCSI sessions logged in to ``target``."""
-        table = getattr(getattr(self.service, "sessions", None), "sessions", None)
-        if not isinstance(table, dict):
+        if self.service is None:
             return []
-        return [s for s in table.values() if getattr(s, "target", None) is target]
+        return [s for s in self.service.sessions.sessions.values() if s.target is target]
 
 
 # -- request field helpers -------------------------------------------------------------
@@ -171,7 +182,7 @@ def _opt_str(req: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-async def _close_store(store: Any, flush: bool = True) -> None:
+async def _close_store(store: BackingStore | None, flush: bool = True) -> None:
     """Flush and close a store; failures are logged (the LU is gone either way)."""
     if store is None:
         return
@@ -207,10 +218,10 @@ async def target_delete(m: Management, req: dict[str, Any]) -> str:
     if (sessions or target.nexuses) and not req.get("force"):
         raise _err(TgtadmError.TARGET_ACTIVE)
     target.state = "offline"
-    live.end_sessions(sessions, "target deleted")  # async logout event, then close
+    end_sessions(sessions, "target deleted")  # async logout event, then close
     del m.registry.targets[target.tid]
-    for lu in list(getattr(target.scsi, "luns", {}).values()):
-        await _close_store(getattr(lu, "store", None))
+    for lu in list(target.scsi.luns.values()):
+        await _close_store(lu.store)
     log.info("target %d %s deleted", target.tid, target.name)
     return ""
 
@@ -333,7 +344,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     if tid == 0:
         raise _invalid("'tid' must not be 0")
     target = m.target(req)
-    if lun in getattr(target.scsi, "luns", {}):
+    if lun in target.scsi.luns:
         raise _err(TgtadmError.LUN_EXIST)
     device_type = TGT_DEVICE_TYPES.get(_opt_str(req, "device_type") or "disk")
     if device_type is None:
@@ -358,16 +369,17 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     try:
         lu = m.create_lu(device_type, lun, store, tid=tid, path=path, bstype=bstype,
                             bsoflags=bsoflags, block_size=block_size, params=params or None)
-        lu.bsopts = _opt_str(req, "bsopts")
+        # kept for show and the saved configuration; LogicalUnit does not declare it
+        lu.bsopts = _opt_str(req, "bsopts")  # type: ignore[attr-defined]
         if mode_page is not None:
             apply_mode_page(lu, mode_page)
         target.scsi.add_lu(lu)
-        if m.aptpl is not None and getattr(lu, "pr", None) is not None:
+        if m.aptpl is not None:
             m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
     except ValueError as exc:
         await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
-        if lun in getattr(target.scsi, "luns", {}):
+        if lun in target.scsi.luns:
             raise _err(TgtadmError.LUN_EXIST) from None
         raise _invalid() from None
     except BaseException:
@@ -385,11 +397,11 @@ def _open_path(m: Management, path: str) -> str:
     return resolve_backing_path(path, allow_symlinks=m.allow_backing_symlinks)
 
 
-def _lu(m: Management, req: dict[str, Any]) -> tuple[Target, Any]:
+def _lu(m: Management, req: dict[str, Any]) -> tuple[Target, LogicalUnit]:
     _need_int(req, "tid")
     lun = _need_int(req, "lun")
     target = m.target(req)
-    lu = getattr(target.scsi, "luns", {}).get(lun)
+    lu = target.scsi.luns.get(lun)
     if lu is None:
         raise _err(TgtadmError.NO_LUN)
     return target, lu
@@ -403,10 +415,10 @@ async def lu_delete(m: Management, req: dict[str, Any]) -> str:
     target, lu = _lu(m, req)
     if lu.lun == 0:
         raise _invalid()
-    if getattr(lu, "prevent_removal", False):
+    if lu.prevent_removal:
         raise _err(TgtadmError.PREVENT_REMOVAL)
     target.scsi.remove_lu(lu.lun)
-    await _close_store(getattr(lu, "store", None))
+    await _close_store(lu.store)
     log.info("target %d: LUN %d deleted", target.tid, lu.lun)
     return ""
 
@@ -416,7 +428,7 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
     try:
-        resize = live.prepare_resize(lu, params)  # size=, rescan=1 (live.py)
+        resize = prepare_resize(lu, params)  # size=, rescan=1 (capacity.py)
     except ValueError as exc:
         raise _invalid(str(exc)) from None
     if mode_page is not None:  # tgt's bare "invalid request"; the reason is logged
@@ -462,19 +474,20 @@ async def account_delete(m: Management, req: dict[str, Any]) -> str:
     if user not in m.registry.accounts:
         raise _err(TgtadmError.NO_USER)
     del m.registry.accounts[user]
-    for holder in [*m.registry.targets.values(), m.registry]:
+    holders: list[Target | Registry] = [*m.registry.targets.values(), m.registry]
+    for holder in holders:
         _unbind_everywhere(holder, user)
     return ""
 
 
-def _unbind_everywhere(holder: Any, user: str) -> None:
+def _unbind_everywhere(holder: Target | Registry, user: str) -> None:
     if user in holder.incoming_accounts:
         holder.incoming_accounts.remove(user)
     if holder.outgoing_account == user:
         holder.outgoing_account = None
 
 
-def _account_holder(m: Management, req: dict[str, Any]) -> Any:
+def _account_holder(m: Management, req: dict[str, Any]) -> Target | Registry:
     """The target named by --tid, or the registry itself (discovery accounts)."""
     return m.target(req) if _opt_int(req, "tid") is not None else m.registry
 
@@ -545,18 +558,19 @@ async def lld_stop(m: Management, req: dict[str, Any]) -> str:
     return ""
 
 
-def _session(m: Management, req: dict[str, Any]) -> tuple[Target, Any]:
+def _session(m: Management, req: dict[str, Any]) -> tuple[Target, Session]:
     target = m.target(req)
     sid = _opt_int(req, "sid")
     for session in m.sessions_of(target):
-        if getattr(session, "tsih", None) == sid:
+        if session.tsih == sid:
             return target, session
     raise _err(TgtadmError.NO_SESSION)
 
 
 async def conn_delete(m: Management, req: dict[str, Any]) -> str:
     _target, session = _session(m, req)
-    conn = getattr(session, "connections", {}).get(_opt_int(req, "cid"))
+    cid = _opt_int(req, "cid")
+    conn = session.connections.get(cid) if cid is not None else None
     if conn is None:
         raise _err(TgtadmError.NO_CONNECTION)
     conn.close("connection removed by the administrator")
@@ -565,7 +579,7 @@ async def conn_delete(m: Management, req: dict[str, Any]) -> str:
 
 async def session_delete(m: Management, req: dict[str, Any]) -> str:
     _target, session = _session(m, req)
-    for conn in list(getattr(session, "connections", {}).values()):
+    for conn in list(session.connections.values()):
         conn.close("session removed by the administrator")
     return ""
 

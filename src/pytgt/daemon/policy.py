@@ -7,11 +7,17 @@ target-wide part of task management (SAM-5 7).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
 from pytgt.daemon import stats
 from pytgt.daemon.security import SecurityMonitor
+from pytgt.iscsi.policy import LoginFailure, TargetPolicy
+
+if TYPE_CHECKING:
+    from pytgt.iscsi.connection import TargetConnection
+    from pytgt.iscsi.keys import SessionParams
+    from pytgt.iscsi.session import Session
 
 _SHOWN_PARAMS = (
     "HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", "MaxXmitDataSegmentLength",
@@ -21,8 +27,9 @@ _SHOWN_PARAMS = (
 )
 
 
-class RegistryPolicy:
-    """Login/discovery policy over a :class:`Registry` for one portal group."""
+class RegistryPolicy(TargetPolicy[Target]):
+    """Login/discovery policy over a :class:`Registry` for one portal group; also told
+    of sessions starting and connections closing (by ``pytgt.net.portal``)."""
 
     def __init__(self, registry: Registry, portals: list[tuple[str, int]],
                  portal_group_tag: int = 1, security: SecurityMonitor | None = None) -> None:
@@ -44,8 +51,8 @@ class RegistryPolicy:
     def login_permitted(self, address: str, initiator_name: str) -> bool:
         return self.security.login_permitted(address, initiator_name)
 
-    def login_failed(self, target: Target | None, failure: Any) -> None:
-        """A ``pytgt.iscsi.login.LoginFailure``: logged once and counted."""
+    def login_failed(self, target: Target | None, failure: LoginFailure) -> None:
+        """Logged once and counted (per target and daemon-wide)."""
         stats.count_login_failure(target, int(failure.status))
         self.security.login_failed(failure)
 
@@ -101,7 +108,7 @@ class RegistryPolicy:
         return out
 
     def _addresses(self, local_address: str) -> list[str]:
-        out = []
+        out: list[str] = []
         for host, port in self.portals:
             if host in ("0.0.0.0", "::", ""):
                 if local_address:
@@ -111,8 +118,9 @@ class RegistryPolicy:
         return list(dict.fromkeys(out))
 
     # -- sessions --------------------------------------------------------------------
-    def session_started(self, session: Any, conn: Any) -> None:
-        target = session.target
+    def session_started(self, session: Session, conn: TargetConnection) -> None:
+        """Add a logged-in connection to its session's ``--op show`` entry."""
+        target: Target = session.target
         info = target.nexuses.get(session.tsih)
         if info is None:
             info = NexusInfo(session.tsih, session.initiator_name, session.initiator_alias)
@@ -120,27 +128,29 @@ class RegistryPolicy:
         if not info.connections:
             stats.count_login_ok(target)
         info.connections[conn.cid] = ConnectionInfo(conn.cid, conn.address)
-        p = session.params
+        p: SessionParams | None = session.params
         if p is not None:
             info.params = _describe(p)
 
-    def connection_closed(self, session: Any, conn: Any) -> None:
+    def connection_closed(self, session: Session, conn: TargetConnection) -> None:
         """Drop a closed connection from its session's ``--op show`` entry (unless a
         connection reinstated under the same CID, 6.3.4, holds that CID now)."""
-        info = session.target.nexuses.get(session.tsih)
+        target: Target = session.target
+        info = target.nexuses.get(session.tsih)
         if info is not None and session.connections.get(conn.cid) in (None, conn):
             info.connections.pop(conn.cid, None)
 
-    def session_ended(self, session: Any) -> None:
+    def session_ended(self, session: Session) -> None:
         """The session leaves ``--op show``."""
-        session.target.nexuses.pop(session.tsih, None)
+        target: Target = session.target
+        target.nexuses.pop(session.tsih, None)
 
 
-def _describe(p: Any) -> dict[str, str]:
-    def fmt(v: Any) -> str:
+def _describe(p: SessionParams) -> dict[str, str]:
+    def fmt(v: int | str) -> str:
         return ("Yes" if v else "No") if isinstance(v, bool) else str(v)
 
-    names = {
+    names: dict[str, int | str] = {
         "HeaderDigest": "CRC32C" if p.header_digest else "None",
         "DataDigest": "CRC32C" if p.data_digest else "None",
         "MaxRecvDataSegmentLength": p.max_recv_data_segment_length,

@@ -1,7 +1,7 @@
 """Refused logins and control requests: logged once, counted, and CHAP guessing slowed down.
 
 The iSCSI core (``pytgt.iscsi.login``) never logs or reads a clock: it reports each failed
-login as a :class:`~pytgt.iscsi.login.LoginFailure` to the policy, and asks the policy
+login as a :class:`~pytgt.iscsi.policy.LoginFailure` to the policy, and asks the policy
 ``login_permitted(address, initiator_name)`` before it looks at the target. This module is
 the daemon's side of both: :class:`SecurityMonitor` logs one line per refusal on the
 ``pytgt.security`` logger (peer address, initiator name, target, CHAP user name; never a
@@ -33,9 +33,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytgt.iscsi.constants import LoginStatus
+
+if TYPE_CHECKING:
+    from pytgt.iscsi.policy import LoginFailure
 
 log = logging.getLogger("pytgt.security")
 
@@ -147,8 +150,8 @@ class SecurityMonitor:
                   initiator_name or "?", left)
         return False
 
-    def login_failed(self, failure: Any) -> None:
-        """Log and count one failed login (a ``pytgt.iscsi.login.LoginFailure``)."""
+    def login_failed(self, failure: LoginFailure) -> None:
+        """Log and count one failed login."""
         if failure.held_off:
             return  # counted by login_permitted
         status = int(failure.status)
@@ -179,7 +182,7 @@ class SecurityMonitor:
                 f"{c.control_refused:15d}\n")
 
     @staticmethod
-    def _warn(what: str, f: Any) -> None:
+    def _warn(what: str, f: LoginFailure) -> None:
         target = f.target_name or ("discovery" if f.session_type == "Discovery" else "?")
         user = f" user {f.chap_user!r}" if f.chap_user else ""
         log.warning("login refused (%s): %s initiator %s target %s%s: %s", what, f.address,

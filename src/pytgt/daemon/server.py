@@ -10,14 +10,17 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytgt.config.model import Registry
 from pytgt.daemon.policy import RegistryPolicy
 from pytgt.daemon.security import BackoffSettings, SecurityMonitor
 from pytgt.daemon.shutdown import ShutdownSettings, graceful
 from pytgt.net.portal import IscsiService, PortalOptions, listen
-from pytgt.stores.base import quiesce
+from pytgt.stores.base import BackingStore, quiesce
+
+if TYPE_CHECKING:
+    from pytgt.daemon.mgmt import Management
 
 log = logging.getLogger("pytgt.daemon")
 
@@ -38,22 +41,24 @@ class Daemon:
         self.shutdown_settings = shutdown or ShutdownSettings()
         self.policy = RegistryPolicy(self.registry, self.portals, security=self.security)
         self.service = IscsiService(self.policy, options=options or PortalOptions())
-        self.management: Any = None
+        self.management: Management | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._control: asyncio.AbstractServer | None = None
         self._stopped = asyncio.Event()
 
-    async def start(self, configure: Callable[[Any], Awaitable[None]] | None = None) -> None:
+    async def start(self,
+                    configure: Callable[[Management], Awaitable[None]] | None = None) -> None:
         """Run ``configure(management)`` (restore, --config) before anything is served,
         then listen on every portal (only those addresses) and on the control socket."""
         from pytgt.daemon.mgmt import Management
 
-        self.management = Management(self.registry, portals=self.portals,
-                                     control_port=self.control_port or 0)
-        self.management.service = self.service
-        self.management.security = self.security
+        management = Management(self.registry, portals=self.portals,
+                                control_port=self.control_port or 0)
+        management.service = self.service
+        management.security = self.security
+        self.management = management
         if configure is not None:
-            await configure(self.management)
+            await configure(management)
         for host, port in self.requested_portals:
             server = await listen(self.service, host, port)
             self._servers.append(server)
@@ -66,7 +71,7 @@ class Daemon:
 
             self.control_path = control_socket_path(self.control_port)
             os.makedirs(os.path.dirname(self.control_path), mode=0o700, exist_ok=True)
-            self._control = await serve_control(self.control_path, self.management)
+            self._control = await serve_control(self.control_path, management)
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.portals))
 
     async def stop(self) -> None:
@@ -79,8 +84,7 @@ class Daemon:
             self._control.close()
         await graceful(self.service, self.shutdown_settings)
         stores = [(lu, lu.store) for target in self.registry.targets.values()
-                  for lu in list(getattr(target.scsi, "luns", {}).values())
-                  if getattr(lu, "store", None) is not None]
+                  for lu in list(target.scsi.luns.values()) if lu.store is not None]
         # one drain period for all stores together, not one per store
         await _quiesce([store for _lu, store in stores], self.shutdown_settings.drain)
         for lu, store in stores:
@@ -88,7 +92,7 @@ class Daemon:
                 await store.flush()
                 await store.close()
             except Exception:  # report, keep shutting down the rest
-                log.exception("closing store of LUN %s", getattr(lu, "lun", "?"))
+                log.exception("closing store of LUN %s", lu.lun)
         if self.control_path and os.path.exists(self.control_path):
             os.unlink(self.control_path)
         self._stopped.set()
@@ -104,7 +108,7 @@ class Daemon:
         await self.stop()
 
 
-async def _quiesce(stores: list[Any], timeout: float) -> None:
+async def _quiesce(stores: list[BackingStore], timeout: float) -> None:
     """Let operations started by aborted commands end before the stores are closed."""
     try:
         await asyncio.wait_for(asyncio.gather(*(quiesce(s) for s in stores)), timeout)

@@ -17,8 +17,9 @@ from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
 from pytgt.stores import available
 
 if TYPE_CHECKING:
-    from pytgt.config.model import Target
+    from pytgt.config.model import NexusInfo, Target
     from pytgt.daemon.mgmt import Management
+    from pytgt.scsi.lu import LogicalUnit
 
 LLD_NAME = "iscsi"
 
@@ -75,7 +76,7 @@ OTHER_PARAMS: dict[str, tuple[str, Callable[[str], str | None]]] = {
 PARAM_BY_LOWER = {name.lower(): name for name in (*TARGET_PARAMS, *keys.TARGET_DEFAULTS)}
 
 
-def _yes(flag: Any) -> str:
+def _yes(flag: object) -> str:
     return "Yes" if flag else "No"
 
 
@@ -102,7 +103,7 @@ def format_target(t: Target) -> str:
             lines += [f"            Connection: {cid}",
                       f"                IP Address: {conn.address}"]
     lines.append("    LUN information:")
-    for _lun, lu in sorted(getattr(t.scsi, "luns", {}).items()):
+    for _lun, lu in sorted(t.scsi.luns.items()):
         lines += format_lu(lu)
     lines.append("    Account information:")
     lines += [f"        {u}" for u in t.incoming_accounts]
@@ -113,40 +114,50 @@ def format_target(t: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_lu(lu: Any) -> list[str]:
+def format_lu(lu: LogicalUnit) -> list[str]:
     """The ``LUN: N`` block of one logical unit (tgt shows LUN 0's block size as 1)."""
-    dtype = str(getattr(lu, "device_type", "disk"))
+    dtype = lu.device_type
     return [
         f"        LUN: {lu.lun}",
         f"            Type: {TYPE_SHOWN.get(dtype, dtype)}",
-        f"            SCSI ID: {getattr(lu, 'scsi_id', '')}",
-        f"            SCSI SN: {getattr(lu, 'scsi_sn', '')}",
-        f"            Size: {size_mb(getattr(lu, 'size', 0) or 0)} MB, "
-        f"Block size: {1 if dtype == 'controller' else getattr(lu, 'block_size', 512)}",
-        f"            Online: {_yes(getattr(lu, 'online', True))}",
-        f"            Removable media: {_yes(getattr(lu, 'removable', False))}",
-        f"            Prevent removal: {_yes(getattr(lu, 'prevent_removal', False))}",
-        f"            Readonly: {_yes(getattr(lu, 'readonly', False))}",
-        f"            SWP: {_yes(getattr(lu, 'swp', False))}",
-        f"            Thin-provisioning: {_yes(getattr(lu, 'thin_provisioning', False))}",
-        f"            Backing store type: {getattr(lu, 'bstype', '') or 'null'}",
-        f"            Backing store path: {getattr(lu, 'path', '') or 'None'}",
-        f"            Backing store flags: {getattr(lu, 'bsoflags', '') or ''}",
+        f"            SCSI ID: {lu.scsi_id}",
+        f"            SCSI SN: {lu.scsi_sn}",
+        f"            Size: {size_mb(lu.size)} MB, "
+        f"Block size: {1 if dtype == 'controller' else lu.block_size}",
+        f"            Online: {_yes(lu.online)}",
+        f"            Removable media: {_yes(lu.removable)}",
+        f"            Prevent removal: {_yes(lu.prevent_removal)}",
+        f"            Readonly: {_yes(lu.readonly)}",
+        f"            SWP: {_yes(lu.swp)}",
+        f"            Thin-provisioning: {_yes(lu.thin_provisioning)}",
+        f"            Backing store type: {lu.bstype or 'null'}",
+        f"            Backing store path: {lu.path or 'None'}",
+        f"            Backing store flags: {lu.bsoflags or ''}",
         *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
     ]
 
 
 def format_target_params(t: Target) -> str:
     """``--op show --mode target --tid N``: the target's parameters, key=value."""
+    return _format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
+
+
+def _format_params(overrides: dict[str, str]) -> str:
+    """tgt's target parameters, key=value, with the admin's ``overrides``."""
     values = {name: default for name, (default, _rule) in OTHER_PARAMS.items()}
-    iscsi = {k: v for k, v in t.iscsi_params.items() if keys.settable(k)}
+    iscsi = {k: v for k, v in overrides.items() if keys.settable(k)}
     try:
         values.update(keys.target_values(iscsi))
     except ValueError:  # set behind our back; show what is stored
         values.update(keys.target_values({}), **iscsi)
-    values.update((k, v) for k, v in t.iscsi_params.items() if k in OTHER_PARAMS)
-    return ("".join(f"{k}={values.get(k, '')}\n" for k in TARGET_PARAMS)
-            + alua_admin.show_params(t.scsi))
+    values.update((k, v) for k, v in overrides.items() if k in OTHER_PARAMS)
+    return "".join(f"{k}={values.get(k, '')}\n" for k in TARGET_PARAMS)
+
+
+def param_defaults() -> dict[str, str]:
+    """Target parameters as a new target has them (what --op show --tid N prints)."""
+    pairs = (line.partition("=") for line in _format_params({}).splitlines())
+    return {name: value for name, sep, value in pairs if sep}
 
 
 # -- show handlers (mgmt.HANDLERS) ---------------------------------------------------------
@@ -188,7 +199,7 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, Any]]:
+def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
     """The target's sessions (``--sid`` picks one), in order: (session id, nexus info)."""
     target = m.target(req)
     sid = _opt_int(req, "sid")

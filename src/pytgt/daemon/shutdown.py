@@ -24,9 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pytgt.daemon.live import end_sessions, request_logout
+from pytgt.daemon.async_messages import end_sessions, request_logout
+from pytgt.daemon.policy import RegistryPolicy
+
+if TYPE_CHECKING:
+    from pytgt.iscsi.connection import TargetConnection
+    from pytgt.net.portal import IscsiService
 
 log = logging.getLogger("pytgt.daemon.shutdown")
 POLL = 0.02  # seconds between checks whether the asked connections have closed
@@ -40,7 +45,7 @@ class ShutdownSettings:
     logout: int = 2  # Parameter3 of the logout request, in seconds
 
 
-async def graceful(service: Any, settings: ShutdownSettings) -> None:
+async def graceful(service: IscsiService, settings: ShutdownSettings) -> None:
     """Drain, ask for logouts, wait, drain, drop the rest (steps 2-5 above)."""
     await _wait_running(service, settings.drain)
     conns = [p.conn for p in list(service.connections) if p.conn is not None]
@@ -57,14 +62,15 @@ async def graceful(service: Any, settings: ShutdownSettings) -> None:
     await _wait_running(service, settings.drain)  # no store is closed under an operation
 
 
-def _running(service: Any) -> set[asyncio.Future[Any]]:
+def _running(service: IscsiService) -> set[asyncio.Future[None]]:
     """Commands waiting on I/O in the task sets of every target."""
-    targets = service.policy.registry.targets.values()
-    return {asyncio.ensure_future(t.runner.wait()) for target in targets
+    policy = service.policy
+    assert isinstance(policy, RegistryPolicy)
+    return {asyncio.ensure_future(t.runner.wait()) for target in policy.registry.targets.values()
             for t in target.scsi.running() if t.runner is not None and not t.runner.ended}
 
 
-async def _wait_running(service: Any, timeout: float) -> None:
+async def _wait_running(service: IscsiService, timeout: float) -> None:
     """Wait for the commands running now (not those arriving later) to finish."""
     pending = _running(service)
     if pending:
@@ -73,7 +79,7 @@ async def _wait_running(service: Any, timeout: float) -> None:
             log.warning("%d command(s) still running after %g s", len(still), timeout)
 
 
-async def _wait_closed(conns: list[Any], timeout: float) -> int:
+async def _wait_closed(conns: list[TargetConnection], timeout: float) -> int:
     """Wait until every connection in ``conns`` closed; returns how many did not."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

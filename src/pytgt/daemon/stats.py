@@ -42,6 +42,7 @@ from pytgt.scsi.lu_stats import commands
 if TYPE_CHECKING:
     from pytgt.config.model import Target
     from pytgt.daemon.mgmt import Management
+    from pytgt.scsi.lu import LogicalUnit
 
 HEADER = ("tgt lun sid rd_subm(bytes,cmds) rd_done(bytes,cmds) wr_subm(bytes,cmds) "
           "wr_done(bytes,cmds) errs")
@@ -58,7 +59,7 @@ class LoginStats:
     acl_denied: int = 0
 
 
-def login_stats(target: Any) -> LoginStats:
+def login_stats(target: Target) -> LoginStats:
     extra = target.extra
     stats = extra.get("stats")
     if not isinstance(stats, LoginStats):
@@ -67,8 +68,8 @@ def login_stats(target: Any) -> LoginStats:
 
 
 # -- counting (RegistryPolicy hooks) ------------------------------------------------------
-def count_login_failure(target: Any, status: int) -> None:
-    if target is None or not hasattr(target, "extra"):
+def count_login_failure(target: Target | None, status: int) -> None:
+    if target is None:
         return
     stats = login_stats(target)
     stats.login_fail += 1
@@ -76,27 +77,27 @@ def count_login_failure(target: Any, status: int) -> None:
         stats.auth_fail += 1
 
 
-def count_acl_denied(target: Any) -> None:
+def count_acl_denied(target: Target) -> None:
     login_stats(target).acl_denied += 1
 
 
-def count_login_ok(target: Any) -> None:
+def count_login_ok(target: Target) -> None:
     login_stats(target).login_ok += 1
 
 
 # -- formatting ----------------------------------------------------------------------------
-def lu_row(tid: int, lu: Any) -> str:
+def lu_row(tid: int, lu: LogicalUnit) -> str:
     rb, rc = lu.stat_read_bytes, lu.stat_read_cmds
     wb, wc = lu.stat_write_bytes, lu.stat_write_cmds
     return (f"{tid:3d} {lu.lun:3d} {'-':>3} {rb:12d} {rc:6d} {rb:12d} {rc:6d} "
             f"{wb:12d} {wc:6d} {wb:12d} {wc:6d} {lu.stat_errors:4d}")
 
 
-def _luns(target: Target) -> list[Any]:
-    return [lu for _n, lu in sorted(getattr(target.scsi, "luns", {}).items())]
+def _luns(target: Target) -> list[LogicalUnit]:
+    return [lu for _n, lu in sorted(target.scsi.luns.items())]
 
 
-def format_io(rows: list[tuple[int, Any]]) -> str:
+def format_io(rows: list[tuple[int, LogicalUnit]]) -> str:
     return "\n".join([HEADER, *(lu_row(tid, lu) for tid, lu in rows), " "]) + "\n"
 
 

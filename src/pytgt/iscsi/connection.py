@@ -59,6 +59,7 @@ from pytgt.iscsi.pdu import (
     TextRequest,
     TextResponse,
 )
+from pytgt.iscsi.policy import TargetPolicy
 from pytgt.iscsi.serial import sn_add, sn_in_window, sn_lt
 from pytgt.iscsi.session import Session, SessionTable
 from pytgt.iscsi.text import decode_text, encode_text
@@ -90,7 +91,7 @@ class TargetConnection:
     and ``send_targets(initiator_name, address, value)`` for discovery.
     """
 
-    def __init__(self, policy: Any, sessions: SessionTable, address: str, *,
+    def __init__(self, policy: TargetPolicy[Any], sessions: SessionTable, address: str, *,
                  portal_group_tag: int = 1, nop_interval: float = 0.0, nop_count: int = 0,
                  login_timeout: float = 15.0, now: float = 0.0) -> None:
         self.policy = policy

@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Generic, Protocol
 
 from pytgt.iscsi.chap import ChapTarget
 from pytgt.iscsi.constants import ISCSI_VERSION, LoginStage, LoginStatus
@@ -54,6 +54,7 @@ from pytgt.iscsi.keys import (
     target_values,
 )
 from pytgt.iscsi.pdu import LoginRequest
+from pytgt.iscsi.policy import LoginFailure, TargetPolicy, TargetT
 from pytgt.iscsi.text import decode_text, encode_text
 
 __all__ = [
@@ -74,42 +75,6 @@ MAX_LOGIN_SEGMENT = 8192  # we split longer responses (C bit); 6.1
 MAX_LOGIN_TEXT = 64 * 1024  # bound on one request's text across C=1 pieces
 SESSION_TYPES = ("Normal", "Discovery")
 MAX_NAME_LENGTH = 223  # iSCSI names (RFC 3722 section 6.1, RFC 7143 4.2.7.1)
-
-
-class TargetPolicy(Protocol):
-    """What login asks the daemon (see ``pytgt.daemon.policy.RegistryPolicy``).
-
-    Optional hooks, looked up with ``getattr``:
-
-    - ``chap_mutual_account(target) -> (user, secret) | None`` for mutual CHAP; without
-      it, mutual CHAP requests fail authentication;
-    - ``login_permitted(address, initiator_name) -> bool``, asked on the first complete
-      request before the target is looked up: False refuses the login with 0x0301
-      SERVICE_UNAVAILABLE (the daemon's back-off after repeated CHAP failures);
-    - ``login_failed(target, failure)`` with a :class:`LoginFailure`, once per failed
-      login: the daemon logs and counts it (this module never logs).
-    """
-
-    def find_target(self, name: str) -> Any:
-        """The target object named ``name`` (case as the initiator sent it), or None."""
-
-    def target_allows(self, target: Any, initiator_name: str, address: str) -> bool:
-        """Whether the ACL of ``target`` admits this initiator from ``address``."""
-
-    def target_ready(self, target: Any) -> bool:
-        """False while the daemon or target (None: discovery) is offline."""
-
-    def target_settings(self, target: Any) -> dict[str, str]:
-        """Admin overrides of our declared/offered key values (keys.TARGET_DEFAULTS)."""
-
-    def target_alias(self, target: Any) -> str:
-        """The TargetAlias to declare, or ``""``."""
-
-    def auth_required(self, target: Any) -> bool:
-        """Whether the initiator must authenticate (CHAP) before logging in."""
-
-    def chap_secret(self, target: Any, user: str) -> str | None:
-        """The CHAP secret of ``user`` for ``target`` (incoming), or None."""
 
 
 class XmitLimit(Protocol):
@@ -158,29 +123,13 @@ class LoginReply:
                 and self.nsg == FULL_FEATURE and not self.cont)
 
 
-@dataclass(frozen=True, slots=True)
-class LoginFailure:
-    """What the policy's ``login_failed`` hook learns about a failed login: who (peer
-    address, initiator and CHAP user names as sent), what for, and the status answered.
-    Never a secret: ``reason`` is the LoginError's message, which names no secret or
-    CHAP response. ``held_off`` marks a refusal by ``login_permitted``."""
-
-    address: str
-    initiator_name: str
-    target_name: str
-    session_type: str
-    status: LoginStatus
-    reason: str
-    chap_user: str = ""
-    held_off: bool = False
-
-
 def _initiator_error(message: str) -> LoginError:
     return LoginError(LoginStatus.INITIATOR_ERROR, message)
 
 
-class TargetLogin:
-    """The login phase of one connection, target side.
+class TargetLogin(Generic[TargetT]):
+    """The login phase of one connection, target side, asking ``policy`` (see
+    :class:`~pytgt.iscsi.policy.TargetPolicy`) about targets, ACLs and CHAP.
 
     Feed each Login Request to :meth:`receive` and send the returned
     :class:`LoginReply`; when ``reply.final_ok``, read :attr:`negotiated` and the
@@ -188,7 +137,8 @@ class TargetLogin:
     LoginError, send :meth:`failure` and close the connection.
     """
 
-    def __init__(self, policy: TargetPolicy, address: str, *, portal_group_tag: int = 1,
+    def __init__(self, policy: TargetPolicy[TargetT], address: str, *,
+                 portal_group_tag: int = 1,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self.policy = policy
         self.address = address
@@ -201,7 +151,7 @@ class TargetLogin:
         self.initiator_alias = ""
         self.target_name = ""  # "" for discovery
         self.session_type = "Normal"
-        self.target: Any = None
+        self.target: TargetT | None = None
         self.negotiated = SessionParams()
         self.auth_method = "None"
         self._random = random_bytes
@@ -253,11 +203,9 @@ class TargetLogin:
     def failure(self, req: LoginRequest, err: LoginError) -> LoginReply:
         """The response that fails the login with ``err``'s status (11.13.5)."""
         self.failed = True
-        hook = getattr(self.policy, "login_failed", None)  # the daemon logs and counts
-        if hook is not None:
-            hook(self.target, LoginFailure(
-                self.address, self.initiator_name, self.target_name, self.session_type,
-                err.status, str(err), self._chap.user if self._chap else "", self._held_off))
+        self.policy.login_failed(self.target, LoginFailure(  # the daemon logs and counts
+            self.address, self.initiator_name, self.target_name, self.session_type,
+            err.status, str(err), self._chap.user if self._chap else "", self._held_off))
         return LoginReply(err.status, False, False, req.csg, req.nsg, b"")
 
     def _check_header(self, req: LoginRequest) -> None:
@@ -306,12 +254,11 @@ class TargetLogin:
         if stype not in SESSION_TYPES:
             raise LoginError(LoginStatus.SESSION_TYPE_NOT_SUPPORTED, f"SessionType={stype}")
         self.initiator_name, self.session_type = name, stype
-        permitted = getattr(self.policy, "login_permitted", None)
-        if permitted is not None and not permitted(self.address, name):
+        if not self.policy.login_permitted(self.address, name):
             self._held_off = True  # 11.13.5: class 3, the initiator may retry later
             raise LoginError(LoginStatus.SERVICE_UNAVAILABLE, "held off after repeated "
                              "authentication failures from this address")
-        target = None
+        target: TargetT | None = None
         if stype == "Normal":
             self.target_name = keys.get("TargetName", "")
             if not self.target_name:
@@ -459,8 +406,7 @@ class TargetLogin:
         return self.policy.chap_secret(self.target, user)
 
     def _chap_mutual(self) -> tuple[str, str] | None:
-        hook = getattr(self.policy, "chap_mutual_account", None)
-        return None if hook is None else hook(self.target)
+        return self.policy.chap_mutual_account(self.target)
 
     def _chap_step(self, keys: dict[str, str]) -> list[tuple[str, str]]:
         if self._chap is None:

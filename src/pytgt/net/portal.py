@@ -42,7 +42,7 @@ from pytgt.iscsi.events import (
     SessionStarted,
     TaskManagement,
 )
-from pytgt.iscsi.login import TargetPolicy
+from pytgt.iscsi.policy import TargetPolicy
 from pytgt.iscsi.session import Session, SessionTable
 from pytgt.net import mapping
 from pytgt.scsi import tmf
@@ -67,7 +67,7 @@ class PortalOptions:
     tmf_wait_timeout: float = 10.0
 
 
-class PortalPolicy(TargetPolicy, Protocol):
+class PortalPolicy(TargetPolicy[Any], Protocol):
     """The login policy plus the session bookkeeping the adapter reports to."""
 
     def session_started(self, session: Session, conn: TargetConnection) -> None:

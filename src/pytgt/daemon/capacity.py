@@ -1,6 +1,5 @@
-"""Live changes while initiators are logged in (issue 3): LU capacity, target removal.
-
-Capacity, with ``--op update --mode logicalunit --tid N --lun L --params ...``:
+"""A LU's capacity changed while initiators are logged in (``--op update --mode
+logicalunit --tid N --lun L --params ...``):
 
 - ``rescan=1`` reads the backing store's size again (a file grown with ``truncate -s``
   or ``fallocate``, a block device grown with ``lvextend``) and exports it;
@@ -10,10 +9,6 @@ Capacity, with ``--op update --mode logicalunit --tid N --lun L --params ...``:
 
 When the exported size changes, every I_T nexus gets CAPACITY DATA HAS CHANGED (unit
 attention 2Ah/09h, SBC-3 4.10) on that LU, so hosts re-read the capacity.
-
-Removing a target with sessions needs ``--force``; each session is then told with an
-Asynchronous Message that the target drops its connections (AsyncEvent 3, RFC 7143
-11.9.1, with Time2Wait ``DROP_TIME2WAIT`` and Time2Retain 0) and its connections close.
 """
 
 from __future__ import annotations
@@ -22,18 +17,15 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from typing import Any
 
-from pytgt.iscsi.constants import AsyncEvent
+from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.sense import Asc
-from pytgt.stores.base import StoreError, parse_size
+from pytgt.stores.base import BackingStore, StoreError, parse_size
 
 log = logging.getLogger("pytgt.daemon.live")
 
-DROP_TIME2WAIT = 2
 
-
-def _fd(store: Any) -> int | None:
+def _fd(store: BackingStore) -> int | None:
     """The store's file descriptor (rdwr keeps it as ``_fd``), or None."""
     fd = getattr(store, "fd", None)
     if fd is None:
@@ -41,7 +33,7 @@ def _fd(store: Any) -> int | None:
     return fd if isinstance(fd, int) else None
 
 
-def _real_size(store: Any) -> int | None:
+def _real_size(store: BackingStore) -> int | None:
     """The backing object's size now (None when the store has no file descriptor)."""
     fd = _fd(store)
     if fd is None:
@@ -52,13 +44,13 @@ def _real_size(store: Any) -> int | None:
     return st.st_size
 
 
-def prepare_resize(lu: Any, params: dict[str, str]) -> Callable[[], bool] | None:
+def prepare_resize(lu: LogicalUnit, params: dict[str, str]) -> Callable[[], bool] | None:
     """Check ``size=``/``rescan=`` (removed from ``params``); returns the change, which
     answers whether the size changed. Raises ValueError, having changed nothing."""
     size_text, rescan = params.pop("size", None), params.pop("rescan", None)
     if size_text is None and rescan is None:
         return None
-    store = getattr(lu, "store", None)
+    store = lu.store
     if store is None:
         raise ValueError("this logical unit has no backing store to resize")
     if rescan is not None and rescan.strip() not in ("1", "yes", "on", "true"):
@@ -80,7 +72,7 @@ def prepare_resize(lu: Any, params: dict[str, str]) -> Callable[[], bool] | None
     return lambda: _apply(lu, store, new, real)
 
 
-def _check_size(lu: Any, store: Any, new: int, real: int | None) -> None:
+def _check_size(lu: LogicalUnit, store: BackingStore, new: int, real: int | None) -> None:
     if new < lu.block_size or new % lu.block_size:
         raise ValueError(f"size {new} is not a positive multiple of the block size "
                          f"{lu.block_size}")
@@ -88,7 +80,7 @@ def _check_size(lu: Any, store: Any, new: int, real: int | None) -> None:
         raise ValueError(f"size {new} is larger than the block device ({real})")
 
 
-def _apply(lu: Any, store: Any, new: int, real: int | None) -> bool:
+def _apply(lu: LogicalUnit, store: BackingStore, new: int, real: int | None) -> bool:
     if real is not None and new > real:
         os.ftruncate(_fd(store) or -1, new)  # sparse; OSError -> the request fails
     buf = getattr(store, "_buf", None)
@@ -100,27 +92,3 @@ def _apply(lu: Any, store: Any, new: int, real: int | None) -> bool:
     lu.ua_add_all(lu.nexus_keys, Asc.CAPACITY_DATA_HAS_CHANGED)
     log.info("target %s LUN %d: size %d -> %d bytes", lu.tid, lu.lun, old, new)
     return True
-
-
-def request_logout(conns: list[Any], within: int) -> list[Any]:
-    """Ask each full feature phase connection to log out within ``within`` seconds
-    (AsyncEvent 1, Parameter3, RFC 7143 11.9.1); returns the connections asked."""
-    asked = []
-    for conn in conns:
-        if conn.closed or not getattr(conn, "full_feature", False):
-            continue
-        conn.send_async(AsyncEvent.LOGOUT_REQUEST, p3=within)
-        if conn.wakeup is not None:
-            conn.wakeup()  # the adapter drains and transmits
-        asked.append(conn)
-    return asked
-
-
-def end_sessions(sessions: list[Any], reason: str) -> None:
-    """Tell each session the target drops its connections, then close them."""
-    for session in sessions:
-        for conn in list(getattr(session, "connections", {}).values()):
-            send = getattr(conn, "send_async", None)
-            if send is not None:
-                send(AsyncEvent.SESSION_DROP, p2=DROP_TIME2WAIT, p3=0)
-            conn.close(reason)
