@@ -10,10 +10,10 @@ import pytest
 from pytgt.initiator.core import InitiatorConnection
 from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
 from pytgt.initiator.events import CommandComplete, ConnectionClosed, LoginComplete, RequestFailed
-from pytgt.initiator.login import SESSION_WIDE, Negotiated
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import cdb_write16
 from pytgt.iscsi.constants import RESERVED_TAG
+from pytgt.iscsi.keys import SESSION_WIDE, SessionParams
 from pytgt.iscsi.pdu import R2T, LoginRequest, ScsiCommand, ScsiResponse
 
 from .util import IQN, Peer, logged_in, login_rsp, text
@@ -104,7 +104,8 @@ def test_target_offered_key_is_answered_then_login_completes() -> None:
                                     ("OFMarker", "Yes")], transit=False)) == []
     (again,) = peer.sent()
     assert (again.csg, again.nsg, again.transit) == (1, 3, True)
-    assert text(again) == {"X-vendor-key": "NotUnderstood", "OFMarker": "NotUnderstood"}
+    # unknown keys are not understood; OFMarker is answered by its rule (AND, ours No)
+    assert text(again) == {"X-vendor-key": "NotUnderstood", "OFMarker": "No"}
     assert conn.negotiated.max_outstanding_r2t == 1
     (ev,) = peer.feed(login_rsp(again, [], nsg=3))
     assert isinstance(ev, LoginComplete)
@@ -119,7 +120,7 @@ def test_text_continuation_in_login() -> None:
     rest = replace(login_rsp(req, [], transit=True), data=b"thod=None\0")
     assert peer.feed(rest) == []
     (op,) = peer.sent()
-    assert op.csg == 1 and conn.negotiated.keys["AuthMethod"] == "None"
+    assert op.csg == 1 and conn.login.peer_keys["AuthMethod"] == "None"
 
 
 @pytest.mark.parametrize("mutual", [False, True])
@@ -169,13 +170,13 @@ SESSION_ISID = 0x800000ABCD00
 # What the leading connection negotiated: session-wide (LO) values plus its own
 # connection values, which the joining connection must not take.
 SESSIONS = {
-    "no-immediate": Negotiated(
+    "no-immediate": SessionParams(
         immediate_data=False, initial_r2t=True, max_burst_length=16384,
         first_burst_length=8192, max_connections=2, default_time2wait=0,
         default_time2retain=0, max_outstanding_r2t=1, header_digest=True,
         data_digest=True, max_recv_data_segment_length=65536,
         max_xmit_data_segment_length=65536),
-    "unsolicited": Negotiated(
+    "unsolicited": SessionParams(
         immediate_data=True, initial_r2t=False, max_burst_length=16384,
         first_burst_length=8192, max_connections=4, default_time2wait=5,
         default_time2retain=7, max_outstanding_r2t=2, header_digest=True,
@@ -183,7 +184,7 @@ SESSIONS = {
 }
 
 
-def join(session: Negotiated | None, *answers: tuple[str, str],
+def join(session: SessionParams | None, *answers: tuple[str, str],
          **kw: object) -> tuple[InitiatorConnection, Peer, list[object]]:
     """A connection joining session 9 (CID 1) whose login the target completes with
     ``answers``; the events of the final Login Response."""

@@ -52,6 +52,7 @@ from pytgt.iscsi.keys import (
     negotiate,
     parse_number,
     target_values,
+    valid_answer,
 )
 from pytgt.iscsi.pdu import LoginRequest
 from pytgt.iscsi.text import decode_text, encode_text
@@ -438,7 +439,7 @@ class TargetLogin:
         offer = self._offered.pop(key.name)
         if value in ANSWER_CONSTANTS:
             return  # the default stays
-        if negotiate(key, value, offer) != value:
+        if not valid_answer(key, offer, value):
             raise _initiator_error(f"{key.name}={value} is no valid answer to {offer}")
         self.negotiated.set(key, value)
 
