@@ -15,10 +15,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
+from pytgt.initiator.errors import LoginFailed, NegotiationError, ProtocolViolation, UsageError
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.iscsi.chap import ChapInitiator
 from pytgt.iscsi.constants import LoginStage
+from pytgt.iscsi.errors import ProtocolError
 from pytgt.iscsi.keys import (
     ANSWER_CONSTANTS,
     IDENTITY_KEYS,
@@ -148,7 +149,10 @@ class InitiatorLogin:
             raise LoginFailed(rsp.status_class, rsp.status_detail, redirect=redirect)
         if rsp.cont:  # 11.13.2: more text follows; ask for it with an empty request
             return self._request([], transit=False, csg=self.stage, nsg=0)
-        pairs = decode_text(bytes(self._text))
+        try:
+            pairs = decode_text(bytes(self._text))
+        except ProtocolError as exc:
+            raise ProtocolViolation(f"login text: {exc}") from None
         self._text.clear()
         if rsp.tsih:
             self.tsih = rsp.tsih
