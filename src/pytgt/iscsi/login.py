@@ -492,6 +492,8 @@ class TargetLogin:
             if alias:
                 out.append(("TargetAlias", alias))
             out.append(("TargetPortalGroupTag", str(self.portal_group_tag)))
+            self.negotiated.target_alias = alias  # as the initiator records them
+            self.negotiated.target_portal_group_tag = self.portal_group_tag
         if req.csg != OPERATIONAL:
             return out
         if not self._declared_mrdsl:
