@@ -109,6 +109,18 @@ def test_chap_i_outside_one_octet_is_refused_by_both(ident: str) -> None:
         target.step({**response, "CHAP_I": ident})
 
 
+@pytest.mark.parametrize("offer", ["9" * 5000, "0" * 4301 + "5", "5" + "0" * 20])
+def test_a_huge_chap_a_number_is_an_unsupported_algorithm(offer: str) -> None:
+    """int() of more than 4300 digits raises ValueError: it escaped ChapTarget.step
+    instead of failing the login with AUTHENTICATION_FAILURE."""
+    with pytest.raises(LoginError, match="no supported CHAP_A") as info:
+        ChapTarget(lambda user: None).step({"CHAP_A": offer})
+    assert info.value.status == LoginStatus.AUTHENTICATION_FAILURE
+    _, initiator = pair(False)
+    with pytest.raises(ValueError, match="target chose CHAP_A"):
+        initiator.respond({"CHAP_A": offer, "CHAP_I": "1", "CHAP_C": "0x" + "11" * 16})
+
+
 @pytest.mark.parametrize("keys", [
     {"CHAP_A": "7", "CHAP_I": "1", "CHAP_C": "0x" + "11" * 16},  # not in our list (5)
     {"CHAP_A": "99", "CHAP_I": "1", "CHAP_C": "0x" + "11" * 16},

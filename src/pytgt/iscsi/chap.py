@@ -88,8 +88,11 @@ def parse_identifier(value: str) -> int:
 
 
 def parse_algorithm(value: str) -> ChapAlgorithm | None:
-    """The registered algorithm a CHAP_A item names, or None."""
-    return ALGORITHMS.get(int(value)) if value.isascii() and value.isdigit() else None
+    """The registered algorithm a CHAP_A item names, or None (never int() of thousands
+    of digits: that raises ValueError past sys.get_int_max_str_digits())."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    return ALGORITHMS.get(int(value))
 
 
 def new_challenge(algo: ChapAlgorithm,
