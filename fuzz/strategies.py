@@ -103,13 +103,58 @@ def login_input(draw: st.DrawFn) -> bytes:
     return bytes(out)
 
 
+_OPERATIONAL_ANSWERS = [
+    ("HeaderDigest", "None"), ("DataDigest", "None"), ("MaxRecvDataSegmentLength", "8192"),
+    ("InitialR2T", "Yes"), ("ImmediateData", "Yes"), ("MaxBurstLength", "262144"),
+    ("FirstBurstLength", "65536"), ("MaxOutstandingR2T", "1"), ("MaxConnections", "1"),
+    ("DefaultTime2Wait", "2"), ("DefaultTime2Retain", "0"), ("DataPDUInOrder", "Yes"),
+    ("DataSequenceInOrder", "Yes"), ("ErrorRecoveryLevel", "0"), ("TargetAlias", "fuzz"),
+    ("TargetPortalGroupTag", "1")]
+_CHALLENGES = ["0x" + bytes(range(16)).hex(), "0x", "0b", "0b!!", "0xabc", "zz",
+               "0x" + "00" * 1025, "0b" + "AAAA" * 5]
+
+
+def _record(flags: int, keys: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]]]:
+    return flags, keys
+
+
+@st.composite
+def initiator_login_input(draw: st.DrawFn) -> bytes:
+    """[options][records of fuzz_initiator_login]: a target's side of a login (with or
+    without CHAP), each response's flags, status or text sometimes broken."""
+    options = draw(st.integers(0, 255))
+    challenge = [("CHAP_A", draw(st.sampled_from(["5", "5", "7", "6", "\u00b2", ""]))),
+                 ("CHAP_I", draw(st.sampled_from(["7", "7", "256", "-1", "0x1", "x"]))),
+                 ("CHAP_C", draw(st.sampled_from(_CHALLENGES)))]
+    script = [_record(0x81, [("AuthMethod", "None"), ("TargetPortalGroupTag", "1")])]
+    if options & 2:  # the initiator offers CHAP
+        script = [_record(0x01, [("AuthMethod", "CHAP")]), _record(0x01, challenge),
+                  _record(0x81, [("CHAP_N", "target"),
+                                 ("CHAP_R", draw(st.sampled_from(_CHALLENGES)))])]
+    answers = draw(st.permutations(_OPERATIONAL_ANSWERS))[:draw(st.integers(0, 16))]
+    script += [_record(0x05, answers + draw(pairs.map(lambda p: p[:3]))),
+               _record(0x87, draw(pairs.map(lambda p: p[:3])))]
+    out = bytearray([options])
+    for flags, keys in script[:draw(st.integers(1, len(script)))]:
+        text = _text(keys)
+        if draw(st.integers(0, 5)) == 0:
+            text = draw(mutated(st.just(text)))
+        if draw(st.integers(0, 5)) == 0:
+            flags = draw(st.integers(0, 255))
+        status = draw(st.sampled_from([0] * 12 + [1, 2, 3]))
+        out += bytes([flags, status]) + len(text).to_bytes(2, "big") + text
+    return bytes(out)
+
+
 @st.composite
 def chap_input(draw: st.DrawFn) -> bytes:
     from pytgt.iscsi.chap import ALGORITHMS, encode_binary
 
     algo = ALGORITHMS[5]
     first = draw(st.sampled_from([{"CHAP_A": "5"}, {"CHAP_A": "7,5"}, {"CHAP_A": "6"},
-                                  {"CHAP_A": "\u00b2"}, {"CHAP_A": ""}, {}]))
+                                  {"CHAP_A": "\u00b2"}, {"CHAP_A": ""}, {},
+                                  {"CHAP_A": "5", "CHAP_I": "3", "CHAP_C": "0x" + "11" * 16},
+                                  {"CHAP_A": "7", "CHAP_I": "300", "CHAP_C": "0b"}]))
     right = algo.response(0, CHAP_SECRET.encode(), bytes(range(16)))  # fuzz_chap's randomness
     second = {"CHAP_N": draw(st.sampled_from([CHAP_USER, "nobody", ""])),
               "CHAP_R": draw(st.sampled_from([encode_binary(right), "0x", "0xabc", "0b!!",
@@ -222,6 +267,7 @@ STRATEGIES: dict[str, st.SearchStrategy[bytes]] = {
     "connection": connection_input(),
     "text": st.one_of(pairs.map(_text), st.binary(max_size=200), mutated(pairs.map(_text))),
     "login": st.one_of(login_input(), from_corpus("login")),
+    "initiator_login": initiator_login_input(),
     "chap": chap_input(),
     "cdb": st.one_of(cdb_input(), from_corpus("cdb")),
     "control": control_input(),

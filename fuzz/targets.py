@@ -12,7 +12,10 @@ A target raises AssertionError (or any unexpected exception) when the invariant 
                answers byte-for-byte the same whatever the segmentation
 ``text``       decode_text raises only ProtocolError; encode(decode(x)) decodes to the same
 ``login``      TargetLogin given any sequence of Login Requests answers or raises LoginError
-``chap``       ChapTarget given any key sets answers or raises LoginError
+``initiator_login`` an InitiatorConnection fed any Login Responses never raises: it logs in,
+               fails the login (RequestFailed, ConnectionClosed) or waits for more
+``chap``       ChapTarget given any key sets answers or raises LoginError; ChapInitiator
+               given the same answers or raises ValueError
 ``cdb``        ScsiTarget.execute on any CDB (with store faults) returns a well-formed result
 ``control``    the control-socket request path answers any bytes with a JSON reply
 ``targets_conf`` parse_text raises only ConfigError; what it accepts renders and re-parses
@@ -262,6 +265,58 @@ def fuzz_login(data: bytes) -> None:
             return
 
 
+_INI_OPTIONS = [  # (CHAP, mutual CHAP, discovery), chosen by the first input byte
+    (None, None, False), (None, None, True), ((CHAP_USER, CHAP_SECRET), None, False),
+    ((CHAP_USER, CHAP_SECRET), ("target", "targetsecret99"), False)]
+
+
+def login_responses(data: bytes) -> list[Any]:
+    """Records ``[flags][status class][len:2][text]`` -> Login Responses to ITT 0."""
+    from pytgt.iscsi.pdu import LoginResponse
+
+    out, pos = [], 0
+    while pos + _LOGIN_HDR.size <= len(data) and len(out) < 16:
+        fl, status, n = _LOGIN_HDR.unpack_from(data, pos)
+        pos += _LOGIN_HDR.size
+        text, pos = data[pos:pos + n], pos + n
+        out.append(LoginResponse(
+            0, 0x400001370000, 1 if fl & 0x20 else 0, len(out), 1, 32, status & 3, 0,
+            bool(fl & 0x80), bool(fl & 0x40), (fl >> 2) & 3, fl & 3, 0, 0, text))
+    return out
+
+
+def fuzz_initiator_login(data: bytes) -> None:
+    """Events are [], [LoginComplete], or RequestFailed(InitiatorError) .. ConnectionClosed."""
+    from pytgt.initiator.core import InitiatorConnection
+    from pytgt.initiator.errors import InitiatorError
+    from pytgt.initiator.events import ConnectionClosed, LoginComplete, RequestFailed
+    from pytgt.initiator.options import InitiatorOptions
+
+    if not data:
+        return
+    chap, mutual, discovery = _INI_OPTIONS[data[0] & 3]
+    conn = InitiatorConnection(InitiatorOptions(
+        initiator_name="iqn.2026-11.org.pytgt:fuzz", target_name=None if discovery else IQN,
+        isid=0x400001370000, chap=chap, mutual_chap=mutual))
+    conn.start_login()
+    framer, events = Framer(1 << 24), []
+    for rsp in login_responses(data[1:]):
+        conn.data_to_send()
+        conn.receive_data(b"".join(bytes(b) for b in framer.frame(rsp.encode(), rsp.data)))
+        while (ev := conn.next_event()) is not None:
+            events.append(ev)
+        if conn.closed or conn.full_feature:
+            break
+    if conn.full_feature:
+        assert [type(e) for e in events] == [LoginComplete], events
+    elif conn.closed:
+        assert isinstance(events[0], RequestFailed), events
+        assert isinstance(events[0].error, InitiatorError), events
+        assert isinstance(events[-1], ConnectionClosed), events
+    else:
+        assert events == [], events
+
+
 # -- chap -------------------------------------------------------------------------------
 def chap_steps(data: bytes) -> list[dict[str, str]]:
     """NUL-separated text blocks separated by ``\\xff`` -> key dicts."""
@@ -276,21 +331,33 @@ def chap_steps(data: bytes) -> list[dict[str, str]]:
 
 
 def fuzz_chap(data: bytes) -> None:
-    from pytgt.iscsi.chap import ChapTarget, decode_binary
+    from pytgt.iscsi.chap import ChapInitiator, ChapTarget, decode_binary
 
     secrets = {CHAP_USER: CHAP_SECRET}
     chap = ChapTarget(secrets.get, lambda: ("target", "targetsecret99"),
                       random_bytes=lambda n: bytes(range(n)))
-    for keys in chap_steps(data):
+    initiator = ChapInitiator(CHAP_USER, CHAP_SECRET, algorithms=(5, 7),
+                              mutual=("target", "targetsecret99"),
+                              random_bytes=lambda n: bytes(range(n)))
+    steps = chap_steps(data)
+    for keys in steps:  # the same keys as the target's answers: ValueError or an answer
+        with contextlib.suppress(ValueError):
+            _check_pairs(initiator.verify(keys) if initiator.responded
+                         else initiator.respond(keys))
+    for keys in steps:
         try:
             answer = chap.step(keys)
         except LoginError:
             return
-        assert isinstance(answer, list)
-        for k, v in answer:
-            assert isinstance(k, str) and isinstance(v, str)
+        _check_pairs(answer)
     with contextlib.suppress(ValueError):
         decode_binary(data.decode("latin-1"))
+
+
+def _check_pairs(answer: list[tuple[str, str]] | None) -> None:
+    assert answer is None or isinstance(answer, list)
+    for k, v in answer or ():
+        assert isinstance(k, str) and isinstance(v, str)
 
 
 # -- cdb --------------------------------------------------------------------------------
@@ -402,6 +469,7 @@ TARGETS: dict[str, Target] = {
     "connection": fuzz_connection,
     "text": fuzz_text,
     "login": fuzz_login,
+    "initiator_login": fuzz_initiator_login,
     "chap": fuzz_chap,
     "cdb": fuzz_cdb,
     "control": fuzz_control,

@@ -13,7 +13,7 @@ import pytest
 
 import pytgt
 from pytgt.initiator import Initiator
-from pytgt.initiator.login import SESSION_WIDE
+from pytgt.iscsi.keys import SESSION_WIDE
 
 
 def test_two_connections_one_session(tmp_path: Path) -> None:

@@ -34,3 +34,28 @@ def test_chap_a_with_a_non_ascii_digit_fails_the_login() -> None:
 
     with pytest.raises(LoginError):
         ChapTarget(lambda user: None).step({"CHAP_A": "\u00b2"})
+
+
+def test_malformed_login_text_fails_the_initiators_login() -> None:
+    """fuzz_initiator_login: a Login Response whose text has an empty pair made
+    decode_text's ProtocolError escape InitiatorConnection.receive_data (the caller got
+    an exception instead of RequestFailed and ConnectionClosed)."""
+    from fuzz.targets import fuzz_initiator_login, login_responses
+    from pytgt.initiator.errors import ProtocolViolation
+    from pytgt.initiator.events import ConnectionClosed, RequestFailed
+
+    data = b"\x00\x81\x00\x00\x10\x00uthMethod=None\x00"
+    (rsp,) = login_responses(data[1:])
+    assert rsp.data == b"\x00uthMethod=None\x00"  # an empty pair first
+    fuzz_initiator_login(data)  # the invariant holds
+
+    from pytgt.initiator.core import InitiatorConnection
+    from pytgt.initiator.options import InitiatorOptions
+    from pytgt.iscsi.framer import Framer
+
+    conn = InitiatorConnection(InitiatorOptions(target_name="iqn.2026-11.org.pytgt:x"))
+    conn.start_login()
+    conn.receive_data(b"".join(bytes(b) for b in Framer(8192).frame(rsp.encode(), rsp.data)))
+    failed, closed = conn.next_event(), conn.next_event()
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, ProtocolViolation)
+    assert isinstance(closed, ConnectionClosed) and conn.closed

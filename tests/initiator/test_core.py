@@ -15,7 +15,7 @@ from pytgt.initiator.events import (
     TaskManagementComplete,
     TextComplete,
 )
-from pytgt.initiator.scsi import cdb_read16, cdb_write16, encode_lun
+from pytgt.initiator.scsi import cdb_read16, cdb_write16
 from pytgt.iscsi.constants import RESERVED_TAG, AsyncEvent, TmfFunction
 from pytgt.iscsi.pdu import (
     R2T,
@@ -35,6 +35,7 @@ from pytgt.iscsi.pdu import (
     TextResponse,
 )
 from pytgt.iscsi.text import encode_text
+from pytgt.scsi.lun import lun_field
 
 from .util import logged_in
 
@@ -47,7 +48,7 @@ def test_read_reassembles_data_in_with_status_in_last() -> None:
     (cmd,) = peer.sent()
     assert isinstance(cmd, ScsiCommand) and cmd.read and not cmd.write and cmd.final
     assert (cmd.lun, cmd.cmd_sn, cmd.exp_stat_sn, cmd.expected_data_transfer_length) == (
-        encode_lun(1), 1, 2, 2048)
+        lun_field(1), 1, 2, 2048)
     assert conn.cmd_sn == 2
     payload = bytes(range(256)) * 8
     events = peer.feed(
@@ -95,7 +96,7 @@ def test_write_with_r2t_splits_at_target_mrdsl() -> None:
     outs = peer.sent()
     assert [(o.ttt, o.data_sn, o.buffer_offset, len(o.data), o.final) for o in outs] == [
         (7, 0, 0, 4096, False), (7, 1, 4096, 4096, True)]
-    assert all(isinstance(o, DataOut) and o.itt == itt and o.lun == encode_lun(2)
+    assert all(isinstance(o, DataOut) and o.itt == itt and o.lun == lun_field(2)
                for o in outs)
     peer.feed(R2T(itt, 8, 1, 8192, 1808, exp_cmd_sn=2, max_cmd_sn=33))
     (last,) = peer.sent()
@@ -153,13 +154,13 @@ def test_stale_window_update_ignored() -> None:
 
 def test_answers_target_ping() -> None:
     conn, peer = logged_in()
-    assert peer.feed(NopIn(RESERVED_TAG, 0x1234, 2, 1, 32, lun=encode_lun(3),
+    assert peer.feed(NopIn(RESERVED_TAG, 0x1234, 2, 1, 32, lun=lun_field(3),
                            data=b"ping")) == []
     (out,) = peer.sent()
     assert isinstance(out, NopOut)
     assert (out.itt, out.ttt, out.cmd_sn, out.exp_stat_sn, out.immediate) == (
         RESERVED_TAG, 0x1234, 1, 2, True)
-    assert out.data == b"ping" and out.lun == encode_lun(3)
+    assert out.data == b"ping" and out.lun == lun_field(3)
     assert conn.cmd_sn == 1  # not advanced
 
 
@@ -292,7 +293,7 @@ def test_cancel_with_abort_sends_abort_task() -> None:
     (tmf,) = peer.sent()
     assert isinstance(tmf, TaskMgmtRequest) and tmf.itt == tmf_itt
     assert (tmf.function, tmf.referenced_task_tag, tmf.ref_cmd_sn, tmf.lun) == (
-        TmfFunction.ABORT_TASK, itt, cmd.cmd_sn, encode_lun(4))
+        TmfFunction.ABORT_TASK, itt, cmd.cmd_sn, lun_field(4))
     # the late Data-In of the cancelled command is dropped, the TMF answer arrives
     events = peer.feed(DataIn(itt, 0, 0, bytes(512), final=True, status_present=True,
                               stat_sn=2, exp_cmd_sn=2, max_cmd_sn=33),
@@ -312,7 +313,7 @@ def test_cancel_queued_command_sends_nothing() -> None:
 def test_scsi_async_event_reported() -> None:
     conn, peer = logged_in()
     sense = bytes([0x70, 0, 0x06, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3F, 0x0E, 0, 0, 0, 0])
-    (ev,) = peer.feed(AsyncMessage(AsyncEvent.SCSI_ASYNC_EVENT, encode_lun(1), 2, 1, 32,
+    (ev,) = peer.feed(AsyncMessage(AsyncEvent.SCSI_ASYNC_EVENT, lun_field(1), 2, 1, 32,
                                    data=len(sense).to_bytes(2, "big") + sense))
     assert isinstance(ev, AsyncEventReceived) and ev.logout_itt is None
     assert ev.message.data[2:] == sense and peer.sent() == []

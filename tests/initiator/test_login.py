@@ -10,12 +10,25 @@ import pytest
 from pytgt.initiator.core import InitiatorConnection
 from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
 from pytgt.initiator.events import CommandComplete, ConnectionClosed, LoginComplete, RequestFailed
-from pytgt.initiator.login import SESSION_WIDE, Negotiated
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import cdb_write16
 from pytgt.iscsi.constants import RESERVED_TAG
+from pytgt.iscsi.keys import (
+    KEY_TABLE,
+    MARKER_INTERVALS,
+    SESSION_WIDE,
+    Key,
+    Rule,
+    Sender,
+    SessionParams,
+    Use,
+)
+from pytgt.iscsi.login import TargetLogin
 from pytgt.iscsi.pdu import R2T, LoginRequest, ScsiCommand, ScsiResponse
+from pytgt.iscsi.text import decode_text, encode_text
 
+from .test_pair import IQN as PAIR_IQN
+from .test_pair import StubPolicy
 from .util import IQN, Peer, logged_in, login_rsp, text
 
 
@@ -104,7 +117,8 @@ def test_target_offered_key_is_answered_then_login_completes() -> None:
                                     ("OFMarker", "Yes")], transit=False)) == []
     (again,) = peer.sent()
     assert (again.csg, again.nsg, again.transit) == (1, 3, True)
-    assert text(again) == {"X-vendor-key": "NotUnderstood", "OFMarker": "NotUnderstood"}
+    # unknown keys are not understood; OFMarker is answered by its rule (AND, ours No)
+    assert text(again) == {"X-vendor-key": "NotUnderstood", "OFMarker": "No"}
     assert conn.negotiated.max_outstanding_r2t == 1
     (ev,) = peer.feed(login_rsp(again, [], nsg=3))
     assert isinstance(ev, LoginComplete)
@@ -119,7 +133,7 @@ def test_text_continuation_in_login() -> None:
     rest = replace(login_rsp(req, [], transit=True), data=b"thod=None\0")
     assert peer.feed(rest) == []
     (op,) = peer.sent()
-    assert op.csg == 1 and conn.negotiated.keys["AuthMethod"] == "None"
+    assert op.csg == 1 and conn.login.peer_keys["AuthMethod"] == "None"
 
 
 @pytest.mark.parametrize("mutual", [False, True])
@@ -148,6 +162,39 @@ def test_chap_md5(mutual: bool) -> None:
     assert op.csg == 1
 
 
+@pytest.mark.parametrize(("challenge", "why"), [
+    ([("CHAP_A", "5"), ("CHAP_I", "7"), ("CHAP_C", "0x")], "bad CHAP challenge"),  # empty
+    ([("CHAP_A", "5"), ("CHAP_I", "7"), ("CHAP_C", "0bAB$$CD==")], "bad CHAP challenge"),
+    ([("CHAP_A", "5"), ("CHAP_I", "7"), ("CHAP_C", "0x" + "ab" * 1025)], "bad CHAP challenge"),
+    ([("CHAP_A", "5"), ("CHAP_I", "263"), ("CHAP_C", "0x" + "ab" * 16)], "bad CHAP challenge"),
+    ([("CHAP_A", "7"), ("CHAP_I", "7"), ("CHAP_C", "0x" + "ab" * 16)], "CHAP_A"),
+])
+def test_malformed_chap_challenge_fails_the_login(challenge: list[tuple[str, str]],
+                                                  why: str) -> None:
+    """The target's CHAP_C goes through the target's own decoding and bounds (0x/0b,
+    1..1024 bytes; CHAP_I one octet): no CHAP_R is computed over a bad challenge."""
+    conn, peer, req = start(chap=("alice", "secret-12345"))
+    peer.feed(login_rsp(req, [("AuthMethod", "CHAP")], transit=False))
+    peer.sent()
+    failed, closed = peer.feed(login_rsp(req, challenge, transit=False))
+    assert isinstance(failed, RequestFailed) and isinstance(failed.error, NegotiationError)
+    assert why in str(failed.error)
+    assert isinstance(closed, ConnectionClosed) and peer.sent() == []
+
+
+@pytest.mark.parametrize("response", ["0x", "0bAB$$CD==", "zz", "0x" + "00" * 1025])
+def test_malformed_mutual_chap_response_fails_the_login(response: str) -> None:
+    conn, peer, req = start(chap=("a", "secret-12345"), mutual_chap=("t", "tsecret-1234"))
+    peer.feed(login_rsp(req, [("AuthMethod", "CHAP")], transit=False))
+    peer.sent()
+    peer.feed(login_rsp(req, [("CHAP_A", "5"), ("CHAP_I", "1"), ("CHAP_C", "0x" + "ab" * 16)],
+                        transit=False))
+    peer.sent()
+    failed, closed = peer.feed(login_rsp(req, [("CHAP_N", "t"), ("CHAP_R", response)]))
+    assert isinstance(failed.error, NegotiationError) and "bad CHAP_R" in str(failed.error)
+    assert isinstance(closed, ConnectionClosed)
+
+
 def test_mutual_chap_wrong_target_response_fails() -> None:
     conn, peer, req = start(chap=("a", "secret-12345"), mutual_chap=("t", "tsecret-1234"))
     peer.feed(login_rsp(req, [("AuthMethod", "CHAP")], transit=False))
@@ -169,13 +216,13 @@ SESSION_ISID = 0x800000ABCD00
 # What the leading connection negotiated: session-wide (LO) values plus its own
 # connection values, which the joining connection must not take.
 SESSIONS = {
-    "no-immediate": Negotiated(
+    "no-immediate": SessionParams(
         immediate_data=False, initial_r2t=True, max_burst_length=16384,
         first_burst_length=8192, max_connections=2, default_time2wait=0,
         default_time2retain=0, max_outstanding_r2t=1, header_digest=True,
         data_digest=True, max_recv_data_segment_length=65536,
         max_xmit_data_segment_length=65536),
-    "unsolicited": Negotiated(
+    "unsolicited": SessionParams(
         immediate_data=True, initial_r2t=False, max_burst_length=16384,
         first_burst_length=8192, max_connections=4, default_time2wait=5,
         default_time2retain=7, max_outstanding_r2t=2, header_digest=True,
@@ -183,7 +230,7 @@ SESSIONS = {
 }
 
 
-def join(session: Negotiated | None, *answers: tuple[str, str],
+def join(session: SessionParams | None, *answers: tuple[str, str],
          **kw: object) -> tuple[InitiatorConnection, Peer, list[object]]:
     """A connection joining session 9 (CID 1) whose login the target completes with
     ``answers``; the events of the final Login Response."""
@@ -263,3 +310,62 @@ def test_leading_only_key_from_the_target_fails_a_joining_login(key: str) -> Non
     assert isinstance(events[0], RequestFailed)
     assert isinstance(events[0].error, NegotiationError) and key in str(events[0].error)
     assert isinstance(events[-1], ConnectionClosed) and conn.closed
+
+
+# -- one key table: an offer gets the same answer from the target and from us (13) ---------
+def target_answer(discovery: bool, name: str, value: str) -> str | None:
+    """What TargetLogin answers when an initiator offers ``name=value`` (default settings)."""
+    lg = TargetLogin(StubPolicy(), "127.0.0.1")
+    first = [("InitiatorName", "iqn.2026-11.org.pytgt:i")]
+    first += [("SessionType", "Discovery")] if discovery else [("TargetName", PAIR_IQN)]
+    rsp = lg.receive(LoginRequest(1, SESSION_ISID, 0, 0, 1, 0, False, False, 1, 0, 0, 0,
+                                  encode_text([*first, (name, value)])))
+    return dict(decode_text(rsp.data)).get(name)
+
+
+def initiator_answer(discovery: bool, name: str, value: str) -> str | None:
+    """What we answer when the target offers ``name=value`` in the operational stage."""
+    conn, peer, req = start(target_name=None if discovery else IQN)
+    peer.feed(login_rsp(req, [("AuthMethod", "None")]))
+    (op,) = peer.sent()
+    agreed = [(k, v) for k, v in text(op).items() if k != "MaxRecvDataSegmentLength"]
+    assert peer.feed(login_rsp(op, [*agreed, (name, value)], transit=False)) == []
+    (again,) = peer.sent()
+    return text(again).get(name)
+
+
+def offer_values(key: Key) -> list[str]:
+    """Valid and invalid offers of ``key``."""
+    if key.boolean:
+        return ["Yes", "No", "yes"]
+    if key.numeric:
+        return [str(key.low), key.default, str(key.high), str(key.high + 1), "0x10", "many"]
+    if key.rule is Rule.LIST:
+        return [*key.values, ",".join(reversed(key.values)), "Bogus"]
+    return ["1", "Irrelevant"]
+
+
+# every key both sides may offer; each in the session types where we do not propose it
+# ourselves (then the target's key would be the answer to our offer, not an offer)
+OFFERED = [(discovery, key) for key in KEY_TABLE for discovery in (True, False)
+           if key.sender is Sender.BOTH and key.use is not Use.SECURITY
+           and (key.rule is not Rule.DECLARATIVE or key.name in MARKER_INTERVALS)
+           and key.name not in ("HeaderDigest", "DataDigest")
+           and (discovery or key.use is not Use.LO or key.name in (
+               "TaskReporting", "iSCSIProtocolLevel"))]
+
+
+@pytest.mark.parametrize(("discovery", "key"), OFFERED,
+                         ids=[f"{'discovery' if d else 'normal'}-{k.name}" for d, k in OFFERED])
+def test_the_same_table_answers_an_offer_from_either_side(discovery: bool, key: Key) -> None:
+    for value in offer_values(key):
+        assert initiator_answer(discovery, key.name, value) == target_answer(
+            discovery, key.name, value), value
+
+
+def test_either_side_offers_cover_the_operational_keys() -> None:
+    names = {k.name for _, k in OFFERED}
+    assert {"MaxBurstLength", "ErrorRecoveryLevel", "TaskReporting", "iSCSIProtocolLevel",
+            "OFMarker", "IFMarkInt", "MaxConnections", "InitialR2T"} <= names
+    assert initiator_answer(False, "X-com.example.key", "1") == target_answer(
+        False, "X-com.example.key", "1") == "NotUnderstood"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import cdb_read16, cdb_write16
 from pytgt.iscsi.connection import TargetConnection
 from pytgt.iscsi.events import CommandReady, TaskManagement
+from pytgt.iscsi.keys import SessionParams
 from pytgt.iscsi.policy import BasePolicy
 from pytgt.iscsi.session import SessionTable
 
@@ -140,6 +142,20 @@ def test_write_then_read_back(name: str) -> None:
     r = p.ini.send_command(1, cdb_read16(8, 300), read_length=len(data))
     (ev,) = p.run()
     assert ev.itt == r and ev.result.data == data
+
+
+@pytest.mark.parametrize("name", list(NEGOTIATIONS))
+def test_both_sides_hold_the_same_parameter_record(name: str) -> None:
+    """One SessionParams type on both sides: after login the records are equal, with
+    the data segment lengths mirrored (what one side receives, the other sends)."""
+    options, settings = NEGOTIATIONS[name]
+    p = Pair(StubPolicy(settings), **options)
+    ours = p.login().negotiated
+    theirs = p.tgt.session.params
+    assert type(ours) is type(theirs) is SessionParams
+    assert ours == replace(theirs, max_recv_data_segment_length=theirs.max_xmit_data_segment_length,
+                           max_xmit_data_segment_length=theirs.max_recv_data_segment_length)
+    assert (ours.target_alias, ours.target_portal_group_tag) == ("pair", 1)
 
 
 def test_many_commands_through_a_small_window() -> None:

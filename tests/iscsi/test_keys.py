@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 
 from pytgt.iscsi.keys import (
+    ANSWER_CONSTANTS,
+    KEY_TABLE,
     KEYS,
     KNOWN_KEYS,
     LOCAL_SETTINGS,
     REJECT,
+    SESSION_WIDE,
     TARGET_DEFAULTS,
+    Key,
     Rule,
     SessionParams,
     Use,
@@ -20,6 +24,7 @@ from pytgt.iscsi.keys import (
     parse_number,
     settable,
     target_values,
+    valid_answer,
 )
 
 
@@ -186,3 +191,79 @@ def test_session_params_for_connection() -> None:
     assert merged.max_burst_length == 4096
     assert merged.header_digest is True
     assert merged.max_xmit_data_segment_length == 1024
+
+
+# -- one table for both sides (13: the rules answer an offer from either side) ----------
+NEGOTIABLE = [k for k in KEY_TABLE if k.rule is not Rule.DECLARATIVE]
+
+
+def samples(key: Key) -> list[str]:
+    """Valid values of ``key``: both booleans, range ends and default, lists."""
+    if key.boolean:
+        return ["Yes", "No"]
+    if key.numeric:
+        return sorted({str(key.low), str(key.high), key.default, str((key.low + key.high) // 2)})
+    return [*key.values, ",".join(key.values), ",".join(reversed(key.values))]
+
+
+@pytest.mark.parametrize("key", NEGOTIABLE, ids=lambda k: k.name)
+def test_the_offerer_accepts_every_answer_the_acceptor_computes(key: Key) -> None:
+    """Whoever offers, the acceptor's ``negotiate`` gives an answer that the offerer's
+    ``valid_answer`` takes; for numbers and booleans the result does not depend on
+    which side offered (6.2.4); a list answer is the offerer's first choice (6.2.2)."""
+    for offer in samples(key):
+        for ours in samples(key):
+            answer = negotiate(key, offer, ours)
+            if key.rule is Rule.LIST:
+                supported = [v for v in offer.split(",") if v in ours.split(",")]
+                assert answer == (supported[0] if supported else REJECT)
+                if answer == REJECT:
+                    continue
+            else:
+                assert answer == negotiate(key, ours, offer), (offer, ours)
+            assert valid_answer(key, offer, answer), (offer, ours, answer)
+
+
+@pytest.mark.parametrize("key", NEGOTIABLE, ids=lambda k: k.name)
+def test_an_answer_outside_the_rule_or_range_is_refused(key: Key) -> None:
+    bad = ["", "bogus", *ANSWER_CONSTANTS]
+    if key.numeric:
+        bad += [str(key.high + 1), "-1"]
+    if key.rule is Rule.LIST:
+        bad.append(",".join(key.values))  # an answer names one value
+    for offer in samples(key):
+        for answer in bad:
+            assert not valid_answer(key, offer, answer), (offer, answer)
+
+
+@pytest.mark.parametrize(("name", "offer", "answer", "ok"), [
+    ("MaxBurstLength", "65536", "16384", True),  # MIN: no more than offered
+    ("MaxBurstLength", "65536", "131072", False),
+    ("DefaultTime2Wait", "2", "5", True),  # MAX: no less than offered
+    ("DefaultTime2Wait", "2", "1", False),
+    ("ImmediateData", "No", "Yes", False),  # AND: cannot turn on what we turned off
+    ("ImmediateData", "Yes", "No", True),
+    ("InitialR2T", "Yes", "No", False),  # OR: cannot turn off what we turned on
+    ("InitialR2T", "No", "Yes", True),
+    ("HeaderDigest", "None", "CRC32C", False),  # LIST: one of the values offered
+    ("HeaderDigest", "CRC32C,None", "None", True),
+])
+def test_valid_answer(name: str, offer: str, answer: str, ok: bool) -> None:
+    assert valid_answer(KEYS[name], offer, answer) is ok
+
+
+def test_session_wide_are_the_leading_only_keys() -> None:
+    assert set(SESSION_WIDE) == {
+        "max_connections", "initial_r2t", "immediate_data", "max_burst_length",
+        "first_burst_length", "default_time2wait", "default_time2retain",
+        "max_outstanding_r2t", "data_pdu_in_order", "data_sequence_in_order",
+        "error_recovery_level", "task_reporting", "iscsi_protocol_level"}
+
+
+def test_session_params_records_the_targets_declarations() -> None:
+    p = SessionParams()
+    p.set(KEYS["TargetAlias"], "disk one")
+    p.set(KEYS["TargetPortalGroupTag"], "0x10")
+    assert (p.target_alias, p.target_portal_group_tag) == ("disk one", 16)
+    assert p.value_of(KEYS["TargetPortalGroupTag"]) == "16"
+    assert p.as_dict()["target_alias"] == "disk one" and "extra" not in p.as_dict()

@@ -9,7 +9,7 @@ import pytest
 
 from pytgt.scsi import ScsiTarget, Status, create_lu, tmf
 from pytgt.scsi.sense import build_sense, decode_sense
-from pytgt.scsi.target import decode_lun, encode_lun
+from pytgt.scsi.lun import decode_lun, encode_lun
 from pytgt.stores import open_store
 from pytgt.stores.memory import MemoryStore
 from pytgt.stores.null import NullStore

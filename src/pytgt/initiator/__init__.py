@@ -35,13 +35,15 @@ from pytgt.initiator.errors import (
     TargetFailure,
     UsageError,
 )
-from pytgt.initiator.login import Negotiated
 from pytgt.initiator.options import InitiatorOptions
 from pytgt.initiator.scsi import Capacity, Inquiry, ScsiResult
+from pytgt.iscsi.keys import SessionParams
+
+Negotiated = SessionParams  # the name of the parameter record before it was shared
 
 __all__ = [
     "Capacity", "CommandRejected", "ConnectionLost", "Initiator", "InitiatorConnection",
     "InitiatorError", "InitiatorOptions", "InitiatorSession", "Inquiry", "LoginFailed",
     "Negotiated", "NegotiationError", "ProtocolViolation", "ScsiError", "ScsiResult",
-    "TargetFailure", "UsageError",
+    "SessionParams", "TargetFailure", "UsageError",
 ]

@@ -30,6 +30,7 @@ from pytgt.initiator.events import (
 from pytgt.initiator.options import DEFAULT_INITIATOR_NAME, InitiatorOptions
 from pytgt.initiator.scsi import Capacity, Inquiry, ScsiResult
 from pytgt.iscsi.constants import RESERVED_TAG, AsyncEvent, TmfFunction
+from pytgt.iscsi.keys import SessionParams
 
 log = logging.getLogger("pytgt.initiator")
 DEFAULT_TIMEOUT = 10.0
@@ -112,13 +113,13 @@ class InitiatorSession:
 
     @property
     def negotiated(self) -> dict[str, object]:
-        """The parameters in effect (``Negotiated`` fields) plus the target's raw answers."""
-        n = self.conn.negotiated
-        return {**n.keys, **n.as_dict()}
+        """The parameters in effect (``SessionParams`` fields) plus the keys the target
+        sent, as on the wire (``"HeaderDigest": "None"``)."""
+        return {**self.conn.login.peer_keys, **self.conn.negotiated.as_dict()}
 
     @property
-    def params(self) -> Any:
-        """The typed :class:`~pytgt.initiator.login.Negotiated` parameters."""
+    def params(self) -> SessionParams:
+        """The typed :class:`~pytgt.iscsi.keys.SessionParams` in effect."""
         return self.conn.negotiated
 
     @property

@@ -42,7 +42,7 @@ from pytgt.initiator.events import (
 )
 from pytgt.initiator.login import InitiatorLogin
 from pytgt.initiator.options import InitiatorOptions
-from pytgt.initiator.scsi import ScsiResult, encode_lun
+from pytgt.initiator.scsi import ScsiResult
 from pytgt.iscsi.constants import RESERVED_TAG, AsyncEvent, LogoutReason, Opcode, TmfFunction
 from pytgt.iscsi.errors import ConnectionDropped, ProtocolError
 from pytgt.iscsi.framer import Frame, Framer
@@ -67,12 +67,18 @@ from pytgt.iscsi.pdu import (
 )
 from pytgt.iscsi.serial import sn_add, sn_le, sn_lt
 from pytgt.iscsi.text import decode_text, encode_text
+from pytgt.scsi.lun import MAX_LUN, lun_field
 
 Data = bytes | bytearray | memoryview
 log = logging.getLogger("pytgt.initiator")
 
 _LOGIN_BUFFER = 8192  # MaxRecvDataSegmentLength in effect during login (13.12)
 _MAX_TEXT = 1 << 20
+
+
+def _lun(lun: int) -> int:
+    """A request's LUN field: LUN numbers encoded (SAM-5 4.6), larger values as given."""
+    return lun_field(lun) if lun <= MAX_LUN else lun
 
 
 class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
@@ -204,7 +210,7 @@ class InitiatorConnection:
         if data_out and read_length:
             raise UsageError("bidirectional commands are not supported")
         req = self._new("command")
-        req.lun = encode_lun(lun) if lun < 16384 else lun
+        req.lun = _lun(lun)
         req.data_out = memoryview(data_out).cast("B") if data_out else memoryview(b"")
         req.read_length = read_length
         if read_length:
@@ -243,7 +249,7 @@ class InitiatorConnection:
             ref_cmd_sn = ref.cmd_sn if ref is not None and ref.kind == "command" else self.cmd_sn
         ref_sn = ref_cmd_sn
         req.build = lambda: self._send(TaskMgmtRequest(
-            req.itt, function, encode_lun(lun) if lun < 16384 else lun, ref_itt, req.cmd_sn,
+            req.itt, function, _lun(lun), ref_itt, req.cmd_sn,
             self.exp_stat_sn, ref_sn, 0, True))
         self._submit(req, True)
         return req.itt

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pytgt.initiator.login import Negotiated
 from pytgt.initiator.scsi import ScsiResult
+from pytgt.iscsi.keys import SessionParams
 
 
 class Event:
@@ -23,7 +23,7 @@ class Event:
 class LoginComplete(Event):
     """Full feature phase reached; ``negotiated`` is in effect from now on."""
 
-    negotiated: Negotiated
+    negotiated: SessionParams
     tsih: int
 
 

@@ -3,20 +3,40 @@
 Theory: the login is a short exchange of Login Requests and Responses that walks the
 stages SecurityNegotiation (0) -> LoginOperationalNegotiation (1) -> FullFeaturePhase (3).
 :class:`InitiatorLogin` builds each request and consumes each response; it never
-touches a socket. Keys are negotiated by the rules of 6.2 (``_KEYS`` table below):
-our proposals go out in stage 1, the target's answers are checked against the rule
-and applied; keys the target offers on its own are answered by the same rule.
+touches a socket. Keys are negotiated with the target's own table and rules
+(:mod:`pytgt.iscsi.keys`, 6.2, 13): our proposals go out in stage 1, the target's
+answers are checked with ``valid_answer`` and kept in a ``SessionParams``, and keys the
+target offers on its own are answered with ``negotiate``, as the target answers ours.
+CHAP is :class:`pytgt.iscsi.chap.ChapInitiator`.
 """
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass, field, fields
+import secrets
+from collections.abc import Callable
 
-from pytgt.initiator import chap
-from pytgt.initiator.errors import LoginFailed, NegotiationError, UsageError
+from pytgt.initiator.errors import LoginFailed, NegotiationError, ProtocolViolation, UsageError
 from pytgt.initiator.options import InitiatorOptions
+from pytgt.iscsi.chap import ChapInitiator
 from pytgt.iscsi.constants import LoginStage
+from pytgt.iscsi.errors import ProtocolError
+from pytgt.iscsi.keys import (
+    ANSWER_CONSTANTS,
+    IDENTITY_KEYS,
+    IRRELEVANT,
+    KEYS,
+    MARKER_INTERVALS,
+    NOT_UNDERSTOOD,
+    REJECT,
+    Key,
+    Rule,
+    Sender,
+    SessionParams,
+    Use,
+    check_value,
+    negotiate,
+    valid_answer,
+)
 from pytgt.iscsi.pdu import LoginRequest, LoginResponse
 from pytgt.iscsi.text import decode_text, encode_text
 
@@ -24,116 +44,24 @@ SECURITY = LoginStage.SECURITY_NEGOTIATION
 OPERATIONAL = LoginStage.LOGIN_OPERATIONAL_NEGOTIATION
 FULL_FEATURE = LoginStage.FULL_FEATURE_PHASE
 _MAX_EXCHANGES = 32
-_SPECIAL = {"Reject", "Irrelevant", "NotUnderstood"}
+# What we propose in stage 1: the connection keys, then (leading connection of a
+# Normal session) the session-wide ones, in this order on the wire.
+_CONNECTION_OFFERS = ("HeaderDigest", "DataDigest")
+_SESSION_OFFERS = ("InitialR2T", "ImmediateData", "MaxBurstLength", "FirstBurstLength",
+                   "MaxOutstandingR2T", "MaxConnections", "DefaultTime2Wait",
+                   "DefaultTime2Retain", "DataPDUInOrder", "DataSequenceInOrder",
+                   "ErrorRecoveryLevel")
 
 
-@dataclass(slots=True)
-class Negotiated:
-    """Session and connection parameters in effect after login (RFC 7143 13).
-
-    ``max_recv_data_segment_length`` is ours (what the target may send us);
-    ``max_xmit_data_segment_length`` is the target's declaration (what we may send).
-    ``keys`` holds every key=value the target answered, as on the wire.
-    """
-
-    header_digest: bool = False
-    data_digest: bool = False
-    max_recv_data_segment_length: int = 8192
-    max_xmit_data_segment_length: int = 8192
-    initial_r2t: bool = True
-    immediate_data: bool = True
-    max_burst_length: int = 262144
-    first_burst_length: int = 65536
-    max_outstanding_r2t: int = 1
-    max_connections: int = 1
-    default_time2wait: int = 2
-    default_time2retain: int = 20
-    error_recovery_level: int = 0
-    data_pdu_in_order: bool = True
-    data_sequence_in_order: bool = True
-    target_alias: str = ""
-    target_portal_group_tag: int | None = None
-    keys: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "keys"}
-
-    def inherit(self, session: Negotiated) -> None:
-        """Take the session-wide (LO) values of ``session``: a connection joining it
-        negotiates none of them and works by the session's (RFC 7143 13, 6.3.6)."""
-        for attr in SESSION_WIDE:
-            setattr(self, attr, getattr(session, attr))
-
-
-# name -> (attribute, kind, rule, use) per RFC 7143 13.x; use "LO": leading only, the
-# value is session-wide; "IO": negotiated on each connection
-_KEYS: dict[str, tuple[str, str, str, str]] = {
-    "HeaderDigest": ("header_digest", "digest", "list", "IO"),  # 13.1
-    "DataDigest": ("data_digest", "digest", "list", "IO"),
-    "MaxConnections": ("max_connections", "int", "min", "LO"),  # 13.2
-    "InitialR2T": ("initial_r2t", "bool", "or", "LO"),  # 13.10
-    "ImmediateData": ("immediate_data", "bool", "and", "LO"),  # 13.11
-    "MaxBurstLength": ("max_burst_length", "int", "min", "LO"),  # 13.13
-    "FirstBurstLength": ("first_burst_length", "int", "min", "LO"),  # 13.14
-    "DefaultTime2Wait": ("default_time2wait", "int", "max", "LO"),  # 13.15
-    "DefaultTime2Retain": ("default_time2retain", "int", "min", "LO"),  # 13.16
-    "MaxOutstandingR2T": ("max_outstanding_r2t", "int", "min", "LO"),  # 13.17
-    "DataPDUInOrder": ("data_pdu_in_order", "bool", "or", "LO"),  # 13.18
-    "DataSequenceInOrder": ("data_sequence_in_order", "bool", "or", "LO"),  # 13.19
-    "ErrorRecoveryLevel": ("error_recovery_level", "int", "min", "LO"),  # 13.20
-}
-SESSION_WIDE = tuple(row[0] for row in _KEYS.values() if row[3] == "LO")
-
-
-def _fmt(kind: str, value: object) -> str:
-    if kind == "bool":
-        return "Yes" if value else "No"
-    if kind == "digest":
-        return "CRC32C" if value else "None"
-    return str(value)
-
-
-def _parse(kind: str, key: str, text: str) -> object:
-    try:
-        if kind == "bool":
-            if text not in ("Yes", "No"):
-                raise ValueError(text)
-            return text == "Yes"
-        if kind == "digest":
-            if text not in ("CRC32C", "None"):
-                raise ValueError(text)
-            return text == "CRC32C"
-        return int(text, 0)
-    except ValueError:
-        raise NegotiationError(f"bad value for {key}: {text!r}") from None
-
-
-def _combine(rule: str, ours: object, theirs: object) -> object:
-    """The result of a negotiation when the target offered and we answer (6.2.2)."""
-    if rule in ("min", "max"):
-        assert isinstance(ours, int) and isinstance(theirs, int)
-        return min(ours, theirs) if rule == "min" else max(ours, theirs)
-    if rule == "and":
-        return bool(ours) and bool(theirs)
-    if rule == "or":
-        return bool(ours) or bool(theirs)
-    return theirs
-
-
-def _check_answer(rule: str, key: str, offered: object, answer: object) -> None:
-    """The target's answer to our offer must obey the key's rule (6.2.2)."""
-    bad = ((rule == "min" and answer > offered)  # type: ignore[operator]
-           or (rule == "max" and answer < offered)  # type: ignore[operator]
-           or (rule == "and" and answer and not offered)
-           or (rule == "or" and offered and not answer)
-           or (rule == "list" and answer != offered))
-    if bad:
-        raise NegotiationError(f"target answered {key}={_fmt_any(answer)} to our offer "
-                               f"{_fmt_any(offered)}")
-
-
-def _fmt_any(v: object) -> str:
-    return ("Yes" if v else "No") if isinstance(v, bool) else str(v)
+def _proposal(o: InitiatorOptions) -> SessionParams:
+    """The values we ask for, as a parameter record (formatted by the key table)."""
+    return SessionParams(
+        header_digest=o.header_digest, data_digest=o.data_digest,
+        initial_r2t=o.initial_r2t, immediate_data=o.immediate_data,
+        max_burst_length=o.max_burst_length, first_burst_length=o.first_burst_length,
+        max_outstanding_r2t=o.max_outstanding_r2t, max_connections=o.max_connections,
+        default_time2wait=o.default_time2wait, default_time2retain=o.default_time2retain,
+        error_recovery_level=o.error_recovery_level)
 
 
 class InitiatorLogin:
@@ -141,14 +69,16 @@ class InitiatorLogin:
 
     Call :meth:`first_request`, then :meth:`receive` for each response; it returns the
     next request or None when the login completed. Raises LoginFailed (status from the
-    target) or NegotiationError (the target broke a rule).
+    target) or NegotiationError (the target broke a rule). :attr:`negotiated` holds the
+    values in force, :attr:`peer_keys` every key=value the target sent, as on the wire.
     """
 
-    def __init__(self, options: InitiatorOptions, itt: int = 0) -> None:
+    def __init__(self, options: InitiatorOptions, itt: int = 0, *,
+                 random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self.options = options
         self.itt = itt
         self.stage = SECURITY
-        self.negotiated = Negotiated(
+        self.negotiated = SessionParams(
             max_recv_data_segment_length=options.max_recv_data_segment_length)
         # a connection that joins a session (TSIH given, 5.3.4) negotiates no LO key
         self.joining = bool(options.tsih) and not options.discovery
@@ -156,17 +86,20 @@ class InitiatorLogin:
             if options.session is None:
                 raise UsageError("joining a session (tsih) needs the session's parameters "
                                  "(session=: the leading connection's negotiated values)")
-            self.negotiated.inherit(options.session)
+            self.negotiated = options.session.for_connection(self.negotiated)
+        self.peer_keys: dict[str, str] = {}
         self.done = False
         self.tsih = options.tsih
         self.exp_stat_sn = 0
         self.final_response: LoginResponse | None = None
         self._text = bytearray()
-        self._offers: dict[str, object] = {}
+        self._offers: dict[str, str] = {}  # our proposals not answered yet
+        self._ours: dict[str, str] = {}  # what we proposed, to answer a re-offer by
         self._auth: str | None = None  # None, "None", "CHAP" (chosen by the target)
-        self._chap_sent = False
-        self._mutual: tuple[int, bytes] | None = None
-        self._op_sent = False
+        self._chap: ChapInitiator | None = None
+        if options.chap is not None:
+            self._chap = ChapInitiator(*options.chap, algorithms=options.chap_algorithms,
+                                       mutual=options.mutual_chap, random_bytes=random_bytes)
         self._exchanges = 0
 
     # -- requests -----------------------------------------------------------------------
@@ -190,24 +123,17 @@ class InitiatorLogin:
 
     def _operational_offer(self) -> list[tuple[str, str]]:
         o = self.options
-        offers: dict[str, object] = {"HeaderDigest": o.header_digest,
-                                     "DataDigest": o.data_digest}
+        names: tuple[str, ...] = _CONNECTION_OFFERS
         if not o.discovery and not self.joining:  # session-wide keys are leading-only (13)
-            offers.update({
-                "InitialR2T": o.initial_r2t, "ImmediateData": o.immediate_data,
-                "MaxBurstLength": o.max_burst_length,
-                "FirstBurstLength": o.first_burst_length,
-                "MaxOutstandingR2T": o.max_outstanding_r2t,
-                "MaxConnections": o.max_connections,
-                "DefaultTime2Wait": o.default_time2wait,
-                "DefaultTime2Retain": o.default_time2retain,
-                "DataPDUInOrder": True, "DataSequenceInOrder": True,
-                "ErrorRecoveryLevel": o.error_recovery_level,
-            })
-        self._offers = offers
-        pairs = [(k, _fmt(_KEYS[k][1], v)) for k, v in offers.items()]
+            names += _SESSION_OFFERS
+        proposal = _proposal(o)
+        pairs = [(name, proposal.value_of(KEYS[name])) for name in names]
         pairs.append(("MaxRecvDataSegmentLength", str(o.max_recv_data_segment_length)))
-        return pairs + list(o.extra_keys)
+        pairs += o.extra_keys
+        self._offers = {name: value for name, value in pairs
+                        if name in KEYS and KEYS[name].rule is not Rule.DECLARATIVE}
+        self._ours = dict(self._offers)
+        return pairs
 
     # -- responses ----------------------------------------------------------------------
     def receive(self, rsp: LoginResponse) -> LoginRequest | None:
@@ -223,7 +149,10 @@ class InitiatorLogin:
             raise LoginFailed(rsp.status_class, rsp.status_detail, redirect=redirect)
         if rsp.cont:  # 11.13.2: more text follows; ask for it with an empty request
             return self._request([], transit=False, csg=self.stage, nsg=0)
-        pairs = decode_text(bytes(self._text))
+        try:
+            pairs = decode_text(bytes(self._text))
+        except ProtocolError as exc:
+            raise ProtocolViolation(f"login text: {exc}") from None
         self._text.clear()
         if rsp.tsih:
             self.tsih = rsp.tsih
@@ -235,63 +164,45 @@ class InitiatorLogin:
 
     def _security(self, rsp: LoginResponse, pairs: list[tuple[str, str]]) -> LoginRequest | None:
         keys = dict(pairs)
-        self.negotiated.keys.update(keys)
-        self._declaratives(keys)
+        self.peer_keys.update(keys)
+        for name, value in keys.items():
+            self._declared(name, value)
         if "AuthMethod" in keys:
             self._auth = keys["AuthMethod"]
             if self._auth not in ("None", "CHAP") or (self._auth == "CHAP" and
-                                                       not self.options.chap):
+                                                       self._chap is None):
                 raise NegotiationError(f"target chose AuthMethod={self._auth}")
         if "CHAP_N" in keys or "CHAP_R" in keys:
-            self._verify_mutual(keys)
+            self._chap_verify(keys)
+        responded = self._chap is not None and self._chap.responded
         if rsp.transit:
-            if self._auth == "CHAP" and not self._chap_sent:
+            if self._auth == "CHAP" and not responded:
                 raise NegotiationError("target left the security stage before CHAP")
             return self._advance(rsp.nsg)
-        if self._auth == "CHAP" and "CHAP_C" in keys:
-            return self._chap_answer(keys)
-        if self._auth == "CHAP" and not self._chap_sent and "CHAP_A" not in keys:
-            algs = ",".join(str(a) for a in self.options.chap_algorithms)
-            return self._request([("CHAP_A", algs)], transit=False, csg=SECURITY, nsg=0)
+        if self._auth == "CHAP" and self._chap is not None:
+            if "CHAP_C" in keys:
+                return self._chap_answer(self._chap, keys)
+            if not responded and "CHAP_A" not in keys:
+                return self._request(self._chap.offer(), transit=False, csg=SECURITY, nsg=0)
         return self._request([], transit=True, csg=SECURITY, nsg=OPERATIONAL)
 
-    def _chap_answer(self, keys: dict[str, str]) -> LoginRequest:
-        assert self.options.chap is not None
+    def _chap_answer(self, chap: ChapInitiator, keys: dict[str, str]) -> LoginRequest:
         try:
-            alg = int(keys.get("CHAP_A", "5"))
-            ident = int(keys["CHAP_I"], 0)
-            challenge = chap.decode_binary(keys["CHAP_C"])
-        except (KeyError, ValueError) as exc:
-            raise NegotiationError(f"bad CHAP challenge: {exc}") from None
-        if alg not in self.options.chap_algorithms or alg not in chap.ALGORITHMS:
-            raise NegotiationError(f"target chose CHAP_A={alg}")
-        user, secret = self.options.chap
-        response = chap.chap_response(alg, ident, secret.encode(), challenge)
-        out = [("CHAP_N", user), ("CHAP_R", chap.encode_binary(response))]
-        if self.options.mutual_chap:
-            self._mutual = chap.new_challenge(alg)
-            self._mutual_alg = alg
-            out += [("CHAP_I", str(self._mutual[0])),
-                    ("CHAP_C", chap.encode_binary(self._mutual[1]))]
-        self._chap_sent = True
+            out = chap.respond(keys)
+        except ValueError as exc:
+            raise NegotiationError(str(exc)) from None
         return self._request(out, transit=True, csg=SECURITY, nsg=OPERATIONAL)
 
-    def _verify_mutual(self, keys: dict[str, str]) -> None:
-        if self.options.mutual_chap is None or self._mutual is None:
+    def _chap_verify(self, keys: dict[str, str]) -> None:
+        if self._chap is None:
             raise NegotiationError("target sent CHAP_N/CHAP_R without being asked")
-        user, secret = self.options.mutual_chap
-        ident, challenge = self._mutual
-        want = chap.chap_response(self._mutual_alg, ident, secret.encode(), challenge)
         try:
-            got = chap.decode_binary(keys.get("CHAP_R", ""))
-        except ValueError:
-            got = b""
-        if keys.get("CHAP_N") != user or not hmac.compare_digest(want, got):
-            raise NegotiationError("target failed mutual CHAP authentication")
-        self._mutual = None
+            self._chap.verify(keys)
+        except ValueError as exc:
+            raise NegotiationError(str(exc)) from None
 
     def _advance(self, nsg: int) -> LoginRequest | None:
-        if self.options.mutual_chap and self._mutual is not None:
+        if self._chap is not None and self._chap.responded and not self._chap.done:
             raise NegotiationError("target did not answer our mutual CHAP challenge")
         if nsg == FULL_FEATURE:
             self.done = True
@@ -299,74 +210,80 @@ class InitiatorLogin:
         if nsg != OPERATIONAL:
             raise NegotiationError(f"target moved to stage {nsg}")
         self.stage = OPERATIONAL
-        self._op_sent = True
         return self._request(self._operational_offer(), transit=True, csg=OPERATIONAL,
                              nsg=FULL_FEATURE)
 
     def _operational(self, rsp: LoginResponse, pairs: list[tuple[str, str]]
                      ) -> LoginRequest | None:
         answers: list[tuple[str, str]] = []
-        for key, value in pairs:
-            self.negotiated.keys[key] = value
-            answer = self._apply(key, value)
+        for name, value in pairs:
+            self.peer_keys[name] = value
+            answer = self._apply(name, value)
             if answer is not None:
-                answers.append(answer)
+                answers.append((name, answer))
         if rsp.transit and rsp.nsg == FULL_FEATURE:
             self.done = True
             return None
         return self._request(answers, transit=True, csg=OPERATIONAL, nsg=FULL_FEATURE)
 
-    def _apply(self, key: str, value: str) -> tuple[str, str] | None:
-        """Apply one key from the target; return our answer when it was an offer."""
-        if self._declaratives({key: value}):
+    def _apply(self, name: str, value: str) -> str | None:
+        """Take one key from the target; our answer when it offered one (6.2)."""
+        if self._declared(name, value):
             return None
-        row = _KEYS.get(key)
-        if row is None:
-            if key in ("TargetName", "SessionType", "InitiatorName", "AuthMethod"):
-                return None
-            return None if value in _SPECIAL else (key, "NotUnderstood")
-        attr, kind, rule, use = row
-        if use == "LO" and self.joining:
-            raise NegotiationError(f"target sent {key}, a leading-only key, on a "
+        key = KEYS.get(name)
+        if key is None:
+            return None if value in ANSWER_CONSTANTS else NOT_UNDERSTOOD
+        if name in IDENTITY_KEYS or key.use is Use.SECURITY:
+            return None  # echoes of what we sent; nothing to negotiate
+        if key.use is Use.LO and self.joining:
+            raise NegotiationError(f"target sent {name}, a leading-only key, on a "
                                    "connection joining a session (13)")
-        if key in self._offers:
-            offered = self._offers.pop(key)
-            if value in _SPECIAL:
-                return None  # the default stays in effect (6.2.1)
-            answer = _parse(kind, key, value)
-            _check_answer(rule, key, offered, answer)
-            setattr(self.negotiated, attr, answer)
+        if name in self._offers:
+            self._take_answer(key, self._offers.pop(name), value)
             return None
-        if value in _SPECIAL:
+        if value in ANSWER_CONSTANTS:
             return None
-        if rule == "list":
-            offered_values = [v.strip() for v in value.split(",")]
-            pick = next((v for v in offered_values if v in ("None", "CRC32C")), None)
-            if pick is None:
-                return key, "Reject"
-            setattr(self.negotiated, attr, pick == "CRC32C")
-            return key, pick
-        ours = getattr(self.negotiated, attr)
-        result = _combine(rule, ours, _parse(kind, key, value))
-        setattr(self.negotiated, attr, result)
-        return key, _fmt(kind, result)
+        return self._answer(key, value)
 
-    def _declaratives(self, keys: dict[str, str]) -> bool:
-        found = False
-        for key, value in keys.items():
-            if key == "MaxRecvDataSegmentLength" and value not in _SPECIAL:
-                n = _parse("int", key, value)
-                assert isinstance(n, int)
-                if not 512 <= n <= 0xFFFFFF:
-                    raise NegotiationError(f"MaxRecvDataSegmentLength={n} out of range")
-                self.negotiated.max_xmit_data_segment_length = n
-                found = True
-            elif key == "TargetAlias":
-                self.negotiated.target_alias, found = value, True
-            elif key == "TargetPortalGroupTag":
-                self.negotiated.target_portal_group_tag = int(value, 0)
-                found = True
-        return found
+    def _take_answer(self, key: Key, offer: str, value: str) -> None:
+        """The target's answer to our offer must obey the key's rule (6.2)."""
+        if value in ANSWER_CONSTANTS:
+            return  # the default stays in effect (6.2.1)
+        if not valid_answer(key, offer, value):
+            raise NegotiationError(f"target answered {key.name}={value} to our offer {offer}")
+        self.negotiated.set(key, value)
+
+    def _answer(self, key: Key, value: str) -> str | None:
+        """Our answer to a key the target offers, by the rules the target answers ours."""
+        if not key.sender & Sender.TARGET or key.use is Use.FFP:
+            return REJECT
+        if (key.normal_only and self.options.discovery) or key.name in MARKER_INTERVALS:
+            return IRRELEVANT
+        if key.rule is Rule.DECLARATIVE:
+            return None
+        ours = self._ours.get(key.name) or self.negotiated.value_of(key)
+        answer = negotiate(key, value, ours)
+        if answer != REJECT:
+            self.negotiated.set(key, answer)
+        return answer
+
+    def _declared(self, name: str, value: str) -> bool:
+        """The target's declarations: the longest data segment we may send it (13.12),
+        its alias and portal group tag (13.6, 13.9)."""
+        if name not in ("MaxRecvDataSegmentLength", "TargetAlias", "TargetPortalGroupTag"):
+            return False
+        if value in ANSWER_CONSTANTS:
+            return False
+        key = KEYS[name]
+        try:
+            typed = check_value(key, value)
+        except ValueError as exc:
+            raise NegotiationError(f"bad {name} from the target: {exc}") from None
+        if name == "MaxRecvDataSegmentLength":
+            self.negotiated.max_xmit_data_segment_length = int(typed)
+        else:
+            self.negotiated.set(key, value)
+        return True
 
 
 def _safe_decode(data: bytes) -> list[tuple[str, str]]:

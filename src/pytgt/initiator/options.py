@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pytgt.initiator.login import Negotiated
+from pytgt.iscsi.keys import SessionParams
 
 DEFAULT_INITIATOR_NAME = "iqn.2026-11.org.pytgt:initiator"
 
@@ -19,7 +17,8 @@ def random_isid() -> int:
 
 @dataclass(slots=True)
 class InitiatorOptions:
-    """What to ask for at login; the target's answers end up in ``Negotiated``.
+    """What to ask for at login; the results end up in a ``SessionParams`` (the record
+    the target keeps too, :mod:`pytgt.iscsi.keys`).
 
     ``header_digest`` / ``data_digest`` True propose CRC32C only (the target must
     accept it or fail the login); False proposes None. ``chap`` is (user, secret) for
@@ -39,7 +38,7 @@ class InitiatorOptions:
     isid: int = field(default_factory=random_isid)
     tsih: int = 0
     cid: int = 0
-    session: Negotiated | None = None  # when joining a session: its parameters
+    session: SessionParams | None = None  # when joining a session: its parameters
     cmd_sn: int = 1
     header_digest: bool = False
     data_digest: bool = False

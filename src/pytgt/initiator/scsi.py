@@ -1,12 +1,15 @@
-"""SCSI helpers for the initiator: results, sense decoding, CDB builders, LUN encoding.
+"""SCSI helpers for the initiator: results, sense decoding, CDB builders.
 
-CDB layouts follow SPC-4 / SBC-3; only what tests and scripts commonly need.
+CDB layouts follow SPC-4 / SBC-3; only what tests and scripts commonly need. The LUN
+field codec is the target's, :mod:`pytgt.scsi.lun`.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from pytgt.scsi.lun import decode_lun
 
 GOOD = 0x00
 CHECK_CONDITION = 0x02
@@ -65,24 +68,6 @@ def parse_sense(sense: bytes) -> tuple[int | None, int | None, int | None]:
         ascq = sense[13] if len(sense) > 13 else 0
         return sense[2] & 0xF, asc, ascq
     return None, None, None
-
-
-def encode_lun(lun: int) -> int:
-    """SAM-5 single-level LUN -> the 64-bit iSCSI LUN field (peripheral or flat addressing)."""
-    if not 0 <= lun < 16384:
-        raise ValueError(f"LUN {lun} out of range")
-    if lun < 256:
-        return lun << 48
-    return (0x4000 | lun) << 48
-
-
-def decode_lun(raw: int | bytes) -> int:
-    """The 8-byte LUN (REPORT LUNS entry or LUN field) -> a LUN number."""
-    b = raw.to_bytes(8, "big") if isinstance(raw, int) else bytes(raw)
-    method = b[0] >> 6
-    if method in (0, 1):  # peripheral / flat space addressing
-        return ((b[0] & 0x3F) << 8 | b[1]) if method == 1 else b[1]
-    return int.from_bytes(b, "big")
 
 
 # -- CDB builders ---------------------------------------------------------------------
@@ -167,4 +152,12 @@ def parse_report_luns(data: bytes) -> list[int]:
     if len(d) < 8:
         return []
     n = int.from_bytes(d[:4], "big") // 8
-    return [decode_lun(d[8 + 8 * i : 16 + 8 * i]) for i in range(n) if 16 + 8 * i <= len(d)]
+    return [_report_luns_entry(d[8 + 8 * i : 16 + 8 * i]) for i in range(n)
+            if 16 + 8 * i <= len(d)]
+
+
+def _report_luns_entry(entry: bytes) -> int:
+    """A LUN number, or the raw 64-bit field when its addressing is not decoded (pass
+    it back as the ``lun`` of a request: numbers from 16384 go out unchanged)."""
+    lun = decode_lun(entry)
+    return lun if lun >= 0 else int.from_bytes(entry, "big")

@@ -1,4 +1,4 @@
-"""CHAP as the authenticator (target side), RFC 7143 12.1.3 and RFC 1994.
+"""CHAP for both ends of a login, RFC 7143 12.1.3 and RFC 1994.
 
 The exchange, after ``AuthMethod=CHAP`` was agreed::
 
@@ -7,9 +7,12 @@ The exchange, after ``AuthMethod=CHAP`` was agreed::
     I -> T  CHAP_N=<N> CHAP_R=<R> [CHAP_I=<I'> CHAP_C=<C'>]   (the last two ask for mutual CHAP)
     T -> I  [CHAP_N=<N'> CHAP_R=<R'>]
 
-with ``R = H(one octet I || secret || C)``. Algorithms live in one registry
-(:data:`ALGORITHMS`, IANA PPP authentication algorithm codes). Randomness is
-injected (``random_bytes``) so tests are byte-exact; comparisons are constant time.
+with ``R = H(one octet I || secret || C)``. :class:`ChapTarget` is the target's half,
+:class:`ChapInitiator` the initiator's; both read binary values with
+:func:`decode_binary` (``0x`` hex or ``0b`` base64, 1 to 1024 bytes) and identifiers
+with :func:`parse_identifier`. Algorithms live in one registry (:data:`ALGORITHMS`,
+IANA PPP authentication algorithm codes). Randomness is injected (``random_bytes``)
+so tests are byte-exact; comparisons are constant time.
 """
 
 from __future__ import annotations
@@ -76,6 +79,28 @@ def decode_binary(value: str) -> bytes:
     return data
 
 
+def parse_identifier(value: str) -> int:
+    """A CHAP_I value: a number 0..255 (6.1, RFC 1994 4.1); raises ValueError."""
+    ident = parse_number(value)
+    if not 0 <= ident <= 255:
+        raise ValueError("CHAP_I out of range")
+    return ident
+
+
+def parse_algorithm(value: str) -> ChapAlgorithm | None:
+    """The registered algorithm a CHAP_A item names, or None (never int() of thousands
+    of digits: that raises ValueError past sys.get_int_max_str_digits())."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    return ALGORITHMS.get(int(value))
+
+
+def new_challenge(algo: ChapAlgorithm,
+                  random_bytes: Callable[[int], bytes]) -> tuple[int, bytes]:
+    """A fresh (CHAP_I, CHAP_C): at least 16 bytes, as long as the digest (12.1.3)."""
+    return random_bytes(1)[0], random_bytes(max(16, algo.digest_size))
+
+
 def _fail(message: str) -> LoginError:
     return LoginError(LoginStatus.AUTHENTICATION_FAILURE, message)
 
@@ -114,14 +139,13 @@ class ChapTarget:
         if set(keys) != {"CHAP_A"}:
             raise LoginError(LoginStatus.INITIATOR_ERROR, "expected CHAP_A alone")
         for item in keys["CHAP_A"].split(","):
-            algo = ALGORITHMS.get(int(item)) if item.isascii() and item.isdigit() else None
+            algo = parse_algorithm(item)
             if algo is not None:
                 break
         else:
             raise _fail(f"no supported CHAP_A in {keys['CHAP_A'][:40]!r}")
         self.algorithm = algo
-        self._ident = self._random(1)[0]
-        self._challenge = self._random(max(16, algo.digest_size))
+        self._ident, self._challenge = new_challenge(algo, self._random)
         return [("CHAP_A", str(algo.code)), ("CHAP_I", str(self._ident)),
                 ("CHAP_C", encode_binary(self._challenge))]
 
@@ -153,12 +177,10 @@ class ChapTarget:
         assert self.algorithm is not None
         ident_s, challenge_s = keys["CHAP_I"], keys["CHAP_C"]
         try:
-            ident = parse_number(ident_s)
+            ident = parse_identifier(ident_s)
             challenge = decode_binary(challenge_s)
         except ValueError as exc:
             raise _fail(f"bad mutual CHAP challenge: {exc}") from None
-        if not 0 <= ident <= 255:
-            raise _fail("CHAP_I out of range")
         if hmac.compare_digest(challenge, self._challenge):
             raise _fail("reflected CHAP challenge")  # 12.1.3: never answer our own challenge
         ours = self._mutual()
@@ -169,3 +191,70 @@ class ChapTarget:
             raise _fail("mutual CHAP with the same secret both ways")
         r = self.algorithm.response(ident, secret.encode(), challenge)
         return [("CHAP_N", user), ("CHAP_R", encode_binary(r))]
+
+
+class ChapInitiator:
+    """The initiator's half of one CHAP exchange, with ``mutual`` = the target's
+    ``(user, secret)`` when the target must prove itself too.
+
+    Send :meth:`offer`; give the target's CHAP_A/CHAP_I/CHAP_C to :meth:`respond` and
+    send what it returns; with mutual CHAP give the target's CHAP_N/CHAP_R to
+    :meth:`verify`. Both raise ValueError for a malformed or wrong value, on the same
+    decoding and bounds as :class:`ChapTarget`. :attr:`done` turns True once nothing
+    is left to check.
+    """
+
+    def __init__(self, user: str, secret: str, *, algorithms: tuple[int, ...] = (5,),
+                 mutual: tuple[str, str] | None = None,
+                 random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+        self.user = user
+        self._secret = secret
+        self.algorithms = algorithms
+        self.mutual = mutual
+        self._random = random_bytes
+        self.algorithm: ChapAlgorithm | None = None
+        self._ours: tuple[int, bytes] | None = None  # our mutual (CHAP_I, CHAP_C)
+        self.responded = False
+        self.done = False
+
+    def offer(self) -> list[tuple[str, str]]:
+        """The CHAP_A list of our algorithms, in our order of preference."""
+        return [("CHAP_A", ",".join(str(a) for a in self.algorithms))]
+
+    def respond(self, keys: dict[str, str]) -> list[tuple[str, str]]:
+        """CHAP_N and CHAP_R for the target's challenge (plus our own when mutual)."""
+        chosen = keys.get("CHAP_A", "")
+        algo = parse_algorithm(chosen)
+        if algo is None or algo.code not in self.algorithms:
+            raise ValueError(f"target chose CHAP_A={chosen[:40]!r}")
+        if "CHAP_I" not in keys or "CHAP_C" not in keys:
+            raise ValueError("bad CHAP challenge: CHAP_I and CHAP_C expected")
+        try:
+            ident = parse_identifier(keys["CHAP_I"])
+            challenge = decode_binary(keys["CHAP_C"])
+        except ValueError as exc:
+            raise ValueError(f"bad CHAP challenge: {exc}") from None
+        self.algorithm = algo
+        r = algo.response(ident, self._secret.encode(), challenge)
+        out = [("CHAP_N", self.user), ("CHAP_R", encode_binary(r))]
+        if self.mutual is not None:
+            self._ours = new_challenge(algo, self._random)
+            out += [("CHAP_I", str(self._ours[0])), ("CHAP_C", encode_binary(self._ours[1]))]
+        self.responded = True
+        self.done = self.mutual is None
+        return out
+
+    def verify(self, keys: dict[str, str]) -> None:
+        """Check the target's CHAP_N and CHAP_R against our mutual challenge."""
+        if self.mutual is None or self._ours is None or self.algorithm is None:
+            raise ValueError("target sent CHAP_N/CHAP_R without being asked")
+        user, secret = self.mutual
+        try:
+            got = decode_binary(keys.get("CHAP_R", ""))
+        except ValueError as exc:
+            raise ValueError(f"bad CHAP_R from the target: {exc}") from None
+        want = self.algorithm.response(self._ours[0], secret.encode(), self._ours[1])
+        if keys.get("CHAP_N") != user or not hmac.compare_digest(got, want):
+            raise ValueError("target failed mutual CHAP authentication")
+        self._ours = None
+        self.done = True

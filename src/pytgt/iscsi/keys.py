@@ -3,15 +3,18 @@
 Each :class:`Key` row names a key as spelled on the wire, its result rule
 (:class:`Rule`), RFC default, valid range, where it may be used (:class:`Use`),
 who may send it, whether it only applies to Normal sessions, and the
-:class:`SessionParams` attribute it sets. :func:`negotiate` computes the answer an
-acceptor sends for one offer; :func:`target_values` merges an admin's overrides
-into our defaults. Nothing here knows about PDUs or login stages (see login.py).
+:class:`SessionParams` attribute it sets. The rules do not depend on who offers
+(13): the target (iscsi/login.py) and the initiator (initiator/login.py) answer an
+offer with :func:`negotiate`, check the answer to their own offer with
+:func:`valid_answer` and keep the results in one :class:`SessionParams`.
+:func:`target_values` merges an admin's overrides into the target's defaults.
+Nothing here knows about PDUs or login stages.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 MAX_DATA_SEGMENT = (1 << 24) - 1  # 13.12: 512 to 2**24 - 1
 
@@ -95,10 +98,11 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("SendTargets", Rule.DECLARATIVE, "", Use.FFP, _I),
     Key("TargetName", Rule.DECLARATIVE, "", Use.ALL, Sender.BOTH),
     Key("InitiatorName", Rule.DECLARATIVE, "", Use.IO, _I),
-    Key("TargetAlias", Rule.DECLARATIVE, "", Use.ALL, _T),
+    Key("TargetAlias", Rule.DECLARATIVE, "", Use.ALL, _T, attr="target_alias"),
     Key("InitiatorAlias", Rule.DECLARATIVE, "", Use.ALL, _I),
     Key("TargetAddress", Rule.DECLARATIVE, "", Use.ALL, _T),
-    Key("TargetPortalGroupTag", Rule.DECLARATIVE, "", Use.IO, _T, 0, 65535),
+    Key("TargetPortalGroupTag", Rule.DECLARATIVE, "", Use.IO, _T, 0, 65535,
+        attr="target_portal_group_tag"),
     # 13.10 .. 13.21: operational keys
     Key("InitialR2T", Rule.OR, "Yes", Use.LO, normal_only=True, attr="initial_r2t"),
     Key("ImmediateData", Rule.AND, "Yes", Use.LO, normal_only=True, attr="immediate_data"),
@@ -137,6 +141,10 @@ KNOWN_KEYS: frozenset[str] = frozenset(KEYS)
 SECURITY_KEYS = frozenset(k.name for k in KEY_TABLE if k.use is Use.SECURITY)
 IDENTITY_KEYS = frozenset({"InitiatorName", "TargetName", "SessionType"})
 MARKER_INTERVALS = frozenset({"OFMarkInt", "IFMarkInt"})
+# SessionParams attributes of the leading-only keys: one value for all of a session's
+# connections (13, "Use: LO"); a connection joining the session takes them over.
+SESSION_WIDE: tuple[str, ...] = tuple(k.attr for k in KEY_TABLE
+                                      if k.use is Use.LO and k.attr is not None)
 
 # What this target declares or accepts unless the admin overrides it (target_settings).
 # HeaderDigest/DataDigest list what we accept, in no particular preference.
@@ -204,7 +212,8 @@ def check_value(key: Key, value: str) -> int | bool | str:
 
 
 def negotiate(key: Key, offer: str, ours: str) -> str:
-    """The acceptor's answer to ``key=offer`` given our value ``ours`` (6.2).
+    """The acceptor's answer to ``key=offer`` given our value ``ours`` (6.2), whichever
+    side offered.
 
     Returns the result value, or ``Reject`` when the offer is not a valid value
     (or, for lists, names nothing we support).
@@ -227,6 +236,14 @@ def negotiate(key: Key, offer: str, ours: str) -> str:
     if key.rule is Rule.OR:
         return format_bool(bool(theirs) or bool(mine))
     raise ValueError(f"{key.name} is declarative")
+
+
+def valid_answer(key: Key, offer: str, answer: str) -> bool:
+    """Whether ``answer`` obeys the rule of ``key`` as the answer to our ``offer`` (6.2):
+    a value the acceptor could have computed, e.g. for MIN no more than we offered, for
+    a list one of the values we listed. The answer constants are handled by the caller.
+    """
+    return answer not in ANSWER_CONSTANTS and negotiate(key, answer, offer) == answer
 
 
 def accepts(key: Key, ours: str, current: str) -> bool:
@@ -274,10 +291,14 @@ def settable(name: str) -> bool:
 
 @dataclass(slots=True)
 class SessionParams:
-    """The operational values in force once login completes (RFC defaults until negotiated).
+    """The operational values in force once login completes (RFC defaults until negotiated),
+    on either side of the connection.
 
     ``max_recv_data_segment_length`` is what we declared (the largest data segment we
-    accept); ``max_xmit_data_segment_length`` is what the initiator declared it receives.
+    accept); ``max_xmit_data_segment_length`` is what the peer declared it receives (on
+    the target, capped by its MaxXmitDataSegmentLength setting). ``target_alias`` and
+    ``target_portal_group_tag`` are the target's declarations as the initiator saw them.
+    ``extra`` holds the results of keys without an attribute (e.g. OFMarker).
     """
 
     header_digest: bool = False
@@ -297,6 +318,8 @@ class SessionParams:
     default_time2retain: int = 20
     task_reporting: str = "RFC3720"
     iscsi_protocol_level: int = 1
+    target_alias: str = ""
+    target_portal_group_tag: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def set(self, key: Key, value: str) -> None:
@@ -317,11 +340,17 @@ class SessionParams:
         if key.attr is None:
             return self.extra.get(key.name, key.default)
         v = getattr(self, key.attr)
+        if v is None:
+            return key.default
         if key.name in ("HeaderDigest", "DataDigest"):
             return "CRC32C" if v else "None"
         if isinstance(v, bool):
             return format_bool(v)
         return str(v)
+
+    def as_dict(self) -> dict[str, object]:
+        """The typed values by attribute name (``extra`` aside)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
 
     def for_connection(self, conn: SessionParams) -> SessionParams:
         """Session-wide values from ``self`` with the per-connection ones of ``conn``

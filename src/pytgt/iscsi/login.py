@@ -52,6 +52,7 @@ from pytgt.iscsi.keys import (
     negotiate,
     parse_number,
     target_values,
+    valid_answer,
 )
 from pytgt.iscsi.pdu import LoginRequest
 from pytgt.iscsi.policy import LoginFailure, TargetPolicy, TargetT
@@ -385,7 +386,7 @@ class TargetLogin(Generic[TargetT]):
         offer = self._offered.pop(key.name)
         if value in ANSWER_CONSTANTS:
             return  # the default stays
-        if negotiate(key, value, offer) != value:
+        if not valid_answer(key, offer, value):
             raise _initiator_error(f"{key.name}={value} is no valid answer to {offer}")
         self.negotiated.set(key, value)
 
@@ -437,6 +438,8 @@ class TargetLogin(Generic[TargetT]):
             if alias:
                 out.append(("TargetAlias", alias))
             out.append(("TargetPortalGroupTag", str(self.portal_group_tag)))
+            self.negotiated.target_alias = alias  # as the initiator records them
+            self.negotiated.target_portal_group_tag = self.portal_group_tag
         if req.csg != OPERATIONAL:
             return out
         if not self._declared_mrdsl:

@@ -15,7 +15,7 @@ from pytgt.iscsi.command import Task
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
 from pytgt.iscsi.session import Session
 from pytgt.scsi import tmf
-from pytgt.scsi.target import decode_lun
+from pytgt.scsi.lun import decode_lun
 from pytgt.scsi.task import ItNexus, ScsiTask, Status, TaskAttribute
 
 _ATTRIBUTES = tuple(TaskAttribute(min(n, TaskAttribute.ACA)) for n in range(8))

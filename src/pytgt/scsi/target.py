@@ -17,6 +17,7 @@ from pytgt.scsi import lu_stats, spc
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command, OperationCode
 from pytgt.scsi.lu import LogicalUnit, create_lu
+from pytgt.scsi.lun import decode_lun, encode_lun
 from pytgt.scsi.pr import registrant_id
 from pytgt.scsi.sense import (
     Asc,
@@ -33,26 +34,6 @@ _SIMPLE = TaskAttribute.SIMPLE
 _INTERNAL_TARGET_FAILURE = build_sense(SenseKey.HARDWARE_ERROR, *Asc.INTERNAL_TARGET_FAILURE)
 
 _LUN_NOT_SUPPORTED = CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
-
-
-def decode_lun(lun: int) -> int:
-    """LUN number from a raw 8-byte LUN field (SAM-5 4.6.6/4.6.7), or a plain number."""
-    if lun < 1 << 48:
-        return lun  # already a LUN number (the top two bytes of a raw field would be set)
-    top = lun >> 48
-    method = top >> 14
-    if method == 0b00:  # peripheral device addressing: bus 0, target/LUN in byte 1
-        return top & 0xFF if not (top >> 8) & 0x3F else -1
-    if method == 0b01:  # flat space addressing
-        return top & 0x3FFF
-    return -1
-
-
-def encode_lun(lun: int) -> bytes:
-    """The 8-byte LUN for REPORT LUNS: peripheral addressing below 256, flat above."""
-    if lun < 256:
-        return struct.pack(">H6x", lun)
-    return struct.pack(">H6x", 0x4000 | lun)
 
 
 _LOST_KEPT = 4096  # ended nexuses remembered for I_T NEXUS LOSS OCCURRED
