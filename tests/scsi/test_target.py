@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytgt.scsi import ScsiTarget, Status, create_lu, tmf
-from pytgt.scsi.sense import build_sense, decode_sense
 from pytgt.scsi.lun import decode_lun, encode_lun
+from pytgt.scsi.sense import build_sense, decode_sense
 from pytgt.stores import open_store
 from pytgt.stores.memory import MemoryStore
 from pytgt.stores.null import NullStore

@@ -193,8 +193,7 @@ class ScsiTarget:
             return self._report_luns(task, lu)
         if lu is None:
             return self._no_lu(task)
-        if task.data_out or task.expected_out:
-            task.transfer_out = self.expected_data_out(task.lun, cdb)
+        task.transfer_out = self.expected_data_out(task.lun, cdb)  # residuals (transport)
         result = await lu.execute(task)
         lu_stats.record(lu, task, result)
         return result
