@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import random
@@ -165,7 +166,9 @@ _DRIVES = itertools.count()
 
 def _drive(stream_chunks: list[bytes]) -> tuple[list[str], bytes]:
     """Feed a fresh TargetConnection; run its SCSI commands; return (events, bytes out)."""
-    from pytgt.scsi.task import ItNexus, ScsiTask
+    from pytgt.iscsi.constants import TmfFunction
+    from pytgt.net import mapping
+    from pytgt.scsi import tmf
 
     conn = TargetConnection(_policy(), SessionTable(), "127.0.0.1", login_timeout=0)
     run = next(_DRIVES)  # each run a new initiator port: the shared target's UAs alike
@@ -178,21 +181,24 @@ def _drive(stream_chunks: list[bytes]) -> tuple[list[str], bytes]:
             if isinstance(ev, SessionStarted) and ev.new_session and ev.session.target:
                 s = ev.session
                 if s.session_type == "Normal":
-                    s.nexus = ItNexus(f"fuzz,{s.isid:#x},{s.tsih}", s.initiator_name,
-                                      initiator_port=f"{s.initiator_name},i,{s.isid:#014x}#{run}")
+                    nexus = mapping.it_nexus(s, 1)
+                    s.nexus = dataclasses.replace(
+                        nexus, initiator_port=f"{nexus.initiator_port}#{run}")
                     s.target.scsi.add_nexus(s.nexus)
             elif isinstance(ev, CommandReady):
                 s = conn.session
                 assert s is not None and s.target is not None
-                cmd = ev.task.command
-                st = ScsiTask(s.nexus, cmd.lun, cmd.cdb, cmd.itt,
-                              data_out=ev.task.data_out_buffer(),
-                              expected_in=cmd.expected_data_transfer_length if cmd.read else 0,
-                              expected_out=ev.task.edtl)
+                st = mapping.scsi_task(ev.task, s.nexus)
                 r = _run(s.target.scsi.execute(st))
-                conn.complete_command(ev.task, r.status, r.data, r.sense)
+                conn.complete_command(ev.task, r.status, r.data, r.sense, st.transfer_out)
             elif isinstance(ev, TaskManagement):
-                conn.complete_tmf(ev.itt, 0)
+                s = conn.session
+                assert s is not None and s.target is not None
+                answers: list[tmf.ServiceResponse] = []
+                tag = ev.referenced_task_tag if ev.function == TmfFunction.ABORT_TASK else None
+                _run(tmf.execute(s.target.scsi, mapping.FUNCTIONS[ev.function], s.nexus,
+                                 ev.lun, answers.append, tag=tag))
+                conn.complete_tmf(ev.itt, mapping.RESPONSES[answers[0]])
         for buf in conn.data_to_send():
             out += buf
         if conn.closed:

@@ -14,6 +14,13 @@ def test_tgtd_portal_and_nop_options() -> None:
     assert (opts.nop_interval, opts.nop_count, opts.login_timeout) == (5.0, 3, 2.5)
 
 
+def test_tmf_wait_timeout_option() -> None:
+    _portals, opts, _backoff = parse_all_iscsi_options(["tmf_wait_timeout=2.5"])
+    assert opts.tmf_wait_timeout == 2.5
+    with pytest.raises(CliError):
+        parse_all_iscsi_options(["tmf_wait_timeout=0"])
+
+
 @pytest.mark.parametrize("bad", ["login_timeout=0", "login_timeout=x", "login_timeout=nan",
                                  "login_timeout=inf", "auth_fail_window=nan",
                                  "auth_backoff_initial=-1", "nop_count=x", "nop_count=-1",

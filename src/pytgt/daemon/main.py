@@ -42,11 +42,12 @@ def _count(val: str) -> int:
 
 
 # --iscsi KEY -> (portal options or back-off settings, field, parser). tgtd's keys, plus
-# login_timeout and the CHAP back-off (pytgt.daemon.security).
+# login_timeout, tmf_wait_timeout (scsi/tmf.py) and the CHAP back-off (daemon/security.py).
 _OPTIONS: dict[str, tuple[str, str, Callable[[str], float]]] = {
     "nop_interval": ("portal", "nop_interval", lambda v: float(_count(v))),  # whole seconds
     "nop_count": ("portal", "nop_count", _count),
     "login_timeout": ("portal", "login_timeout", _seconds),
+    "tmf_wait_timeout": ("portal", "tmf_wait_timeout", _seconds),
     "auth_fail_limit": ("backoff", "limit", _count),
     "auth_fail_window": ("backoff", "window", _seconds),
     "auth_backoff_initial": ("backoff", "initial", _seconds),
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
-                        "[,login_timeout=S][,auth_fail_limit=N][,auth_fail_window=S]"
+                        "[,login_timeout=S][,tmf_wait_timeout=S]"
+                        "[,auth_fail_limit=N][,auth_fail_window=S]"
                         "[,auth_backoff_initial=S][,auth_backoff_max=S]")
     p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
