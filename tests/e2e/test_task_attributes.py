@@ -14,6 +14,7 @@ from typing import Any
 
 from pytgt.initiator import InitiatorSession
 from pytgt.initiator.scsi import ScsiResult
+from pytgt.iscsi.constants import TmfFunction
 from tests.e2e.util import clear_unit_attentions, login, run, target
 
 SIMPLE, ORDERED, HEAD_OF_QUEUE, ACA = 1, 2, 3, 4
@@ -74,7 +75,7 @@ async def _session(tmp_path: Path, body: Any) -> None:
         s = await login(port)
         try:
             await clear_unit_attentions(s)
-            await body(s, store)
+            await body(s, store, port)
         finally:
             await s.logout()
 
@@ -96,7 +97,7 @@ async def _until(cond: Any) -> None:
 
 
 def test_ordered_waits_for_older_tasks_and_holds_younger_ones(tmp_path: Path) -> None:
-    async def body(s: InitiatorSession, store: HoldingStore) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
         a = _send(s, "A simple write", done, write10(0), SIMPLE, b"a" * BS)
         await store.writes_started(1)
@@ -118,7 +119,7 @@ def test_ordered_waits_for_older_tasks_and_holds_younger_ones(tmp_path: Path) ->
 
 
 def test_simple_tasks_overtake_each_other(tmp_path: Path) -> None:
-    async def body(s: InitiatorSession, store: HoldingStore) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
         a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
         await store.writes_started(1)
@@ -132,7 +133,7 @@ def test_simple_tasks_overtake_each_other(tmp_path: Path) -> None:
 
 
 def test_restricted_reordering_runs_simple_tasks_in_order(tmp_path: Path) -> None:
-    async def body(s: InitiatorSession, store: HoldingStore) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         sense = await s.execute(1, bytes((0x1A, 0x08, 0x0A, 0, 255, 0)), read_length=255)
         page = bytearray(sense.data[4:])  # MODE SENSE(6) control page, DBD=1
         assert page[0] & 0x3F == 0x0A and page[3] >> 4 == 1
@@ -155,7 +156,7 @@ def test_restricted_reordering_runs_simple_tasks_in_order(tmp_path: Path) -> Non
 
 
 def test_aca_attribute_is_refused(tmp_path: Path) -> None:
-    async def body(s: InitiatorSession, store: HoldingStore) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         r = await s.execute(1, TUR, attr=ACA)
         # NormACA=0 in the standard INQUIRY data: no ACA condition can exist
         assert (r.status, r.sense_key, r.asc, r.ascq) == (2, 0x05, 0x24, 0x00)
@@ -167,7 +168,7 @@ def test_aca_attribute_is_refused(tmp_path: Path) -> None:
 
 
 def test_abort_task_of_a_dormant_task(tmp_path: Path) -> None:
-    async def body(s: InitiatorSession, store: HoldingStore) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
         a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
         await store.writes_started(1)
@@ -182,5 +183,26 @@ def test_abort_task_of_a_dormant_task(tmp_path: Path) -> None:
         assert (await a).status == 0
         assert (await c).data == bytes(BS)  # B never ran: block 1 still reads zeroes
         assert store.started == ["write 0", "read 1"]
+
+    run(lambda: _session(tmp_path, body))
+
+
+def test_clear_task_set_from_another_initiator_ends_commands_task_aborted(
+        tmp_path: Path) -> None:
+    async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
+        done: list[str] = []
+        a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
+        await store.writes_started(1)
+        other = await login(port, initiator_name="iqn.2026-11.org.pytgt:other")
+        try:
+            await clear_unit_attentions(other)
+            assert await other.task_management(TmfFunction.CLEAR_TASK_SET, lun=1) == 0
+            r = await a
+            assert r.status == 0x40  # TASK ABORTED: TAS=1 in the Control mode page
+            store.release()
+            assert (await s.execute(1, read10(0), read_length=BS)).data == bytes(BS)
+            assert (await s.execute(1, TUR)).status == 0  # and no unit attention
+        finally:
+            await other.logout()
 
     run(lambda: _session(tmp_path, body))
