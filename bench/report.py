@@ -44,14 +44,19 @@ def write_markdown(result: dict[str, Any]) -> str:
         f"{env['duration_s']:g} s; file LUN {env['file_size'] >> 20} MiB (prefilled, cached); "
         f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}.",
         "",
-        "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt | goal |",
-        "|---|---|---|" + "---:|" * len(names) + "---:|---|",
+        "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt | "
+        + ("pytgt/baseline | " if "baseline" in names else "") + "goal |",
+        "|---|---|---|" + "---:|" * len(names) + "---:|"
+        + ("---:|" if "baseline" in names else "") + "---|",
     ]
     for w in result["workloads"].values():
         cells = [fmt(w["median"].get(n)) for n in names]
         ratio = w.get("ratio")
         arrow = "" if w["higher_is_better"] else " (lower is better)"
         rtxt = f"{ratio:.2f}{arrow}" if ratio is not None else "—"
+        if "baseline" in names:
+            base = w.get("ratio_to_baseline")
+            rtxt += " | " + (f"{base:.2f}{arrow}" if base is not None else "—")
         lines.append(f"| {w['title']} | {w['client']} | {w['unit']} | "
                      + " | ".join(cells) + f" | {rtxt} | {goal_text(w)} |")
         for key, label, unit, higher in EXTRA_ROWS:

@@ -39,6 +39,7 @@ from bench.targets import (  # noqa: E402
     NULL_LUN,
     REPO,
     TARGETS,
+    BaselineTarget,
     PytgtTarget,
     Target,
     TargetError,
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated workload names (see --list)")
     p.add_argument("--targets", default="pytgt,tgt",
                    help="comma-separated, in alternation order (default pytgt,tgt)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="another pytgt checkout (e.g. a git worktree of the commit before a "
+                        "change), run as target 'baseline' after pytgt in each alternation")
     p.add_argument("--size", help="file LUN size, e.g. 1G, 64M (default 1G)")
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/pytgt-bench"),
                    help="prefilled disk image and daemon state (default /var/tmp/pytgt-bench)")
@@ -140,6 +144,8 @@ def _nonzero(path: Path) -> bool:
 def make_target(name: str, workdir: Path, args: argparse.Namespace) -> Target:
     if name == "pytgt":
         return PytgtTarget(workdir, loop=args.pytgt_loop)
+    if name == "baseline":
+        return BaselineTarget(workdir, loop=args.pytgt_loop, source=args.baseline)
     return TARGETS[name](workdir)
 
 
@@ -265,6 +271,8 @@ def summarize(res: dict[str, Any]) -> None:
                                   for k in sorted(keys)}
     m = res["median"]
     res["ratio"] = (m["pytgt"] / m["tgt"]) if m.get("pytgt") and m.get("tgt") else None
+    if m.get("pytgt") and m.get("baseline"):
+        res["ratio_to_baseline"] = m["pytgt"] / m["baseline"]
 
 
 def digest_cost(workloads: dict[str, Any]) -> dict[str, float | None]:
@@ -312,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup in finally
     workloads, names = select_workloads(args.only), select_targets(args.targets)
+    if args.baseline is not None:
+        if not (args.baseline / "src" / "pytgt").is_dir():
+            raise SystemExit(f"--baseline {args.baseline}: no src/pytgt there")
+        names.insert(names.index("pytgt") + 1 if "pytgt" in names else 0, "baseline")
     args.workdir.mkdir(parents=True, exist_ok=True)
     disk = args.workdir / f"disk-{args.size}.img"
     prefill(disk, args.size)

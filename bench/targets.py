@@ -181,15 +181,16 @@ class PytgtTarget(Target):
 
     name = "pytgt"
 
-    def __init__(self, workdir: Path, loop: str = "default") -> None:
+    def __init__(self, workdir: Path, loop: str = "default", source: Path = REPO) -> None:
         super().__init__(workdir)
         self.loop = loop
+        self.source = source  # the checkout whose src/ runs
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTGT_RUN_DIR"] = str(self.workdir / "run")
         env["PYTGT_STATE_DIR"] = str(self.workdir / "state")
-        env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(self.source / "src") + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
     def adm_env(self) -> dict[str, str]:
@@ -233,6 +234,12 @@ class PytgtTarget(Target):
                     if m:
                         self.port = int(m.group(2))
                         found.set()
+
+
+class BaselineTarget(PytgtTarget):
+    """pytgtd from another checkout (``--baseline DIR``): before/after in one alternation."""
+
+    name = "baseline"
 
 
 class TgtTarget(Target):
@@ -307,4 +314,5 @@ class TgtTarget(Target):
         return re.findall(r"^Target (\d+):", res.stdout, re.M)
 
 
-TARGETS: dict[str, type[Target]] = {"pytgt": PytgtTarget, "tgt": TgtTarget}
+TARGETS: dict[str, type[Target]] = {"pytgt": PytgtTarget, "baseline": BaselineTarget,
+                                    "tgt": TgtTarget}
