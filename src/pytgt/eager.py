@@ -45,6 +45,7 @@ class Stepper(Generic[T]):
     def step(self, _: object = None) -> None:
         """Resume the coroutine until it waits again or ends."""
         self._waiting_on = None
+        on_result, on_error = self._on_result, self._on_error
         try:
             if self._cancel:
                 self._cancel = False
@@ -53,14 +54,14 @@ class Stepper(Generic[T]):
                 yielded = self._coro.send(None)
         except StopIteration as stop:
             self._end()
-            self._on_result(stop.value)
+            on_result(stop.value)
             return
         except asyncio.CancelledError:
             self._end()
             return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's handler
             self._end()
-            self._on_error(exc)
+            on_error(exc)
             return
         if yielded is None:  # a bare yield (asyncio.sleep(0)): one loop iteration
             asyncio.get_running_loop().call_soon(self.step)
@@ -88,9 +89,15 @@ class Stepper(Generic[T]):
 
     def _end(self) -> None:
         self._ended = True
+        # drop what the callbacks hold (often the object that holds this stepper)
+        self._on_result = self._on_error = _dropped
         for fut in self._waiters or ():
             if not fut.done():
                 fut.set_result(None)
+
+
+def _dropped(_: object) -> None:
+    return None
 
 
 def start(coro: Coroutine[Any, Any, T], on_result: Callable[[T], None],

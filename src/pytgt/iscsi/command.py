@@ -58,7 +58,7 @@ class Task:
     __slots__ = ("itt", "lun", "cdb", "expected_length", "edtl", "read", "write", "attr",
                  "limits", "chunks", "received", "unsolicited_end", "unsolicited_done",
                  "unsolicited_next_data_sn", "unsolicited_next_offset", "next_r2t_offset",
-                 "r2t_sn", "r2ts", "ordered", "delivered", "aborted", "data_sn", "scsi_task",
+                 "r2t_sn", "r2ts", "ordered", "delivered", "aborted", "data_sn", "submitted",
                  "data_error", "_command", "_raw", "_buf", "_sunk", "buffers")
 
     def __init__(self, itt: int, lun: int, cdb: bytes, expected_length: int, read: bool,
@@ -87,7 +87,7 @@ class Task:
         self.delivered = False
         self.aborted = False
         self.data_sn = 0  # next DataSN for Data-In
-        self.scsi_task: object = None  # the transport's SCSI-layer task, for aborts
+        self.submitted = False  # handed to the SCSI layer (task management asks)
         self.data_error: tuple[int, int] | None = None  # (ASC, ASCQ) of a broken sequence
         self._command = command
         self._raw = raw  # (BHS, data, AHS) to decode ``command`` from on demand

@@ -107,6 +107,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         self._in_pump = False
         self._scsi: ScsiTarget | None = None  # the session's, once a command arrived
         self._nexus: ItNexus | None = None
+        self._done = self._answer  # one bound method, not one per command
         # Data-In back-pressure (see the module docstring)
         self._held: deque[Task] = deque()  # commands waiting for Data-In to drain
         self._reading = 0  # Data-In bytes of reads in progress (expected lengths)
@@ -255,7 +256,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             ev.replaced_connection.close("connection reinstated")
         s = ev.session
         if ev.new_session and s.session_type == "Normal" and s.target is not None:
-            port = mapping.SessionPort(s, held=lambda task: task.scsi_task is None)
+            port = mapping.SessionPort(s, held=lambda task: not task.submitted)
             s.nexus = mapping.it_nexus(s, self.service.portal_group_tag, port)
             s.target.scsi.add_nexus(s.nexus)
         if s.target is not None:
@@ -300,17 +301,17 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             s = self.conn.session if self.conn is not None else None
             assert s is not None and s.target is not None and s.nexus is not None
             scsi, nexus = self._scsi, self._nexus = s.target.scsi, s.nexus
-        st = mapping.scsi_task(task, nexus)
-        task.scsi_task = st
+        st = mapping.scsi_task(task, nexus)  # refers to task; not the other way: no cycle
+        task.submitted = True
         if task.read:
             self._reading += task.expected_length
         self._pending += 1
-        scsi.submit(st, self._answer)
+        scsi.submit(st, self._done)
 
     def _answer(self, st: ScsiTask, status: int, data: Data, sense: bytes) -> None:
         """A command's outcome from the SCSI layer (TASK ABORTED if task management
         ended it: the core sends nothing for this session's own aborted tasks)."""
-        task = mapping.iscsi_task(st)
+        task: Task = st.handle  # mapping.iscsi_task(st), inline: the hot path
         self._pending -= 1
         conn = self.conn
         assert conn is not None

@@ -30,26 +30,29 @@ _NOTHING = b""
 def read_10(lu: LogicalUnit, task: ScsiTask) -> Any:
     """READ(10)'s data if the store has it at once, else None."""
     flags, lba, n = _RW10.unpack_from(task.cdb)
-    return _read(lu, flags, lba, n)
+    store = lu.store
+    bs = lu.block_size
+    if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
+        return None
+    return _read(lu, store, lba * bs, n * bs)
 
 
 def read_16(lu: LogicalUnit, task: ScsiTask) -> Any:
     """READ(16)'s data if the store has it at once, else None."""
     flags, lba, n = _RW16.unpack_from(task.cdb)
-    return _read(lu, flags, lba, n)
-
-
-def _read(lu: LogicalUnit, flags: int, lba: int, n: int) -> Any:
     store = lu.store
     bs = lu.block_size
     if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
         return None
+    return _read(lu, store, lba * bs, n * bs)
+
+
+def _read(lu: LogicalUnit, store: Any, offset: int, length: int) -> Any:
     read_nowait = getattr(store, "read_nowait", None)  # optional (stores/base.py)
     if read_nowait is None:
         return None
-    length = n * bs
     try:
-        data = read_nowait(lba * bs, length)
+        data = read_nowait(offset, length)
     except StoreIOError:  # the ordinary handler reports it as sense data
         return None
     if data is not None:  # --op stat (lu_stats.py)

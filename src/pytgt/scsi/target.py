@@ -131,43 +131,39 @@ class ScsiTarget:
         maybe before this returns; never for a task that task management aborted
         for the nexus that sent it (``scsi/tmf.py``).
 
-        A SIMPLE READ/WRITE that the store serves at once is answered right here
-        (``fastpath.py``); anything else runs as a coroutine stepped by callbacks
-        (``pytgt.eager``), registered in its LU's task set while it runs.
+        A SIMPLE task that its LU's task set would enable at once, for a command whose
+        row has a ``nowait`` handler, passes the LU's ``preflight`` and is answered right
+        here when the store serves it without waiting (``fastpath.py``); anything else
+        runs as a coroutine stepped by callbacks (``pytgt.eager``), in its LU's task set.
         """
         task.done = done
         lu = self._by_field.get(task.lun)
-        if (lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16
-                and lu.task_set.simple_enabled()):
+        if lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16:
+            ts = lu.task_set
             row = lu.commands.get(task.cdb[0])
-            if row is not None and row.nowait is not None:
-                self._submit_nowait(lu, task, row, done)
+            # ts.simple_enabled(), inline: this is the hot path
+            if (row is not None and row.nowait is not None and not ts.blockers
+                    and (not ts.tasks or not ts.restricted)):
+                try:
+                    refused = lu.preflight(task, row)
+                except CheckCondition as exc:
+                    refused = lu.check_condition(exc)
+                if refused is not None:
+                    lu_stats.record(lu, task, refused)
+                    done(task, refused.status, b"", refused.sense)
+                    return
+                if row.data_out is not None:  # the Data-Out length asked for (residuals)
+                    task.transfer_out = row.data_out(task.cdb, lu.block_size)
+                data = row.nowait(lu, task)
+                if data is not None:
+                    done(task, 0, data, b"")
+                    return
+                task.runner = eager.start(self._run_admitted(lu, task, row),
+                                          lambda r: _answer(task, r),
+                                          lambda exc: _failed(task, exc))
                 return
-        stepper = eager.start(self.execute(task), lambda r: _answer(task, r),
-                              lambda exc: _failed(task, exc))
-        task.runner = stepper
-
-    def _submit_nowait(self, lu: LogicalUnit, task: ScsiTask, row: Command,
-                       done: Completion) -> None:
-        """The LU's preflight, then the row's ``nowait``; else its handler as a coroutine."""
-        try:
-            refused = lu.preflight(task, row)
-        except CheckCondition as exc:
-            refused = lu.check_condition(exc)
-        if refused is not None:
-            lu_stats.record(lu, task, refused)
-            _answer(task, refused)
-            return
-        if row.data_out is not None:  # the Data-Out length the CDB asks for (residuals)
-            task.transfer_out = row.data_out(task.cdb, lu.block_size)
-        nowait = row.nowait
-        assert nowait is not None
-        data = nowait(lu, task)
-        if data is not None:
-            done(task, 0, data, b"")
-            return
-        task.runner = eager.start(self._run_admitted(lu, task, row),
-                                  lambda r: _answer(task, r), lambda exc: _failed(task, exc))
+        task.runner = eager.start(self.execute(task), lambda r: _answer(task, r),
+                                  lambda exc: _failed(task, exc))
 
     async def _run_admitted(self, lu: LogicalUnit, task: ScsiTask, row: Command) -> ScsiResult:
         ts = lu.task_set

@@ -17,7 +17,7 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pytgt.eager import Stepper
@@ -76,31 +76,43 @@ class ItNexus:
     port: NexusPort | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(slots=True, eq=False)
 class ScsiTask:
     """One SCSI command with all its Data-Out already gathered.
 
     ``handle`` is the transport's own object for the command, untouched here.
     The SCSI layer fills in ``transfer_out`` (the Data-Out length the CDB asks for,
-    None if unknown), and, while the command is in a task set, ``waiter`` (set while
-    it is dormant, SAM-5 8.6) and ``runner`` (what steps its coroutine, if it had
-    to wait: task management cancels it).
+    None if unknown), ``done`` (how it answers, see ``ScsiTarget.submit``), and, while
+    the command is in a task set, ``waiter`` (set while it is dormant, SAM-5 8.6) and
+    ``runner`` (what steps its coroutine, if it had to wait: task management cancels
+    it). A plain slotted class: one is made per command.
     """
 
-    nexus: ItNexus
-    lun: int
-    cdb: bytes
-    tag: int = 0
-    attribute: TaskAttribute = TaskAttribute.SIMPLE
-    data_out: bytes | bytearray | memoryview = b""
-    expected_in: int = 0  # transport's expected Data-In length (iSCSI EDTL for reads)
-    expected_out: int = 0  # transport's expected Data-Out length (iSCSI EDTL for writes)
-    aborted: bool = False  # set by task management; execute() stops and reports TASK ABORTED
-    handle: object = None
-    transfer_out: int | None = None
-    waiter: asyncio.Future[None] | None = None
-    runner: Stepper[ScsiResult] | None = None
-    done: Completion | None = None
+    __slots__ = ("nexus", "lun", "cdb", "tag", "attribute", "data_out", "expected_in",
+                 "expected_out", "handle", "aborted", "transfer_out", "waiter", "runner",
+                 "done")
+
+    def __init__(self, nexus: ItNexus, lun: int, cdb: bytes, tag: int = 0,
+                 attribute: TaskAttribute = TaskAttribute.SIMPLE,
+                 data_out: bytes | bytearray | memoryview = b"", expected_in: int = 0,
+                 expected_out: int = 0, handle: Any = None) -> None:
+        self.nexus = nexus
+        self.lun = lun
+        self.cdb = cdb
+        self.tag = tag
+        self.attribute = attribute
+        self.data_out = data_out
+        self.expected_in = expected_in  # transport's expected Data-In length (iSCSI EDTL)
+        self.expected_out = expected_out  # transport's expected Data-Out length
+        self.handle = handle
+        self.aborted = False  # set by task management; the command reports TASK ABORTED
+        self.transfer_out: int | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.runner: Stepper[ScsiResult] | None = None
+        self.done: Completion | None = None
+
+    def __repr__(self) -> str:
+        return (f"ScsiTask(nexus={self.nexus.key!r}, lun={self.lun:#x}, tag={self.tag:#x}, "
+                f"cdb={bytes(self.cdb[:1]).hex()}, attribute={self.attribute!r})")
 
 
 @dataclass(slots=True)
