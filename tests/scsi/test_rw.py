@@ -175,6 +175,7 @@ def test_descriptor_sense_format(h: Harness) -> None:
 def test_aborted_task_reports_task_aborted(h: Harness) -> None:
     from pytgt.scsi import ScsiTask
 
-    task = ScsiTask(h.nexus, 1 << 48, cdb10(0x28, 0, 1), aborted=True)
+    task = ScsiTask(h.nexus, 1 << 48, cdb10(0x28, 0, 1))
+    task.aborted = True
     r = h.loop.run_until_complete(h.target.execute(task))
     assert r.status == Status.TASK_ABORTED

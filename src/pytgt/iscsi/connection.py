@@ -336,7 +336,7 @@ class TargetConnection:
         session = self.session
         assert session is not None
         immediate = op & I_BIT != 0
-        if not immediate and cmd_sn == session.exp_cmd_sn and session.in_order():
+        if not immediate and cmd_sn == session.exp_cmd_sn and not session.held:  # in_order()
             # In order with nothing held (the usual case): deliver now (4.2.2.1).
             self.tasks[itt] = task
             if task.next_r2t_offset < task.edtl:

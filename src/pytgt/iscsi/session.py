@@ -32,12 +32,12 @@ class Session:
     window: int = DEFAULT_CMD_WINDOW
     connections: dict[int, Any] = field(default_factory=dict)  # cid -> TargetConnection
     nexus: Any = None  # scsi.task.ItNexus
-    _held: dict[int, Callable[[], None]] = field(default_factory=dict)
+    held: dict[int, Callable[[], None]] = field(default_factory=dict)  # CmdSN -> delivery
 
     @property
     def max_cmd_sn(self) -> int:
         """ExpCmdSN + window - 1 (4.2.2.1); shrinks while commands wait out of order."""
-        return (self.exp_cmd_sn + self.window - 1 - len(self._held)) & 0xFFFFFFFF
+        return (self.exp_cmd_sn + self.window - 1 - len(self.held)) & 0xFFFFFFFF
 
     def order(self, cmd_sn: int, deliver: Callable[[], None]) -> bool:
         """Deliver a non-immediate command in CmdSN order (4.2.2.1).
@@ -49,25 +49,25 @@ class Session:
         if cmd_sn == self.exp_cmd_sn:
             self.exp_cmd_sn = sn_add(self.exp_cmd_sn, 1)
             deliver()
-            while (nxt := self._held.pop(self.exp_cmd_sn, None)) is not None:
+            while (nxt := self.held.pop(self.exp_cmd_sn, None)) is not None:
                 self.exp_cmd_sn = sn_add(self.exp_cmd_sn, 1)
                 nxt()
             return True
         if sn_lt(self.exp_cmd_sn, cmd_sn) and sn_in_window(cmd_sn, self.exp_cmd_sn,
                                                            self.max_cmd_sn):
-            if cmd_sn in self._held:
+            if cmd_sn in self.held:
                 return False
-            self._held[cmd_sn] = deliver
+            self.held[cmd_sn] = deliver
             return True
         return False
 
     def in_order(self) -> bool:
         """No command is held for a CmdSN gap: ExpCmdSN can be delivered at once."""
-        return not self._held
+        return not self.held
 
     def forget_held(self) -> None:
         """Drop commands waiting for a CmdSN gap (connection loss at ERL 0)."""
-        self._held.clear()
+        self.held.clear()
 
 
 class SessionTable:

@@ -52,7 +52,7 @@ def it_nexus(session: Session, portal_group_tag: int, port: SessionPort | None =
 
 
 def scsi_task(task: Task, nexus: ItNexus) -> ScsiTask:
-    """The SCSI task for a command whose Data-Out has all arrived."""
+    """The SCSI task for an iSCSI task whose Data-Out has all arrived."""
     return ScsiTask(nexus, task.lun, task.cdb, task.itt, _ATTRIBUTES[task.attr & 7],
                     task.data_out_buffer() if task.write else b"",
                     task.expected_length if task.read else 0, task.edtl, task)

@@ -303,10 +303,21 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             scsi, nexus = self._scsi, self._nexus = s.target.scsi, s.nexus
         st = mapping.scsi_task(task, nexus)  # refers to task; not the other way: no cycle
         task.submitted = True
-        if task.read:
-            self._reading += task.expected_length
-        self._pending += 1
-        scsi.submit(st, self._done)
+        data = scsi.submit(st, self._done)
+        if data is None:  # answered through _answer, maybe already
+            self._pending += 1
+            if task.read:
+                self._reading += task.expected_length
+            return
+        conn = self.conn  # GOOD at once (the fast path)
+        assert conn is not None
+        if task.read and not task.write:
+            conn.complete_read(task, data)
+        else:
+            conn.complete_command(task, 0, data, b"", st.transfer_out)
+        self._unsent += len(data)
+        if not self._in_pump:  # inside _pump the batch is sent when the pump ends
+            self._schedule_flush()
 
     def _answer(self, st: ScsiTask, status: int, data: Data, sense: bytes) -> None:
         """A command's outcome from the SCSI layer (TASK ABORTED if task management

@@ -34,7 +34,18 @@ def read_10(lu: LogicalUnit, task: ScsiTask) -> Any:
     bs = lu.block_size
     if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
         return None
-    return _read(lu, store, lba * bs, n * bs)
+    read_nowait = getattr(store, "read_nowait", None)  # optional (stores/base.py)
+    if read_nowait is None:
+        return None
+    length = n * bs
+    try:
+        data = read_nowait(lba * bs, length)
+    except StoreIOError:  # the ordinary handler reports it as sense data
+        return None
+    if data is not None:  # --op stat (lu_stats.py)
+        lu.stat_read_cmds += 1
+        lu.stat_read_bytes += length
+    return data
 
 
 def read_16(lu: LogicalUnit, task: ScsiTask) -> Any:
@@ -64,12 +75,14 @@ def _read(lu: LogicalUnit, store: Any, offset: int, length: int) -> Any:
 def write_10(lu: LogicalUnit, task: ScsiTask) -> Any:
     """``b""`` if the store took WRITE(10)'s data at once, else None."""
     flags, lba, n = _RW10.unpack_from(task.cdb)
+    task.transfer_out = n * lu.block_size  # what the CDB asks for (residuals)
     return _write(lu, task, flags, lba, n)
 
 
 def write_16(lu: LogicalUnit, task: ScsiTask) -> Any:
     """``b""`` if the store took WRITE(16)'s data at once, else None."""
     flags, lba, n = _RW16.unpack_from(task.cdb)
+    task.transfer_out = n * lu.block_size
     return _write(lu, task, flags, lba, n)
 
 

@@ -334,7 +334,7 @@ class LogicalUnit:
             return ScsiResult(Status.RESERVATION_CONFLICT)
         if self.pr.type and row.pr_access and self.pr.conflicts(task.nexus, row.pr_access):
             return ScsiResult(Status.RESERVATION_CONFLICT)
-        if row.writes and (self.readonly or self.swp):
+        if row.writes and (self.readonly or self.mode.swp):
             raise CheckCondition(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
         return None
 

@@ -27,7 +27,7 @@ from pytgt.scsi.sense import (
     invalid_field,
     sense_bytes,
 )
-from pytgt.scsi.task import Completion, ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
+from pytgt.scsi.task import Completion, Data, ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 
 log = logging.getLogger("pytgt.scsi")
 _SIMPLE = TaskAttribute.SIMPLE
@@ -126,10 +126,11 @@ class ScsiTarget:
         return self.luns.get(decode_lun(lun))
 
     # Commands.
-    def submit(self, task: ScsiTask, done: Completion) -> None:
-        """Run one command: ``done(task, status, data, sense)`` once it has an answer,
-        maybe before this returns; never for a task that task management aborted
-        for the nexus that sent it (``scsi/tmf.py``).
+    def submit(self, task: ScsiTask, done: Completion) -> Data | None:
+        """Run one command. Returns the Data-In (maybe empty) of a GOOD answer given at
+        once; else None, and ``done(task, status, data, sense)`` is called once with the
+        answer, maybe before this returns; never for a task that task management
+        aborted for the nexus that sent it (``scsi/tmf.py``).
 
         A SIMPLE task that its LU's task set would enable at once, for a command whose
         row has a ``nowait`` handler, passes the LU's ``preflight`` and is answered right
@@ -151,19 +152,19 @@ class ScsiTarget:
                 if refused is not None:
                     lu_stats.record(lu, task, refused)
                     done(task, refused.status, b"", refused.sense)
-                    return
+                    return None
+                data = row.nowait(lu, task)  # sets transfer_out where it answers
+                if data is not None:
+                    return data
                 if row.data_out is not None:  # the Data-Out length asked for (residuals)
                     task.transfer_out = row.data_out(task.cdb, lu.block_size)
-                data = row.nowait(lu, task)
-                if data is not None:
-                    done(task, 0, data, b"")
-                    return
                 task.runner = eager.start(self._run_admitted(lu, task, row),
                                           lambda r: _answer(task, r),
                                           lambda exc: _failed(task, exc))
-                return
+                return None
         task.runner = eager.start(self.execute(task), lambda r: _answer(task, r),
                                   lambda exc: _failed(task, exc))
+        return None
 
     async def _run_admitted(self, lu: LogicalUnit, task: ScsiTask, row: Command) -> ScsiResult:
         ts = lu.task_set

@@ -125,5 +125,7 @@ class ScsiResult:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+Data = bytes | bytearray | memoryview
+
 #: ``done(task, status, data, sense)``: how the SCSI layer answers a submitted task.
-Completion = Callable[[ScsiTask, int, "bytes | bytearray | memoryview", bytes], None]
+Completion = Callable[[ScsiTask, int, Data, bytes], None]
