@@ -641,9 +641,10 @@ class TargetConnection:
         stat_sn = self.stat_sn
         self.stat_sn = (stat_sn + 1) & 0xFFFFFFFF
         out = self._out
+        exp = s.exp_cmd_sn
+        mx = (exp + s.window - 1 - len(s.held)) & 0xFFFFFFFF  # Session.max_cmd_sn, inline
         out.append(_DATA_IN.pack(_OP_DATA_IN, F_BIT | 0x01, 0, 0, n, task.lun, task.itt,
-                                 RESERVED_TAG, stat_sn, s.exp_cmd_sn, s.max_cmd_sn,
-                                 task.data_sn, 0, 0))
+                                 RESERVED_TAG, stat_sn, exp, mx, task.data_sn, 0, 0))
         task.data_sn += 1
         out.append(data)
         if n & 3:

@@ -65,6 +65,11 @@ class NullStore:
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         check_range(self.size, offset, len(data))
 
+    def write_nowait(self, offset: int, data: bytes | bytearray | memoryview) -> bool:
+        """:meth:`write` without awaiting (nothing is kept)."""
+        check_range(self.size, offset, len(data))
+        return True
+
     async def flush(self) -> None:
         return None
 
