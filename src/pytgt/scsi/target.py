@@ -137,7 +137,6 @@ class ScsiTarget:
         here when the store serves it without waiting (``fastpath.py``); anything else
         runs as a coroutine stepped by callbacks (``pytgt.eager``), in its LU's task set.
         """
-        task.done = done
         lu = self._by_field.get(task.lun)
         if lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16:
             ts = lu.task_set
@@ -158,10 +157,12 @@ class ScsiTarget:
                     return data
                 if row.data_out is not None:  # the Data-Out length asked for (residuals)
                     task.transfer_out = row.data_out(task.cdb, lu.block_size)
+                task.done = done
                 task.runner = eager.start(self._run_admitted(lu, task, row),
                                           lambda r: _answer(task, r),
                                           lambda exc: _failed(task, exc))
                 return None
+        task.done = done
         task.runner = eager.start(self.execute(task), lambda r: _answer(task, r),
                                   lambda exc: _failed(task, exc))
         return None
