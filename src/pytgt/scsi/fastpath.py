@@ -27,9 +27,10 @@ _FUA = 0x08
 _NOTHING = b""
 
 
-def read_10(lu: LogicalUnit, task: ScsiTask) -> Any:
-    """READ(10)'s data if the store has it at once, else None."""
-    flags, lba, n = _RW10.unpack_from(task.cdb)
+def read(lu: LogicalUnit, task: ScsiTask) -> Any:
+    """READ(10)/READ(16)'s data if the store has it at once, else None."""
+    cdb = task.cdb
+    flags, lba, n = (_RW16 if cdb[0] & 0x80 else _RW10).unpack_from(cdb)
     store = lu.store
     bs = lu.block_size
     if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
@@ -48,49 +49,17 @@ def read_10(lu: LogicalUnit, task: ScsiTask) -> Any:
     return data
 
 
-def read_16(lu: LogicalUnit, task: ScsiTask) -> Any:
-    """READ(16)'s data if the store has it at once, else None."""
-    flags, lba, n = _RW16.unpack_from(task.cdb)
+def write(lu: LogicalUnit, task: ScsiTask) -> Any:
+    """``b""`` if the store took WRITE(10)/WRITE(16)'s data at once, else None.
+
+    Only a full-length Data-Out with the write cache on and no FUA (nothing to flush)
+    on a store with ``write_nowait``.
+    """
+    cdb = task.cdb
+    flags, lba, n = (_RW16 if cdb[0] & 0x80 else _RW10).unpack_from(cdb)
     store = lu.store
     bs = lu.block_size
-    if flags & _PROTECT or not n or store is None or lba + n > store.size // bs:
-        return None
-    return _read(lu, store, lba * bs, n * bs)
-
-
-def _read(lu: LogicalUnit, store: Any, offset: int, length: int) -> Any:
-    read_nowait = getattr(store, "read_nowait", None)  # optional (stores/base.py)
-    if read_nowait is None:
-        return None
-    try:
-        data = read_nowait(offset, length)
-    except StoreIOError:  # the ordinary handler reports it as sense data
-        return None
-    if data is not None:  # --op stat (lu_stats.py)
-        lu.stat_read_cmds += 1
-        lu.stat_read_bytes += length
-    return data
-
-
-def write_10(lu: LogicalUnit, task: ScsiTask) -> Any:
-    """``b""`` if the store took WRITE(10)'s data at once, else None."""
-    flags, lba, n = _RW10.unpack_from(task.cdb)
-    task.transfer_out = n * lu.block_size  # what the CDB asks for (residuals)
-    return _write(lu, task, flags, lba, n)
-
-
-def write_16(lu: LogicalUnit, task: ScsiTask) -> Any:
-    """``b""`` if the store took WRITE(16)'s data at once, else None."""
-    flags, lba, n = _RW16.unpack_from(task.cdb)
-    task.transfer_out = n * lu.block_size
-    return _write(lu, task, flags, lba, n)
-
-
-def _write(lu: LogicalUnit, task: ScsiTask, flags: int, lba: int, n: int) -> Any:
-    """Only a full-length Data-Out with the write cache on and no FUA (nothing to
-    flush) on a store with ``write_nowait``."""
-    store = lu.store
-    bs = lu.block_size
+    task.transfer_out = n * bs  # what the CDB asks for (residuals)
     data = task.data_out
     if (flags & (_PROTECT | _FUA) or not n or store is None or not lu.mode.wce
             or len(data) != n * bs or lba + n > store.size // bs):
