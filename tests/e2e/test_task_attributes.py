@@ -87,6 +87,14 @@ def _send(s: InitiatorSession, name: str, done: list[str], cdb: bytes, attr: int
     return task
 
 
+async def _held_write(s: InitiatorSession, store: HoldingStore, name: str,
+                      done: list[str]) -> asyncio.Task[ScsiResult]:
+    """A SIMPLE WRITE of block 0 that the store is holding once this returns."""
+    a = _send(s, name, done, write10(0), SIMPLE, b"a" * BS)
+    await store.writes_started(1)
+    return a
+
+
 async def _until(cond: Any) -> None:
     """Until ``cond()`` holds: the target answers over loopback in a few loop turns."""
     for _ in range(10000):
@@ -99,8 +107,7 @@ async def _until(cond: Any) -> None:
 def test_ordered_waits_for_older_tasks_and_holds_younger_ones(tmp_path: Path) -> None:
     async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
-        a = _send(s, "A simple write", done, write10(0), SIMPLE, b"a" * BS)
-        await store.writes_started(1)
+        a = await _held_write(s, store, "A simple write", done)
         b = _send(s, "B ordered write", done, write10(1), ORDERED, b"b" * BS)
         c = _send(s, "C simple read", done, read10(1), SIMPLE, read=BS)
         d = _send(s, "D head of queue", done, TUR, HEAD_OF_QUEUE)
@@ -121,8 +128,7 @@ def test_ordered_waits_for_older_tasks_and_holds_younger_ones(tmp_path: Path) ->
 def test_simple_tasks_overtake_each_other(tmp_path: Path) -> None:
     async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
-        a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
-        await store.writes_started(1)
+        a = await _held_write(s, store, "A write", done)
         b = _send(s, "B read", done, read10(7), SIMPLE, read=BS)
         await _until(lambda: done)
         assert done == ["B read"]  # QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
@@ -143,8 +149,7 @@ def test_restricted_reordering_runs_simple_tasks_in_order(tmp_path: Path) -> Non
         select = bytes((0x15, 0x10, 0, 0, len(params), 0))
         assert (await s.execute(1, select, params)).status == 0
         done: list[str] = []
-        a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
-        await store.writes_started(1)
+        a = await _held_write(s, store, "A write", done)
         b = _send(s, "B read", done, read10(0), SIMPLE, read=BS)
         await s.nop(b"sync", immediate=False)  # answered after B was delivered (CmdSN)
         assert done == [] and store.started == ["write 0"]
@@ -170,8 +175,7 @@ def test_aca_attribute_is_refused(tmp_path: Path) -> None:
 def test_abort_task_of_a_dormant_task(tmp_path: Path) -> None:
     async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
-        a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
-        await store.writes_started(1)
+        a = await _held_write(s, store, "A write", done)
         itt = s.conn.send_command(1, write10(1), b"b" * BS, attr=ORDERED)
         b = asyncio.ensure_future(s._call(itt, 10))
         c = _send(s, "C simple read", done, read10(1), SIMPLE, read=BS)
@@ -191,8 +195,7 @@ def test_clear_task_set_from_another_initiator_ends_commands_task_aborted(
         tmp_path: Path) -> None:
     async def body(s: InitiatorSession, store: HoldingStore, port: int) -> None:
         done: list[str] = []
-        a = _send(s, "A write", done, write10(0), SIMPLE, b"a" * BS)
-        await store.writes_started(1)
+        a = await _held_write(s, store, "A write", done)
         other = await login(port, initiator_name="iqn.2026-11.org.pytgt:other")
         try:
             await clear_unit_attentions(other)
