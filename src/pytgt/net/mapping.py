@@ -9,8 +9,6 @@ translates between the two layers' objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pytgt.iscsi.command import Task
 from pytgt.iscsi.constants import TmfFunction, TmfResponse
 from pytgt.iscsi.session import Session
@@ -58,24 +56,16 @@ def scsi_task(task: Task, nexus: ItNexus) -> ScsiTask:
                     task.expected_length if task.read else 0, task.edtl, task)
 
 
-def iscsi_task(task: ScsiTask) -> Task:
-    """The iSCSI task a SCSI task was made from (:func:`scsi_task`)."""
-    handle = task.handle
-    assert isinstance(handle, Task)
-    return handle
-
-
 class SessionPort:
     """What task management asks of a session's transport (``scsi.task.NexusPort``)."""
 
-    def __init__(self, session: Session, held: Callable[[Task], bool]) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self._held = held  # whether the SCSI layer has not seen this command yet
 
     def abort_pending(self, lun: int | None) -> None:
         for conn in list(self.session.connections.values()):
-            victims = [t for t in conn.tasks.values()
-                       if self._held(t) and (lun is None or decode_lun(t.lun) == lun)]
+            victims = [t for t in conn.tasks.values()  # not yet handed to the SCSI layer
+                       if not t.submitted and (lun is None or decode_lun(t.lun) == lun)]
             for task in victims:
                 conn.terminate(task, Status.TASK_ABORTED)
             if victims and conn.wakeup is not None:

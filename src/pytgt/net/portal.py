@@ -256,7 +256,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             ev.replaced_connection.close("connection reinstated")
         s = ev.session
         if ev.new_session and s.session_type == "Normal" and s.target is not None:
-            port = mapping.SessionPort(s, held=lambda task: not task.submitted)
+            port = mapping.SessionPort(s)
             s.nexus = mapping.it_nexus(s, self.service.portal_group_tag, port)
             s.target.scsi.add_nexus(s.nexus)
         if s.target is not None:
@@ -309,36 +309,30 @@ class IscsiProtocol(asyncio.BufferedProtocol):
             if task.read:
                 self._reading += task.expected_length
             return
-        conn = self.conn  # GOOD at once (the fast path)
-        assert conn is not None
-        if task.read and not task.write:
-            conn.complete_read(task, data)
-        else:
-            conn.complete_command(task, 0, data, b"", st.transfer_out)
-        self._unsent += len(data)
-        if not self._in_pump:  # inside _pump the batch is sent when the pump ends
-            self._schedule_flush()
+        self._send_answer(task, st, 0, data, b"")  # GOOD at once (the fast path)
 
     def _answer(self, st: ScsiTask, status: int, data: Data, sense: bytes) -> None:
         """A command's outcome from the SCSI layer (TASK ABORTED if task management
         ended it: the core sends nothing for this session's own aborted tasks)."""
-        task: Task = st.handle  # mapping.iscsi_task(st), inline: the hot path
+        task: Task = st.handle
         self._pending -= 1
-        conn = self.conn
-        assert conn is not None
         if task.read:
             self._reading -= task.expected_length
-            if not task.write and not status and not sense:
-                conn.complete_read(task, data)
-            else:
-                conn.complete_command(task, status, data, sense, st.transfer_out)
+        self._send_answer(task, st, status, data, sense)
+        if self._held and not self._in_pump:
+            self._schedule_pump()
+
+    def _send_answer(self, task: Task, st: ScsiTask, status: int, data: Data,
+                     sense: bytes) -> None:
+        conn = self.conn
+        assert conn is not None
+        if task.read and not task.write and not status and not sense:
+            conn.complete_read(task, data)
         else:
             conn.complete_command(task, status, data, sense, st.transfer_out)
         self._unsent += len(data)
         if not self._in_pump:  # inside _pump the batch is sent when the pump ends
             self._schedule_flush()
-            if self._held:
-                self._schedule_pump()
 
     # -- task management -------------------------------------------------------------
     def _on_tmf(self, ev: TaskManagement) -> None:

@@ -139,11 +139,8 @@ class ScsiTarget:
         """
         lu = self._by_field.get(task.lun)
         if lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16:
-            ts = lu.task_set
             row = lu.commands.get(task.cdb[0])
-            # ts.simple_enabled(), inline: this is the hot path
-            if (row is not None and row.nowait is not None and not ts.blockers
-                    and (not ts.tasks or not ts.restricted)):
+            if row is not None and row.nowait is not None and lu.task_set.simple_enabled():
                 try:
                     refused = lu.preflight(task, row)
                 except CheckCondition as exc:
