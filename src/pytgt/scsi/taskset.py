@@ -50,7 +50,7 @@ class TaskSet:
     def simple_enabled(self) -> bool:
         """Whether a SIMPLE task arriving now would be enabled at once (the fast path
         runs only then)."""
-        return not self.blockers and not (self.restricted and self.tasks)
+        return not self.blockers and not (self.tasks and self.mode.qam == 0)
 
     def enter(self, task: ScsiTask) -> asyncio.Future[None] | None:
         """Add ``task``; None when it is enabled, else the future it waits on."""
