@@ -17,6 +17,7 @@ processes ``start`` recorded in DIR/pids. Importable: :class:`DevCluster`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -63,10 +64,9 @@ class DevCluster:
         return self._run("rbd", "-c", str(self.conf), *args, timeout=timeout)
 
     def _spawn(self, *argv: str) -> None:
-        log = open(self.dir / f"{Path(argv[0]).name}.{len(self.pids)}.out", "wb")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        with open(self.dir / f"{Path(argv[0]).name}.{len(self.pids)}.out", "wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.pids.append(proc.pid)
         (self.dir / "pids").write_text("".join(f"{p}\n" for p in self.pids))
 
@@ -108,6 +108,7 @@ osd data = {self.dir}/$name
 mon data = {self.dir}/$name
 mgr data = {self.dir}/$name
 osd op num shards = 2
+osd client watch timeout = 5
 osd crush update on start = false
 osd class update on start = false
 osd op num threads per shard = 1
@@ -154,15 +155,11 @@ mgr initial modules =
         if not pids and pid_file.exists():
             pids = [int(p) for p in pid_file.read_text().split()]
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for pid in pids:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
         self.pids = []
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -34,6 +34,13 @@ def _seconds(val: str) -> float:
     return v
 
 
+def _tpgt(val: str) -> int:
+    v = int(val)
+    if not 1 <= v <= 0xFFFF:
+        raise ValueError("must be 1 to 65535")
+    return v
+
+
 def _count(val: str) -> int:
     v = int(val)
     if v < 0:
@@ -48,6 +55,7 @@ _OPTIONS: dict[str, tuple[str, str, Callable[[str], float]]] = {
     "nop_count": ("portal", "nop_count", _count),
     "login_timeout": ("portal", "login_timeout", _seconds),
     "tmf_wait_timeout": ("portal", "tmf_wait_timeout", _seconds),
+    "tpgt": ("portal", "tpgt", _tpgt),
     "auth_fail_limit": ("backoff", "limit", _count),
     "auth_fail_window": ("backoff", "window", _seconds),
     "auth_backoff_initial": ("backoff", "initial", _seconds),
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
-                        "[,login_timeout=S][,tmf_wait_timeout=S]"
+                        "[,login_timeout=S][,tmf_wait_timeout=S][,tpgt=N]"
                         "[,auth_fail_limit=N][,auth_fail_window=S]"
                         "[,auth_backoff_initial=S][,auth_backoff_max=S]")
     p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")

@@ -7,6 +7,7 @@ target on an ephemeral port (see ``d.portals`` for the bound addresses).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from pytgt.daemon.policy import RegistryPolicy
 from pytgt.daemon.security import BackoffSettings, SecurityMonitor
 from pytgt.daemon.shutdown import ShutdownSettings, graceful
 from pytgt.net.portal import IscsiService, PortalOptions, listen
+from pytgt.scsi.target import ScsiTarget
 from pytgt.stores.base import BackingStore, quiesce
 
 if TYPE_CHECKING:
@@ -39,8 +41,11 @@ class Daemon:
         self.control_path: str | None = None
         self.security = SecurityMonitor(backoff)
         self.shutdown_settings = shutdown or ShutdownSettings()
-        self.policy = RegistryPolicy(self.registry, self.portals, security=self.security)
-        self.service = IscsiService(self.policy, options=options or PortalOptions())
+        options = options or PortalOptions()
+        self.policy = RegistryPolicy(self.registry, self.portals,
+                                     portal_group_tag=options.tpgt, security=self.security)
+        self.service = IscsiService(self.policy, options=options,
+                                    portal_group_tag=options.tpgt)
         self.management: Management | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._control: asyncio.AbstractServer | None = None
@@ -53,7 +58,9 @@ class Daemon:
         from pytgt.daemon.mgmt import Management
 
         management = Management(self.registry, portals=self.portals,
-                                control_port=self.control_port or 0)
+                                control_port=self.control_port or 0,
+                                make_target=functools.partial(
+                                    ScsiTarget, home_group=self.service.portal_group_tag))
         management.service = self.service
         management.security = self.security
         self.management = management

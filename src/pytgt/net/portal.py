@@ -65,6 +65,10 @@ class PortalOptions:
     #: Seconds a task management function waits for the commands it aborted (and their
     #: store I/O) to end; after that it is answered FUNCTION REJECTED.
     tmf_wait_timeout: float = 10.0
+    #: The portal group tag of every portal of this daemon, which is also its target
+    #: port group and relative target port identifier (scsi/alua.py). Gateways that
+    #: serve one shared LU each take their own (``--iscsi tpgt=N``).
+    tpgt: int = 1
 
 
 class PortalPolicy(TargetPolicy[Any], Protocol):

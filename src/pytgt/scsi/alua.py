@@ -189,13 +189,14 @@ class TargetPortGroups:
 
     ``units`` is the target's LUN map (UAs of a state change go to every LU of it);
     without one (a logical unit outside any target) only the LU at hand is told.
-    Group 1 with relative port 1 exists from the start (the daemon's portal group);
-    other groups are learnt from the nexuses that log in through them.
+    The ``home`` group (the daemon's portal group tag, 1 unless ``--iscsi tpgt=N``) with
+    that relative port exists from the start; other groups are learnt from the nexuses
+    that log in through them.
     """
 
-    def __init__(self, units: Mapping[int, LogicalUnit] | None = None) -> None:
+    def __init__(self, units: Mapping[int, LogicalUnit] | None = None, home: int = 1) -> None:
         self.units = units
-        self.groups: dict[int, PortGroup] = {1: PortGroup(1, {1})}
+        self.groups: dict[int, PortGroup] = {home: PortGroup(home, {home})}
         self.restricted = False  # some group is neither active state: preflight checks
         self.implicit_transition_time = 0  # seconds; 0: not specified (SPC-4 6.37)
 

@@ -45,14 +45,14 @@ class ScsiTarget:
     LUN 0 is a "controller" LU (peripheral type 0Ch, like tgt) until replaced.
     """
 
-    def __init__(self, name: str, tid: int = 0) -> None:
+    def __init__(self, name: str, tid: int = 0, *, home_group: int = 1) -> None:
         self.name = name
         self.tid = tid
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
         self._lost: dict[str, None] = {}  # ports of ended nexuses, oldest first (bounded)
         self._by_field: dict[int, LogicalUnit] = {}  # LUN number and raw LUN field -> LU
-        self.alua = TargetPortGroups(self.luns)  # ALUA states, shared by every LU
+        self.alua = TargetPortGroups(self.luns, home_group)  # ALUA states of every LU
         self.luns[0].alua = self.alua
         self._reindex()
 
