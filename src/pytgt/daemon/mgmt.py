@@ -34,7 +34,7 @@ from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore
+from pytgt.stores.base import BackingStore, SupportsSharedState
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -376,6 +376,13 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         target.scsi.add_lu(lu)
         if m.aptpl is not None:
             m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
+        if isinstance(store, SupportsSharedState):  # reservations kept with the medium
+            tpgt = m.service.portal_group_tag if m.service is not None else 1
+            try:
+                lu.shared = await store.share(lu, tpgt)
+            except Exception as exc:
+                target.scsi.remove_lu(lun)
+                raise ValueError(f"shared reservation state: {exc}") from None
     except ValueError as exc:
         await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class StoreCapability(enum.Flag):
@@ -89,6 +89,16 @@ class SupportsWriteFua(Protocol):
     """Optional: write and make durable in one step (one thread hop instead of two)."""
 
     async def write_fua(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
+
+
+@runtime_checkable
+class SupportsSharedState(Protocol):
+    """Optional: a medium that several targets (gateways) serve at once, such as an RBD
+    image. ``share`` returns the ``scsi.shared.SharedState`` that keeps the LU's
+    reservations with the medium, started, for the gateway whose portal group tag is
+    ``tpgt``; the store stops it when it closes."""
+
+    async def share(self, lu: Any, tpgt: int) -> Any: ...
 
 
 async def write_durable(store: BackingStore, offset: int,
