@@ -30,7 +30,7 @@ from pytgt.scsi.shared import SharedState
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
-from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
+from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
 PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
@@ -80,8 +80,10 @@ class LogicalUnit:
         self.vendor_id = "IET"
         self.product_id = "VIRTUAL-DISK" if disk else "Controller"
         self.product_rev = "0001"
-        self.scsi_id = f"IET     {tid:04x}{lun:04x}"
-        self.scsi_sn = f"beaf{tid}{lun}"
+        # the store's own identity (an RBD image id) names the LU on every gateway
+        ident = store_identity(store)
+        self.scsi_id = ident or f"IET     {tid:04x}{lun:04x}"
+        self.scsi_sn = ident or f"beaf{tid}{lun}"
         self.online = True
         self.removable = False
         self.readonly = bool(getattr(store, "readonly", False))

@@ -101,6 +101,44 @@ class SupportsSharedState(Protocol):
     async def share(self, lu: Any, tpgt: int) -> Any: ...
 
 
+@runtime_checkable
+class SupportsIdentity(Protocol):
+    """Optional: a store whose backing object has an identity of its own (a Ceph image
+    id), the LU's default SCSI ID and serial (SPC-4 7.8.6, 7.8.16): every gateway that
+    opens the same object presents the same LU, across restarts."""
+
+    def identity(self) -> str:
+        """At most 40 printable ASCII characters, stable for the object's lifetime."""
+        ...
+
+
+def store_identity(store: object) -> str:
+    """``store.identity()`` for a :class:`SupportsIdentity` store, else ``""``."""
+    ident = store.identity() if isinstance(store, SupportsIdentity) else ""
+    return ident if isinstance(ident, str) else ""
+
+
+@runtime_checkable
+class SupportsRescan(Protocol):
+    """Optional: a store that can read its backing object's size again (live resize)."""
+
+    def backing_size(self) -> int:
+        """The object's size in bytes now (it may have grown or shrunk since open)."""
+        ...
+
+
+@runtime_checkable
+class SupportsCompareAndWrite(Protocol):
+    """Optional: COMPARE AND WRITE (SBC-3 5.2) atomic beyond this process (a store shared
+    by several gateways); the SCSI layer still serialises it within the LU."""
+
+    async def compare_and_write(self, offset: int, compare: bytes | bytearray | memoryview,
+                                data: bytes | bytearray | memoryview) -> int | None:
+        """Write ``data`` at ``offset`` if the medium there equals ``compare`` (same
+        length); else write nothing and return the offset of the first differing byte."""
+        ...
+
+
 async def write_durable(store: BackingStore, offset: int,
                         data: bytes | bytearray | memoryview) -> None:
     """``write`` then ``flush`` (FUA, write-through caching), fused when the store can."""

@@ -116,7 +116,8 @@ class RadosSharedState:
         assert me is not None
         self.lu.alua = self.alua
         peers = [g for g in _gateways(await self._read_state()) if g.tpgt != self.tpgt]
-        dead = [g for g in peers if not await self._alive(g)]
+        answers = await asyncio.gather(*(self._alive(g) for g in peers))
+        dead = [g for g, ok in zip(peers, answers, strict=True) if not ok]
         await self._fence(dead)
         alone = len(dead) == len(peers)
 
