@@ -140,6 +140,10 @@ def test_a_frozen_gateway_is_fenced_and_serves_nothing(tmp_path: Path, ceph: Dev
                 r = await n1.execute(1, bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]),
                                      read_length=4096, timeout=60)
                 assert r.status != GOOD
+                # B is the only gateway left: now active/optimized, and it says so
+                n2.unit_attentions.clear()
+                await n2.test_unit_ready(1, timeout=30)
+                assert any(sense[12:14] == b"\x2a\x06" for sense in n2.unit_attentions)
                 assert await keys(n2) == [K2]
 
         asyncio.run(asyncio.wait_for(body(), 180))
