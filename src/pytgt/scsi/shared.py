@@ -27,7 +27,7 @@ class SharedState(Protocol):
     attentions raised meanwhile (``PersistentReservations.outbox``) are delivered to the
     nexuses of every gateway. ``refresh()`` loads the current state (PERSISTENT RESERVE
     IN answers from it). ``forget(change)`` runs an update in the background, for
-    events that cannot wait (nexus loss, LU reset).
+    events that cannot wait (nexus loss, LU reset); ``reset()`` spreads a reset.
     """
 
     async def update(self, change: Callable[[], T]) -> T: ...
@@ -35,3 +35,9 @@ class SharedState(Protocol):
     async def refresh(self) -> None: ...
 
     def forget(self, change: Callable[[], object]) -> None: ...
+
+    async def reset(self) -> None:
+        """The LU was reset through this gateway (SAM-5 6.3.3): every other gateway
+        applies the reset to its nexuses (BUS DEVICE RESET FUNCTION OCCURRED) before the
+        task management function is answered."""
+        ...

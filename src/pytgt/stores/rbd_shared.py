@@ -44,6 +44,7 @@ from pytgt.scsi.alua import (
     TargetPortGroups,
 )
 from pytgt.scsi.pr import PersistentReservations, notify_registrant
+from pytgt.scsi.sense import Asc
 
 if TYPE_CHECKING:
     from pytgt.scsi.lu import LogicalUnit
@@ -180,6 +181,16 @@ class RadosSharedState:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def reset(self) -> None:
+        message = json.dumps({"reset": True})
+        peers = [g for g in self.gateways if g.tpgt != self.tpgt]
+        answers = await asyncio.gather(*(self._notify(g, message) for g in peers))
+        dead = [g for g, ok in zip(peers, answers, strict=True) if not ok]
+        if dead:
+            async with self._lock:
+                await self._fence(dead)
+                await self._drop(dead)
+
     async def _forget(self, change: Callable[[], object]) -> None:
         try:
             await self._update(change, None)
@@ -301,18 +312,17 @@ class RadosSharedState:
         dead = [g for g, ok in zip(peers, answers, strict=True) if not ok]
         if dead:
             await self._fence(dead)
+            await self._drop(dead)
 
-            def drop(st: dict[str, Any]) -> None:
-                st["gateways"] = [g.as_dict() for g in _gateways(st) if g not in dead]
-
-            # Inside _update's lock already: write the list directly.
-            for _ in range(_CAS_RETRIES):
-                current, ver = await asyncio.to_thread(self._read)
-                drop(current)
-                new_version = await asyncio.to_thread(self._write, current, ver)
-                if new_version is not None:
-                    self._load(current, new_version)
-                    break
+    async def _drop(self, dead: list[Gateway]) -> None:
+        """Take fenced gateways off the list (the caller holds ``_lock``)."""
+        for _ in range(_CAS_RETRIES):
+            current, version = await asyncio.to_thread(self._read)
+            current["gateways"] = [g.as_dict() for g in _gateways(current) if g not in dead]
+            new_version = await asyncio.to_thread(self._write, current, version)
+            if new_version is not None:
+                self._load(current, new_version)
+                return
 
     async def _alive(self, gateway: Gateway) -> bool:
         return await self._notify(gateway, json.dumps({"ping": True}))
@@ -376,6 +386,10 @@ class RadosSharedState:
 
     def _receive(self, data: bytes) -> None:
         message = json.loads(data)
+        if message.get("reset"):  # a LU reset through another gateway (SAM-5 6.3.3)
+            self.lu.reset()
+            self.lu.ua_add_all(self.lu.nexus_keys, Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED)
+            return
         if "state" not in message:
             return  # a ping
         self._load(message["state"], int(message["version"]))
