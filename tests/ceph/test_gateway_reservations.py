@@ -16,7 +16,7 @@ import os
 import re
 import signal
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from ceph_dev_cluster import DevCluster
 
 from pytgt.initiator import Initiator, InitiatorSession
 from tests.ceph.conftest import need_bindings
-from tests.ceph.gateways import IQN, two_gateways
+from tests.ceph.gateways import IQN, Gateways, two_gateways
 from tests.interop.test_conformance_full import iscsi_test_cu
 
 K1, K2 = 0x1111_0000_0000_0001, 0x2222_0000_0000_0002
@@ -104,13 +104,19 @@ def test_failover_cluster_sequence_across_gateways(tmp_path: Path, ceph: DevClus
                                    "ALL.ProutRegister", "ALL.ProutReserve",
                                    "ALL.ProutClear", "ALL.ProutPreempt",
                                    "ALL.CompareAndWrite"])
-def test_libiscsi_multipath_suites(tmp_path: Path, ceph: DevCluster,
-                                   rbd_image: Callable[..., str], suite: str) -> None:
+def test_libiscsi_multipath_suites(pair: Gateways, suite: str) -> None:
+    run = iscsi_test_cu(suite, *pair.urls, timeout=900)
+    assert run.run > 0, run.report()
+    assert run.passed == run.run and not run.not_implemented, run.report()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, ceph: DevCluster) -> Iterator[Gateways]:
+    """One pair of gateways for the libiscsi suites (each suite cleans up after itself)."""
     need_bindings()
-    with two_gateways(tmp_path, ceph, rbd_image("64M")) as gw:
-        run = iscsi_test_cu(suite, *gw.urls, timeout=900)
-        assert run.run > 0, run.report()
-        assert run.passed == run.run and not run.not_implemented, run.report()
+    ceph.rbd("create", "--size", "64M", "rbd/multipath")
+    with two_gateways(tmp_path_factory.mktemp("pair"), ceph, "rbd/multipath") as gw:
+        yield gw
 
 
 def test_a_frozen_gateway_is_fenced_and_serves_nothing(tmp_path: Path, ceph: DevCluster,
