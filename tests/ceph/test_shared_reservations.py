@@ -208,3 +208,21 @@ def test_a_gateway_that_stops_answering_is_fenced(ceph: DevCluster) -> None:
             assert c_addr and c_addr in listed, listed
 
     run(ceph, body)
+
+
+def test_a_restarted_gateway_fences_its_crashed_predecessor(ceph: DevCluster) -> None:
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2) as (a, old):
+            old_addr = old.shared._me.addr if old.shared._me else ""
+            await asyncio.to_thread(old.shared._close)  # crashed: still listed
+            new = await _open(ceph, a.shared.object.removeprefix("pytgt.lu."), 2)
+            try:
+                assert old_addr in ceph.ceph("osd", "blocklist", "ls")
+                assert sorted(g.tpgt for g in a.shared.gateways) == [1, 2]
+                assert [g.addr for g in a.shared.gateways if g.tpgt == 2] == \
+                    [new.shared._me.addr if new.shared._me else None]
+            finally:
+                await new.shared.stop()
+                await asyncio.to_thread(new.cluster.shutdown)
+
+    run(ceph, body)

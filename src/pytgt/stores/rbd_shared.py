@@ -116,10 +116,13 @@ class RadosSharedState:
         me = self._me
         assert me is not None
         self.lu.alua = self.alua
-        peers = [g for g in _gateways(await self._read_state()) if g.tpgt != self.tpgt]
+        listed = _gateways(await self._read_state())
+        peers = [g for g in listed if g.tpgt != self.tpgt]
         answers = await asyncio.gather(*(self._alive(g) for g in peers))
         dead = [g for g, ok in zip(peers, answers, strict=True) if not ok]
-        await self._fence(dead)
+        # An earlier run of this gateway (same tag, crashed) must never come back.
+        earlier = [g for g in listed if g.tpgt == self.tpgt and g.addr != me.addr]
+        await self._fence(dead + earlier)
         alone = len(dead) == len(peers)
 
         def join() -> None:
