@@ -226,3 +226,24 @@ def test_a_restarted_gateway_fences_its_crashed_predecessor(ceph: DevCluster) ->
                 await asyncio.to_thread(new.cluster.shutdown)
 
     run(ceph, body)
+
+
+def test_set_target_port_groups_through_one_gateway_holds_on_both(ceph: DevCluster) -> None:
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2) as (a, b):
+            host_a, host_b = a.nexus("node1"), b.nexus("node1")
+            await a.ready(host_a)
+            await b.ready(host_b)
+            # group 1 active/non-optimized, group 2 active/optimized (SPC-4 6.44)
+            stpg = bytes([0xA4, 0x0A]) + bytes(4) + (12).to_bytes(4, "big") + bytes(2)
+            params = bytes(4) + bytes([0x01, 0, 0, 1]) + bytes([0x00, 0, 0, 2])
+            assert (await a.run(host_a, stpg, params)).status == Status.GOOD
+            via_b = await b.run(host_b, RTPG)
+            assert decode_sense(via_b.sense) == (0x06, 0x2A, 0x06)  # told on the other path
+            via_b = await b.run(host_b, RTPG)
+            assert bytes(via_b.data) == bytes((await a.run(host_a, RTPG)).data)
+            data = bytes(via_b.data)
+            assert data[4] & 0x0F == 0x01 and data[9] == 0x01  # group 1: AN, by STPG
+            assert data[16] & 0x0F == 0x00 and data[21] == 0x01  # group 2: AO, by STPG
+
+    run(ceph, body)

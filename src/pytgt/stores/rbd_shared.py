@@ -56,7 +56,8 @@ _BLOCKLIST_SECONDS = 24 * 3600
 
 
 def _empty_state() -> dict[str, Any]:
-    return {"pr": pr_state.to_dict(PersistentReservations()), "spc2": None, "gateways": []}
+    return {"pr": pr_state.to_dict(PersistentReservations()), "spc2": None, "gateways": [],
+            "alua": {}}
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class RadosSharedState:
             gws = [g for g in _gateways(state) if g.tpgt != self.tpgt and g not in dead]
             state["gateways"] = [g.as_dict() for g in sorted([*gws, me],
                                                              key=lambda g: g.tpgt)]
+            state["alua"] = {}  # the failover rule decides again
             if alone and not state["pr"].get("aptpl", False):
                 state["pr"] = pr_state.to_dict(PersistentReservations())
                 state["spc2"] = None
@@ -154,6 +156,7 @@ class RadosSharedState:
 
         def leave(state: dict[str, Any]) -> None:
             state["gateways"] = [g.as_dict() for g in _gateways(state) if g.tpgt != self.tpgt]
+            state["alua"] = {}  # the failover rule decides again
 
         try:
             await self._update(lambda: None, leave)
@@ -273,6 +276,8 @@ class RadosSharedState:
         out = dict(state)
         out["pr"] = pr_state.to_dict(self.lu.pr)
         out["spc2"] = self.lu.reservation
+        out["alua"] = {str(g.group_id): int(g.state) for g in self.alua.groups.values()
+                       if g.status == StatusCode.ALTERED_BY_SET_TARGET_PORT_GROUPS}
         return out
 
     def _load(self, state: dict[str, Any], version: int) -> None:
@@ -282,27 +287,39 @@ class RadosSharedState:
         self.version = version
         pr_state.load_into(self.lu.pr, state["pr"])
         self.lu.reservation = state.get("spc2")
-        self._set_gateways(_gateways(state))
+        self._set_gateways(_gateways(state), state.get("alua", {}))
 
-    def _set_gateways(self, gateways: list[Gateway]) -> None:
-        """One target port group per gateway; the lowest tag is active/optimized."""
+    def _set_gateways(self, gateways: list[Gateway], explicit: dict[str, int]) -> None:
+        """One target port group per gateway; the lowest tag is active/optimized, the
+        others active/non-optimized, unless SET TARGET PORT GROUPS chose (``explicit``)."""
         self.gateways = gateways
         tags = sorted({g.tpgt for g in gateways} | {self.tpgt})
         owner = tags[0]
         changed = False
         groups = self.alua.groups
         for tag in tags:
+            status = StatusCode.ALTERED_BY_IMPLICIT_BEHAVIOR
             state = (AccessState.ACTIVE_OPTIMIZED if tag == owner
                      else AccessState.ACTIVE_NON_OPTIMIZED)
+            if str(tag) in explicit:
+                state = AccessState(explicit[str(tag)])
+                status = StatusCode.ALTERED_BY_SET_TARGET_PORT_GROUPS
             group = groups.get(tag)
             if group is None:
                 group = groups[tag] = PortGroup(tag, {tag}, state)
             elif group.state != state:
-                group.state, group.status = state, StatusCode.ALTERED_BY_IMPLICIT_BEHAVIOR
+                group.state, group.status = state, status
                 changed = True
+            if str(tag) in explicit:
+                group.status = status
+            elif group.status == StatusCode.ALTERED_BY_SET_TARGET_PORT_GROUPS:
+                group.status = StatusCode.ALTERED_BY_IMPLICIT_BEHAVIOR
             group.preferred = tag == owner
         for tag in [t for t in groups if t not in tags]:
             del groups[tag]
+        self.alua.restricted = any(g.state not in (AccessState.ACTIVE_OPTIMIZED,
+                                                   AccessState.ACTIVE_NON_OPTIMIZED)
+                                   for g in groups.values())
         if changed:  # SPC-4 5.16.2.8: every I_T nexus is told
             self.lu.ua_add_all(self.lu.nexus_keys, ASYMMETRIC_ACCESS_STATE_CHANGED)
 
@@ -322,6 +339,7 @@ class RadosSharedState:
         for _ in range(_CAS_RETRIES):
             current, version = await asyncio.to_thread(self._read)
             current["gateways"] = [g.as_dict() for g in _gateways(current) if g not in dead]
+            current["alua"] = {}  # the failover rule decides again
             new_version = await asyncio.to_thread(self._write, current, version)
             if new_version is not None:
                 self._load(current, new_version)
