@@ -1,0 +1,148 @@
+"""iSNS (RFC 4171) against Debian's open-isns: ``isnsd`` on 127.0.0.1, ``isnsadm --query``.
+
+pytgtd registers its entity, portal and targets; a target created or deleted appears or
+disappears; the server's ESI is answered (else isnsd drops the portal after ESIRetries);
+an SCN reaches the target; stopping the daemon deregisters everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RunningDaemon, start_daemon
+
+IQN1 = "iqn.2026-12.org.pytgt:isns1"
+IQN2 = "iqn.2026-12.org.pytgt:isns2"
+
+
+@dataclass
+class IsnsServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    client_conf: Path
+
+    def query(self, *attrs: str) -> str:
+        res = subprocess.run(["isnsadm", "-c", str(self.client_conf), "--query", *attrs],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_isnsd(tmp: Path) -> IsnsServer:
+    (tmp / "db").mkdir(parents=True)
+    port = _free_port()
+    (tmp / "isnsd.conf").write_text(
+        f"BindAddress = 127.0.0.1:{port}\nServerAddress = 127.0.0.1:{port}\n"
+        f"Security = 0\nPIDFile = {tmp}/isnsd.pid\nControlSocket = {tmp}/control\n"
+        f"Database = {tmp}/db\nDefaultDiscoveryDomain = 1\nSourceName = isns.pytgt.test\n"
+        "ESIMinInterval = 1s\nESIRetries = 2\n")
+    (tmp / "isnsadm.conf").write_text(
+        f"ServerAddress = 127.0.0.1:{port}\nSecurity = 0\n"
+        "SourceName = iqn.2026-12.org.pytgt:isnsadm\n")
+    log = open(tmp / "isnsd.log", "wb")  # noqa: SIM115 - the server's for its lifetime
+    proc = subprocess.Popen(["isnsd", "-f", "-4", "-c", str(tmp / "isnsd.conf"), "-d", "esi"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    server = IsnsServer(proc, port, tmp / "isnsadm.conf")
+    _until(lambda: _listening(port), "isnsd did not listen")
+    return server
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _until(cond: Callable[[], bool], message: str, timeout: float = 20.0) -> None:
+    """Poll a condition on the server's state until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def isnsd(tmp_path: Path) -> Iterator[IsnsServer]:
+    if shutil.which("isnsd") is None or shutil.which("isnsadm") is None:
+        pytest.fail("isnsd/isnsadm are not installed (apt-get install open-isns-server "
+                    "open-isns-utils)")
+    server = _start_isnsd(tmp_path / "isns")
+    try:
+        yield server
+    finally:
+        server.proc.send_signal(signal.SIGTERM)  # ours, by PID
+        try:
+            server.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    path = tmp_path / "pytgtd"
+    path.mkdir()
+    return path
+
+
+def _new_target(d: RunningDaemon, tid: int, iqn: str) -> None:
+    d.adm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", str(tid), "-T", iqn)
+
+
+def test_targets_and_portals_registered_updated_and_removed(isnsd: IsnsServer,
+                                                            tmp: Path) -> None:
+    d = start_daemon(tmp, extra=("--iscsi", f"isns=On,isns_addr=127.0.0.1,"
+                                            f"isns_port={isnsd.port},isns_esi_interval=1"))
+    try:
+        _new_target(d, 1, IQN1)
+        _new_target(d, 2, IQN2)
+        _until(lambda: IQN2 in isnsd.query("iscsi-name"), "targets not registered")
+        nodes = isnsd.query("iscsi-name")
+        assert IQN1 in nodes and "iSCSI node type = Target" in nodes
+        portals = isnsd.query("portal-addr")
+        assert "Portal IP address = 127.0.0.1" in portals
+        assert f"Portal TCP/UDP port = {d.port}/tcp" in portals
+        assert "Portal group tag = 1" in nodes
+        # ESI: isnsd asks every second and drops a portal after two missed answers
+        _until(lambda: any("ESI answered" in line for line in d.log), "no ESI answered")
+        _until(lambda: (Path(isnsd.client_conf.parent) / "isnsd.log").read_text()
+               .count("Good ESI response") >= 3, "ESI responses not accepted")
+        assert f"{d.port}/tcp" in isnsd.query("portal-addr")
+        d.adm("--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1")
+        _until(lambda: IQN1 not in isnsd.query("iscsi-name"), "target 1 not deregistered")
+        assert IQN2 in isnsd.query("iscsi-name")
+        # the deregistration of target 1 is an SCN for target 2 (same discovery domain)
+        _until(lambda: any("SCN for " + IQN2 in line for line in d.log), "no SCN received")
+    finally:
+        assert d.stop() == 0, "".join(d.log[-20:])
+    assert "Object list empty" in isnsd.query("iscsi-name")
+    assert "Object list empty" in isnsd.query("portal-addr")
+    assert any("deregistered entity" in line for line in d.log)
+
+
+def test_bad_isns_options_are_one_line_errors(tmp: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    for opts, msg in (("isns=On", "bad --iscsi options: isns=On needs isns_addr=HOST"),
+                      ("isns=Maybe,isns_addr=h", "bad --iscsi option isns=Maybe"),
+                      ("isns=On,isns_addr=h,isns_port=0", "bad --iscsi option isns_port=0")):
+        res = subprocess.run([sys.executable, "-m", "pytgt.daemon.main", "-f", "--iscsi",
+                              f"portal=127.0.0.1:0,{opts}"], env=env, capture_output=True,
+                             text=True, timeout=30)
+        assert res.returncode == 1 and res.stderr.startswith("pytgtd: " + msg), res.stderr
