@@ -137,6 +137,35 @@ def test_targets_and_portals_registered_updated_and_removed(isnsd: IsnsServer,
     assert any("deregistered entity" in line for line in d.log)
 
 
+def _discovered(d: RunningDaemon, initiator: str) -> str:
+    res = subprocess.run(["iscsi-ls", "-i", initiator, f"iscsi://127.0.0.1:{d.port}/"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_isns_access_control(isnsd: IsnsServer, tmp: Path) -> None:
+    """isns_ac=On: a target admits only initiators its discovery domains show it."""
+    ini1, ini2 = "iqn.2026-12.org.pytgt:ini1", "iqn.2026-12.org.pytgt:ini2"
+    d = start_daemon(tmp, extra=("--iscsi", f"isns=On,isns_addr=127.0.0.1,"
+                                            f"isns_port={isnsd.port},isns_ac=On"))
+    try:
+        _new_target(d, 1, IQN1)
+        d.adm("--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+        _until(lambda: IQN1 in isnsd.query("iscsi-name"), "target not registered")
+        assert IQN1 not in _discovered(d, ini1)
+        conf = isnsd.client_conf.with_name("ini1.conf")
+        conf.write_text(isnsd.client_conf.read_text().replace(
+            "iqn.2026-12.org.pytgt:isnsadm", ini1))
+        res = subprocess.run(["isnsadm", "-c", str(conf), "--register", "entity=ini1-host",
+                              f"initiator={ini1}"], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        _until(lambda: IQN1 in _discovered(d, ini1), "the SCN did not admit the initiator")
+        assert IQN1 not in _discovered(d, ini2)
+    finally:
+        assert d.stop() == 0, "".join(d.log[-20:])
+
+
 def test_bad_isns_options_are_one_line_errors(tmp: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     for opts, msg in (("isns=On", "bad --iscsi options: isns=On needs isns_addr=HOST"),

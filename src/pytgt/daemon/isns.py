@@ -162,6 +162,7 @@ class IsnsClient:
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._period: float | None = None
+        self._sent: messages.Registration | None = None
         self.synced = asyncio.Event()
 
     async def start(self) -> None:
@@ -176,6 +177,8 @@ class IsnsClient:
             self._dirty.set()
 
         mgmt.on_change = on_change
+        if self.settings.access_control:
+            self.daemon.policy.isns_allows = self.allows
         self._dirty.set()
         self._task = asyncio.create_task(self._run(), name="pytgt-isns")
 
@@ -208,34 +211,40 @@ class IsnsClient:
     async def _run(self) -> None:
         retry = 1.0
         while True:
-            with contextlib.suppress(TimeoutError):  # the period passed: refresh
+            refresh = False
+            try:
                 async with asyncio.timeout(self._period):
                     await self._dirty.wait()
+            except TimeoutError:  # the registration period is half over: refresh
+                refresh = True
             self._dirty.clear()
             try:
-                await self._sync()
+                await self._sync(refresh)
                 retry = 1.0
             except (OSError, TimeoutError, IsnsFormatError, IsnsRefused) as exc:
                 log.warning("isns: %s:%d: %s", self.settings.address, self.settings.port, exc)
                 self._close_link()
+                self._sent = None
                 self._dirty.set()
                 await asyncio.sleep(retry)  # back off before the next attempt
                 retry = min(retry * 2, 30.0)
 
-    async def _sync(self) -> None:
+    async def _sync(self, refresh: bool = False) -> None:
         """Bring the server's registration up to the registry's targets."""
         await self._connect()
         wanted = {t.name: t.alias for t in sorted(self.daemon.registry.targets.values(),
                                                   key=lambda t: t.tid)}
+        reg = self._registration(wanted)
+        if reg == self._sent and not refresh:
+            return await self._after_sync()
         gone = [n for n in self.registered if n not in wanted]
         if gone and wanted:
             await self._expect(functools.partial(messages.dev_dereg_nodes, gone[0], gone))
             log.info("isns: deregistered %s", ", ".join(gone))
         if wanted:
-            rsp = await self._expect(functools.partial(messages.dev_attr_reg,
-                                                       self._registration(wanted)))
+            rsp = await self._expect(functools.partial(messages.dev_attr_reg, reg))
             self._note_period(rsp.message)
-            for name in wanted.keys() - self.registered.keys():
+            for name in wanted:  # a replacing registration drops SCN registrations
                 await self._expect(functools.partial(messages.scn_reg, name))
             log.info("isns: registered %s", ", ".join(wanted))
         elif self.registered:
@@ -243,7 +252,10 @@ class IsnsClient:
             await self._expect(functools.partial(messages.dev_dereg_entity, source,
                                                  self.entity_id))
             log.info("isns: deregistered entity %s", self.entity_id)
-        self.registered = wanted
+        self.registered, self._sent = wanted, reg
+        await self._after_sync()
+
+    async def _after_sync(self) -> None:
         if self.settings.access_control:
             await self._query_visible()
         self.synced.set()
