@@ -10,13 +10,13 @@ import pytest
 from pytgt.isns import messages
 from pytgt.isns.codec import (
     Attribute,
-    Framer,
     IsnsFormatError,
+    IsnsFramer,
     Message,
     decode_attributes,
     encode_message,
 )
-from pytgt.isns.constants import Flags, Function, NodeType, Status, Tag
+from pytgt.isns.constants import Flags, IsnsFunction, IsnsStatus, NodeType, Tag
 from pytgt.isns.session import ClientConnection, EsiReceived, Response, ScnReceived
 
 IQN = "iqn.2026-12.org.pytgt:a"
@@ -53,7 +53,7 @@ def test_scn_reg_bytes() -> None:
 
 
 def test_dev_attr_reg_layout() -> None:
-    reg = messages.Registration("host:1", (messages.Portal("127.0.0.1", 3260),),
+    reg = messages.EntityRegistration("host:1", (messages.Portal("127.0.0.1", 3260),),
                                 (messages.Node(IQN, "disk"),), tpgt=2, esi_port=4000,
                                 esi_interval=20, scn_port=4000)
     msg = messages.dev_attr_reg(reg, 1)
@@ -67,7 +67,7 @@ def test_dev_attr_reg_layout() -> None:
         Tag.iSCSIAlias, Tag.PGiSCSIName, Tag.PGPortalIPAddr, Tag.PGPortalTCPUDPPort, Tag.PGTag]
     assert operating[-1].as_u32() == 2
     with pytest.raises(ValueError):
-        messages.dev_attr_reg(messages.Registration("e", (), ()), 1)
+        messages.dev_attr_reg(messages.EntityRegistration("e", (), ()), 1)
 
 
 def test_dereg_of_nodes_and_of_the_entity() -> None:
@@ -81,7 +81,7 @@ def test_dereg_of_nodes_and_of_the_entity() -> None:
 def test_framer_whole_and_byte_at_a_time(step: int) -> None:
     msg = messages.dev_attr_qry_initiators(IQN, 9)
     wire = b"".join(encode_message(msg)) * 2
-    f = Framer()
+    f = IsnsFramer()
     got = []
     for i in range(0, len(wire), step):
         f.receive_data(wire[i:i + step])
@@ -93,22 +93,22 @@ def test_framer_whole_and_byte_at_a_time(step: int) -> None:
 def test_a_large_message_spans_pdus_and_is_reassembled() -> None:
     nodes = tuple(messages.Node(f"iqn.2026-12.org.pytgt:{i:05d}-" + "x" * 200)
                   for i in range(400))
-    reg = messages.Registration("e", (messages.Portal("10.0.0.1", 3260),), nodes)
+    reg = messages.EntityRegistration("e", (messages.Portal("10.0.0.1", 3260),), nodes)
     msg = messages.dev_attr_reg(reg, 2)
     pdus = encode_message(msg)
     assert len(pdus) > 1
     assert [struct.unpack(">H", p[10:12])[0] for p in pdus] == list(range(len(pdus)))
-    f = Framer()
+    f = IsnsFramer()
     f.receive_data(b"".join(pdus))
     assert f.next_message() == msg
 
 
 def test_response_carries_status_first() -> None:
-    rsp = Message(Function.DevAttrRegRsp, 5, (Attribute.u32(Tag.RegistrationPeriod, 900),),
-                  Flags.SERVER, Status.Successful)
+    rsp = Message(IsnsFunction.DevAttrRegRsp, 5, (Attribute.u32(Tag.RegistrationPeriod, 900),),
+                  Flags.SERVER, IsnsStatus.Successful)
     wire = b"".join(encode_message(rsp))
     assert wire[12:16] == b"\0\0\0\0"
-    f = Framer()
+    f = IsnsFramer()
     f.receive_data(wire)
     assert f.next_message() == rsp
 
@@ -123,7 +123,7 @@ def test_response_carries_status_first() -> None:
 ])
 def test_bad_bytes_raise_the_exact_error(wire: bytes, error: str) -> None:
     with pytest.raises(IsnsFormatError, match=error):
-        Framer().receive_data(wire)
+        IsnsFramer().receive_data(wire)
 
 
 def test_decode_rejects_unaligned_lengths() -> None:
@@ -141,40 +141,40 @@ def test_client_connection_matches_responses_and_answers_esi_and_scn() -> None:
     sent = b"".join(conn.data_to_send())
     assert struct.unpack(">H", sent[8:10])[0] == xid and conn.pending == 1
     conn.receive_data(b"".join(encode_message(
-        Message(Function.SCNRegRsp, xid, (), Flags.SERVER, 0))))
+        Message(IsnsFunction.SCNRegRsp, xid, (), Flags.SERVER, 0))))
     ev = conn.next_event()
-    assert isinstance(ev, Response) and ev.request == Function.SCNReg and ev.status == 0
+    assert isinstance(ev, Response) and ev.request == IsnsFunction.SCNReg and ev.status == 0
     esi = (Attribute.string(Tag.EntityIdentifier, "e"),
            Attribute.ip(Tag.PortalIPAddress, "127.0.0.1"),
            Attribute.u32(Tag.PortalTCPUDPPort, 3260))
-    conn.receive_data(_server(Function.ESI, 40, esi))
+    conn.receive_data(_server(IsnsFunction.ESI, 40, esi))
     assert isinstance(conn.next_event(), EsiReceived)
-    f = Framer()
+    f = IsnsFramer()
     f.receive_data(b"".join(conn.data_to_send()))
-    assert f.next_message() == Message(Function.ESIRsp, 40, esi, Flags.CLIENT, 0)
+    assert f.next_message() == Message(IsnsFunction.ESIRsp, 40, esi, Flags.CLIENT, 0)
     scn = (Attribute.string(Tag.iSCSIName, IQN), Attribute.nil(Tag.Timestamp),
            Attribute.string(Tag.iSCSIName, "iqn.initiator"),
            Attribute.u32(Tag.iSCSISCNBitmap, 0x08))
-    conn.receive_data(_server(Function.SCN, 41, scn))
+    conn.receive_data(_server(IsnsFunction.SCN, 41, scn))
     ev = conn.next_event()
     assert isinstance(ev, ScnReceived) and ev.destination == IQN
     assert ev.names == ("iqn.initiator",)
     f.receive_data(b"".join(conn.data_to_send()))
-    assert f.next_message() == Message(Function.SCNRsp, 41, scn[:1], Flags.CLIENT, 0)
+    assert f.next_message() == Message(IsnsFunction.SCNRsp, 41, scn[:1], Flags.CLIENT, 0)
 
 
 def test_client_connection_refuses_requests_it_does_not_serve() -> None:
     conn = ClientConnection()
-    conn.receive_data(_server(Function.DevAttrQry, 3, ()))
+    conn.receive_data(_server(IsnsFunction.DevAttrQry, 3, ()))
     assert conn.next_event() is None
-    f = Framer()
+    f = IsnsFramer()
     f.receive_data(b"".join(conn.data_to_send()))
     rsp = f.next_message()
-    assert rsp is not None and rsp.status == Status.MessageNotSupported
+    assert rsp is not None and rsp.status == IsnsStatus.MessageNotSupported
 
 
 def test_initiator_names_from_a_query_response() -> None:
-    rsp = Message(Function.DevAttrQryRsp, 1, (
+    rsp = Message(IsnsFunction.DevAttrQryRsp, 1, (
         Attribute.string(Tag.iSCSIName, "iqn.i1"), Attribute.u32(Tag.iSCSINodeType, 2),
         Attribute.string(Tag.iSCSIName, "iqn.t1"), Attribute.u32(Tag.iSCSINodeType, 1),
     ), Flags.SERVER, 0)

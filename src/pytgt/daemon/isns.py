@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pytgt.isns import messages
 from pytgt.isns.codec import IsnsFormatError, Message
-from pytgt.isns.constants import ISNS_PORT, Function, Status, Tag
+from pytgt.isns.constants import ISNS_PORT, IsnsFunction, IsnsStatus, Tag
 from pytgt.isns.session import ClientConnection, EsiReceived, Response, ScnReceived
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class IsnsClient:
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._period: float | None = None
-        self._sent: messages.Registration | None = None
+        self._sent: messages.EntityRegistration | None = None
         self.synced = asyncio.Event()
 
     async def start(self) -> None:
@@ -260,9 +260,9 @@ class IsnsClient:
             await self._query_visible()
         self.synced.set()
 
-    def _registration(self, nodes: dict[str, str]) -> messages.Registration:
+    def _registration(self, nodes: dict[str, str]) -> messages.EntityRegistration:
         portals = tuple(messages.Portal(self._address(h), p) for h, p in self.daemon.portals)
-        return messages.Registration(
+        return messages.EntityRegistration(
             self.entity_id, portals, tuple(messages.Node(n, a) for n, a in nodes.items()),
             tpgt=self.daemon.service.portal_group_tag, esi_port=self._listen_port,
             esi_interval=self.settings.esi_interval, scn_port=self._listen_port)
@@ -315,7 +315,7 @@ class IsnsClient:
 
     async def _expect(self, build: Callable[[int], Message]) -> Response:
         rsp = await self._call(build)
-        if rsp.status != Status.Successful:
+        if rsp.status != IsnsStatus.Successful:
             raise IsnsRefused(rsp)
         return rsp
 
@@ -336,11 +336,11 @@ class IsnsRefused(Exception):
 
     def __init__(self, rsp: Response) -> None:
         try:
-            name = Function(rsp.request).name
+            name = IsnsFunction(rsp.request).name
         except ValueError:
             name = hex(rsp.request)
         try:
-            status = Status(rsp.status).name
+            status = IsnsStatus(rsp.status).name
         except ValueError:
             status = str(rsp.status)
         super().__init__(f"{name}: {status}")

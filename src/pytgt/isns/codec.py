@@ -3,7 +3,7 @@
 A *message* is one request or response; it spans one or more PDUs of the same
 transaction (FIRST_PDU ... LAST_PDU, Sequence ID from 0). The payload of a request is
 TLV attributes (Source, Message Key, Delimiter, Operating; 5.6.1); of a response, a
-4-byte Status Code followed by attributes (5.7).
+4-byte IsnsStatus Code followed by attributes (5.7).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class _Partial:
 
 
 @dataclass
-class Framer:
+class IsnsFramer:
     """Bytes in, whole messages out. Feed with :meth:`receive_data`; take with
     :meth:`next_message` (None until a message is complete). Raises IsnsFormatError."""
 

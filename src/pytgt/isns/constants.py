@@ -10,8 +10,8 @@ HEADER_SIZE = 12  # 5.1: version, function, length, flags, transaction, sequence
 MAX_PAYLOAD = 0xFFFC  # the 16-bit PDU Length, a multiple of 4 (5.1.3)
 
 
-class Function(IntEnum):
-    """iSNSP Function ID (6.1); a response is the request's ID with bit 0x8000 set."""
+class IsnsFunction(IntEnum):
+    """iSNSP IsnsFunction ID (6.1); a response is the request's ID with bit 0x8000 set."""
 
     DevAttrReg = 0x0001
     DevAttrQry = 0x0002
@@ -56,7 +56,7 @@ class Flags(IntFlag):
     FIRST_PDU = 0x0400
 
 
-class Status(IntEnum):
+class IsnsStatus(IntEnum):
     """iSNS Response Status Codes (5.4), the first word of every response."""
 
     Successful = 0

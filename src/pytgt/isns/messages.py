@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytgt.isns.codec import Attribute, Message, request
-from pytgt.isns.constants import EntityProtocol, Flags, Function, NodeType, ScnBits, Tag
+from pytgt.isns.constants import EntityProtocol, Flags, IsnsFunction, NodeType, ScnBits, Tag
 
 # What a target asks to hear about (6.4.4): initiators (and itself) added, changed, gone.
 TARGET_SCN_BITMAP = (ScnBits.InitiatorAndSelfOnly | ScnBits.ObjectAdded
@@ -35,7 +35,7 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class EntityRegistration:
     """What the entity registers: its identity, portals, nodes and portal group tag."""
 
     entity_id: str
@@ -48,7 +48,7 @@ class Registration:
     registration_period: int | None = None
 
 
-def _portal_attrs(p: Portal, reg: Registration) -> list[Attribute]:
+def _portal_attrs(p: Portal, reg: EntityRegistration) -> list[Attribute]:
     attrs = [Attribute.ip(Tag.PortalIPAddress, p.address),
              Attribute.u32(Tag.PortalTCPUDPPort, p.port)]
     if reg.esi_port is not None:
@@ -76,7 +76,7 @@ def _portal_group_attrs(n: Node, p: Portal, tpgt: int) -> list[Attribute]:
             Attribute.u32(Tag.PGTag, tpgt)]
 
 
-def dev_attr_reg(reg: Registration, xid: int) -> Message:
+def dev_attr_reg(reg: EntityRegistration, xid: int) -> Message:
     """DevAttrReg (5.6.5.1) replacing the entity's registration with ``reg``.
 
     The source is the first node (registered by this very message); raises ValueError
@@ -96,31 +96,31 @@ def dev_attr_reg(reg: Registration, xid: int) -> Message:
         for p in reg.portals:
             operating += _portal_group_attrs(n, p, reg.tpgt)
     source = Attribute.string(Tag.iSCSIName, reg.nodes[0].name)
-    return request(Function.DevAttrReg, xid, source, [eid], operating, Flags.REPLACE)
+    return request(IsnsFunction.DevAttrReg, xid, source, [eid], operating, Flags.REPLACE)
 
 
 def dev_dereg_nodes(source: str, names: list[str], xid: int) -> Message:
     """DevDereg (5.6.5.4) of these storage nodes; the entity and its portals stay."""
-    return request(Function.DevDereg, xid, Attribute.string(Tag.iSCSIName, source), [],
+    return request(IsnsFunction.DevDereg, xid, Attribute.string(Tag.iSCSIName, source), [],
                    [Attribute.string(Tag.iSCSIName, n) for n in names])
 
 
 def dev_dereg_entity(source: str, entity_id: str, xid: int) -> Message:
     """DevDereg (5.6.5.4) of the whole entity: its portals and nodes go with it."""
-    return request(Function.DevDereg, xid, Attribute.string(Tag.iSCSIName, source), [],
+    return request(IsnsFunction.DevDereg, xid, Attribute.string(Tag.iSCSIName, source), [],
                    [Attribute.string(Tag.EntityIdentifier, entity_id)])
 
 
 def scn_reg(name: str, xid: int, bitmap: int = TARGET_SCN_BITMAP) -> Message:
     """SCNReg (5.6.5.5): tell ``name`` about changes it may see, on its SCN port."""
     node = Attribute.string(Tag.iSCSIName, name)
-    return request(Function.SCNReg, xid, node, [node],
+    return request(IsnsFunction.SCNReg, xid, node, [node],
                    [Attribute.u32(Tag.iSCSISCNBitmap, bitmap)])
 
 
 def dev_attr_qry_initiators(source: str, xid: int) -> Message:
     """DevAttrQry (5.6.5.2) for the initiators ``source`` may see: names and node types."""
-    return request(Function.DevAttrQry, xid, Attribute.string(Tag.iSCSIName, source),
+    return request(IsnsFunction.DevAttrQry, xid, Attribute.string(Tag.iSCSIName, source),
                    [Attribute.u32(Tag.iSCSINodeType, NodeType.Initiator)],
                    [Attribute.nil(Tag.iSCSIName), Attribute.nil(Tag.iSCSINodeType)])
 

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytgt.isns import messages
-from pytgt.isns.codec import Framer, Message, encode_message
-from pytgt.isns.constants import Function, Status, Tag
+from pytgt.isns.codec import IsnsFramer, Message, encode_message
+from pytgt.isns.constants import IsnsFunction, IsnsStatus, Tag
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The server answered our request ``request`` (its Function ID) with ``message``."""
+    """The server answered our request ``request`` (its IsnsFunction ID) with ``message``."""
 
     request: int
     message: Message
@@ -51,7 +51,7 @@ class ClientConnection:
     """Transaction IDs, the requests awaiting an answer, the answers to the server."""
 
     def __init__(self, first_xid: int = 1) -> None:
-        self._framer = Framer()
+        self._framer = IsnsFramer()
         self._xid = first_xid - 1
         self._pending: dict[int, int] = {}
         self._out: list[bytes] = []
@@ -81,17 +81,17 @@ class ClientConnection:
             request = self._pending.pop(msg.xid, None)
             if request is not None:
                 self._events.append(Response(request, msg))
-        elif msg.function == Function.ESI:
+        elif msg.function == IsnsFunction.ESI:
             self._out += encode_message(messages.esi_response(msg))
             self._events.append(EsiReceived(msg))
-        elif msg.function == Function.SCN:
+        elif msg.function == IsnsFunction.SCN:
             self._out += encode_message(messages.scn_response(msg))
             dest = msg.attributes[0].as_str() if msg.attributes else ""
             names = tuple(a.as_str() for a in msg.attributes[1:] if a.tag == Tag.iSCSIName)
             self._events.append(ScnReceived(msg, dest, names))
         else:  # 5.7: a request we do not serve
             self._out += encode_message(
-                messages.response_to(msg, Status.MessageNotSupported, ()))
+                messages.response_to(msg, IsnsStatus.MessageNotSupported, ()))
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
