@@ -11,7 +11,7 @@ MAX_PAYLOAD = 0xFFFC  # the 16-bit PDU Length, a multiple of 4 (5.1.3)
 
 
 class IsnsFunction(IntEnum):
-    """iSNSP IsnsFunction ID (6.1); a response is the request's ID with bit 0x8000 set."""
+    """iSNSP Function ID (6.1); a response is the request's ID with bit 0x8000 set."""
 
     DevAttrReg = 0x0001
     DevAttrQry = 0x0002

@@ -18,7 +18,7 @@ from pytgt.isns.constants import IsnsFunction, IsnsStatus, Tag
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The server answered our request ``request`` (its IsnsFunction ID) with ``message``."""
+    """The server answered our request ``request`` (its Function ID) with ``message``."""
 
     request: int
     message: Message
