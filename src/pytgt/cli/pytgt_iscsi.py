@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     epilog = "exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_STATUSES.items())
     p = _Parser(prog=PROG, description="iSCSI initiator commands (pytgt.initiator) on "
-                "libiscsi's iscsi://[user%%secret@]host[:port]/IQN/LUN URLs",
+                "libiscsi's iscsi://[user%secret@]host[:port]/IQN/LUN URLs",
                 epilog=epilog)
     p.add_argument("-i", "--initiator-name", default=DEFAULT_INITIATOR_NAME, metavar="IQN",
                    help=f"the initiator's iSCSI name (default {DEFAULT_INITIATOR_NAME})")

@@ -95,7 +95,8 @@ def parse_all_iscsi_options(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytgtd", description="pytgt iSCSI target daemon")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
-    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
+    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N",
+                   help="control port: the socket $PYTGT_RUN_DIR/socket.N (default 0)")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
                         "[,login_timeout=S][,tmf_wait_timeout=S][,tpgt=N]"
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "[,auth_backoff_initial=S][,auth_backoff_max=S]"
                         "[,isns=On,isns_addr=HOST[,isns_port=PORT][,isns_ac=On|Off]"
                         "[,isns_esi_interval=S]]")
-    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
+    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL",
+                   help="1: debug logging")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
     p.add_argument("--persist", action="store_true",
