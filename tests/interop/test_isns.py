@@ -113,6 +113,9 @@ def test_targets_and_portals_registered_updated_and_removed(isnsd: IsnsServer,
     try:
         _new_target(d, 1, IQN1)
         _new_target(d, 2, IQN2)
+        shown = d.adm("--op", "show", "--mode", "system").stdout
+        assert (f"iSNS:\n    iSNS=On\n    iSNSServerIP=127.0.0.1\n"
+                f"    iSNSServerPort={isnsd.port}\n    iSNSAccessControl=Off\n") in shown
         _until(lambda: IQN2 in isnsd.query("iscsi-name"), "targets not registered")
         nodes = isnsd.query("iscsi-name")
         assert IQN1 in nodes and "iSCSI node type = Target" in nodes

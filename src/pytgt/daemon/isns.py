@@ -169,6 +169,7 @@ class IsnsClient:
         """Open the ESI/SCN port, watch management changes and register in the background."""
         mgmt = self.daemon.management
         assert mgmt is not None, "start the daemon first"
+        mgmt.isns = self.settings
         previous = mgmt.on_change
 
         async def on_change() -> None:

@@ -22,6 +22,7 @@ from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
 from pytgt.daemon.dump import system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.daemon.isns import IsnsSettings
 from pytgt.daemon.mode_page import apply_mode_page
 from pytgt.daemon.persist import READ_ONLY_OPS
 from pytgt.daemon.security import SecurityMonitor
@@ -115,6 +116,8 @@ class Management:
         self.security = SecurityMonitor()
         # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
         self.allow_backing_symlinks = False
+        # pytgtd --iscsi isns=... (shown by --op show --mode system, tgt's iSNS section)
+        self.isns = IsnsSettings()
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
