@@ -45,9 +45,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_isnsd(tmp: Path) -> IsnsServer:
+def _start_isnsd(tmp: Path, port: int = 0) -> IsnsServer:
     (tmp / "db").mkdir(parents=True)
-    port = _free_port()
+    port = port or _free_port()
     (tmp / "isnsd.conf").write_text(
         f"BindAddress = 127.0.0.1:{port}\nServerAddress = 127.0.0.1:{port}\n"
         f"Security = 0\nPIDFile = {tmp}/isnsd.pid\nControlSocket = {tmp}/control\n"
@@ -138,6 +138,23 @@ def test_targets_and_portals_registered_updated_and_removed(isnsd: IsnsServer,
     assert "Object list empty" in isnsd.query("iscsi-name")
     assert "Object list empty" in isnsd.query("portal-addr")
     assert any("deregistered entity" in line for line in d.log)
+
+
+def test_a_server_that_comes_later_gets_the_registration(tmp_path: Path, tmp: Path) -> None:
+    """pytgtd starts without its iSNS server, keeps trying, registers once it answers."""
+    port = _free_port()
+    d = start_daemon(tmp, extra=("--iscsi", f"isns=On,isns_addr=127.0.0.1,isns_port={port}"))
+    try:
+        _new_target(d, 1, IQN1)
+        _until(lambda: any("isns: 127.0.0.1" in line for line in d.log), "no retry logged")
+        server = _start_isnsd(tmp_path / "late", port)
+        try:
+            _until(lambda: IQN1 in server.query("iscsi-name"), "not registered", 30.0)
+        finally:
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.wait(timeout=10)
+    finally:
+        assert d.stop() == 0, "".join(d.log[-20:])
 
 
 def _discovered(d: RunningDaemon, initiator: str) -> str:

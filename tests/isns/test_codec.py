@@ -6,6 +6,8 @@ import functools
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytgt.isns import messages
 from pytgt.isns.codec import (
@@ -179,3 +181,30 @@ def test_initiator_names_from_a_query_response() -> None:
         Attribute.string(Tag.iSCSIName, "iqn.t1"), Attribute.u32(Tag.iSCSINodeType, 1),
     ), Flags.SERVER, 0)
     assert messages.initiator_names(rsp) == ["iqn.i1"]
+
+
+_attrs = st.lists(st.builds(Attribute, st.integers(0, 2**32 - 1),
+                            st.binary(max_size=64).map(lambda b: b + bytes(-len(b) % 4))),
+                  max_size=20)
+
+
+@given(function=st.sampled_from(list(IsnsFunction)), xid=st.integers(0, 0xFFFF),
+       attrs=_attrs, status=st.integers(0, 2**32 - 1))
+def test_every_message_round_trips(function: IsnsFunction, xid: int,
+                                   attrs: list[Attribute], status: int) -> None:
+    msg = Message(function, xid, tuple(attrs), Flags.CLIENT,
+                  status if function & 0x8000 else None)
+    f = IsnsFramer()
+    f.receive_data(b"".join(encode_message(msg)))
+    assert f.next_message() == msg
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_give_messages_or_the_format_error(data: bytes) -> None:
+    f = IsnsFramer()
+    try:
+        f.receive_data(struct.pack(">H", 1) + data)
+    except IsnsFormatError:
+        return
+    while f.next_message() is not None:
+        pass

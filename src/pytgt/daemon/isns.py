@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pytgt.daemon.server import Daemon
 
 log = logging.getLogger("pytgt.isns")
-ISNS_KEYS = ("isns", "isns_addr", "isns_port", "isns_ac", "isns_esi_interval")
+RETRY_MAX = 10.0  # seconds between attempts to reach a server that does not answer
 
 
 @dataclass
@@ -228,7 +228,7 @@ class IsnsClient:
                 self._sent = None
                 self._dirty.set()
                 await asyncio.sleep(retry)  # back off before the next attempt
-                retry = min(retry * 2, 30.0)
+                retry = min(retry * 2, RETRY_MAX)
 
     async def _sync(self, refresh: bool = False) -> None:
         """Bring the server's registration up to the registry's targets."""

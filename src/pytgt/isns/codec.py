@@ -25,6 +25,7 @@ _HEADER = struct.Struct(">HHHHHH")
 _TL = struct.Struct(">II")
 _U32 = struct.Struct(">I")
 MAX_MESSAGE = 1 << 20  # a message larger than this is refused (bounded reassembly)
+MAX_PARTIAL = 16  # messages being reassembled at once
 
 
 class IsnsFormatError(Exception):
@@ -210,6 +211,8 @@ class IsnsFramer:
                                               bytes(part.payload)))
         else:
             self._partial[xid] = part
+            if len(self._partial) > MAX_PARTIAL:
+                raise IsnsFormatError(f"over {MAX_PARTIAL} messages in reassembly")
 
     def next_message(self) -> Message | None:
         return self._ready.pop(0) if self._ready else None
