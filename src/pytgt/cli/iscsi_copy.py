@@ -1,8 +1,9 @@
 """``pytgt-iscsi dd`` and ``bench``: moving data to, from and between LUNs.
 
 ``dd`` copies an image file (or block device) to a LUN, a LUN to a file, or a LUN to a
-LUN, ``--qd`` transfers of ``--bs`` bytes in flight; zero blocks are not written to a
-file (which stays sparse). ``bench`` runs one workload for ``--time`` seconds. Progress
+LUN, ``--qd`` transfers of ``--bs`` bytes in flight. A LUN larger than the image keeps
+its blocks past the image's end; an image that is not whole blocks is padded with
+zeros. Zero blocks are not written to a file (which stays sparse). ``bench`` runs one workload for ``--time`` seconds. Progress
 and throughput go to stderr when it is a terminal (or with ``--progress``).
 """
 
@@ -23,6 +24,7 @@ from pytgt.cli.iscsi_url import IscsiUrl, parse_url
 from pytgt.initiator import InitiatorSession
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+BAR_WIDTH = 30
 
 
 def size_arg(text: str) -> int:
@@ -178,8 +180,12 @@ class Progress:
     def line(self, now: float | None = None) -> str:
         elapsed = max((now or time.monotonic()) - self.start, 1e-9)
         rate = self.done / elapsed / (1 << 20)
-        pct = f"{100 * self.done // self.total:3d}% " if self.total else ""
-        return f"{pct}{self.done / (1 << 20):,.1f} MiB in {elapsed:.1f} s, {rate:,.1f} MiB/s"
+        bar = ""
+        if self.total:
+            filled = BAR_WIDTH * self.done // self.total
+            bar = f"[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] " \
+                  f"{100 * self.done // self.total:3d}% "
+        return f"{bar}{self.done / (1 << 20):,.1f} MiB in {elapsed:.1f} s, {rate:,.1f} MiB/s"
 
     def finish(self) -> None:
         if self.show:
