@@ -3,8 +3,9 @@
 ``dd`` copies an image file (or block device) to a LUN, a LUN to a file, or a LUN to a
 LUN, ``--qd`` transfers of ``--bs`` bytes in flight. A LUN larger than the image keeps
 its blocks past the image's end; an image that is not whole blocks is padded with
-zeros. Zero blocks are not written to a file (which stays sparse). ``bench`` runs one workload for ``--time`` seconds. Progress
-and throughput go to stderr when it is a terminal (or with ``--progress``).
+zeros. Zero blocks are not written to a file (which stays sparse). ``bench`` runs one
+workload for ``--time`` seconds. Progress (a bar) and throughput go to stderr when it is
+a terminal, or with ``--progress``.
 """
 
 from __future__ import annotations

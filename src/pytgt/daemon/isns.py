@@ -163,7 +163,6 @@ class IsnsClient:
         self._task: asyncio.Task[None] | None = None
         self._period: float | None = None
         self._sent: messages.EntityRegistration | None = None
-        self.synced = asyncio.Event()
 
     async def start(self) -> None:
         """Open the ESI/SCN port, watch management changes and register in the background."""
@@ -237,10 +236,12 @@ class IsnsClient:
                                                   key=lambda t: t.tid)}
         reg = self._registration(wanted)
         if reg == self._sent and not refresh:
-            return await self._after_sync()
+            await self._after_sync()
+            return
         gone = [n for n in self.registered if n not in wanted]
-        if gone and wanted:
-            await self._expect(functools.partial(messages.dev_dereg_nodes, gone[0], gone))
+        if gone and wanted:  # already gone from the server (NoSuchEntry) is as good
+            await self._expect(functools.partial(messages.dev_dereg_nodes, gone[0], gone),
+                               IsnsStatus.NoSuchEntry)
             log.info("isns: deregistered %s", ", ".join(gone))
         if wanted:
             rsp = await self._expect(functools.partial(messages.dev_attr_reg, reg))
@@ -251,7 +252,7 @@ class IsnsClient:
         elif self.registered:
             source = next(iter(self.registered))
             await self._expect(functools.partial(messages.dev_dereg_entity, source,
-                                                 self.entity_id))
+                                                 self.entity_id), IsnsStatus.NoSuchEntry)
             log.info("isns: deregistered entity %s", self.entity_id)
         self.registered, self._sent = wanted, reg
         await self._after_sync()
@@ -259,7 +260,6 @@ class IsnsClient:
     async def _after_sync(self) -> None:
         if self.settings.access_control:
             await self._query_visible()
-        self.synced.set()
 
     def _registration(self, nodes: dict[str, str]) -> messages.EntityRegistration:
         portals = tuple(messages.Portal(self._address(h), p) for h, p in self.daemon.portals)
@@ -314,9 +314,10 @@ class IsnsClient:
             self._close_link()
             raise
 
-    async def _expect(self, build: Callable[[int], Message]) -> Response:
+    async def _expect(self, build: Callable[[int], Message], *also_ok: int) -> Response:
+        """The response; raises IsnsRefused unless Successful (or one of ``also_ok``)."""
         rsp = await self._call(build)
-        if rsp.status != IsnsStatus.Successful:
+        if rsp.status != IsnsStatus.Successful and rsp.status not in also_ok:
             raise IsnsRefused(rsp)
         return rsp
 
