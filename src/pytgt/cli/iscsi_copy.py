@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-from pytgt.cli.iscsi_status import EXIT_EINVAL, CommandError
+from pytgt.cli.iscsi_status import EXIT_EINVAL, EXIT_EIO, CommandError
 from pytgt.cli.iscsi_url import IscsiUrl, parse_url
 from pytgt.initiator import InitiatorSession
+from pytgt.initiator.errors import ScsiError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 BAR_WIDTH = 30
@@ -93,10 +94,22 @@ class LunEnd:
 
     async def read(self, offset: int, length: int) -> bytes:
         bs = self.block_size
-        return await self.session.read16(self.lun, offset // bs, length // bs, bs)
+        try:
+            return await self.session.read16(self.lun, offset // bs, length // bs, bs)
+        except ScsiError as exc:
+            raise self._failed("READ(16)", offset, length, exc) from None
 
     async def write(self, offset: int, data: bytes) -> None:
-        await self.session.write16(self.lun, offset // self.block_size, data, self.block_size)
+        try:
+            await self.session.write16(self.lun, offset // self.block_size, data,
+                                       self.block_size)
+        except ScsiError as exc:
+            raise self._failed("WRITE(16)", offset, len(data), exc) from None
+
+    def _failed(self, op: str, offset: int, length: int, exc: ScsiError) -> CommandError:
+        bs = self.block_size
+        return CommandError(f"LUN {self.lun}: {op} of {length // bs} blocks at LBA "
+                            f"{offset // bs}: {exc}", EXIT_EIO)
 
     async def close(self) -> None:
         await self.session.synchronize_cache(self.lun)
