@@ -157,6 +157,27 @@ def test_a_server_that_comes_later_gets_the_registration(tmp_path: Path, tmp: Pa
         assert d.stop() == 0, "".join(d.log[-20:])
 
 
+def test_tgtadm_switches_it_on_at_run_time(isnsd: IsnsServer, tmp: Path) -> None:
+    """tgt's way: --op update --mode sys --name iSNSServerIP/iSNSServerPort/iSNS."""
+    d = start_daemon(tmp)
+    try:
+        _new_target(d, 1, IQN1)
+        sys_update = ("--op", "update", "--mode", "sys", "--name")
+        d.adm(*sys_update, "iSNSServerIP", "-v", "127.0.0.1")
+        d.adm(*sys_update, "iSNSServerPort", "-v", str(isnsd.port))
+        assert "Object list empty" in isnsd.query("iscsi-name")
+        d.adm(*sys_update, "iSNS", "-v", "On")
+        _until(lambda: IQN1 in isnsd.query("iscsi-name"), "not registered")
+        assert "    iSNS=On\n" in d.adm("--op", "show", "--mode", "sys").stdout
+        res = d.adm(*sys_update, "iSNS", "-v", "Off", check=False)
+        assert res.returncode == 22  # as tgt: once on, it stays on
+        res = d.adm(*sys_update, "iSNSServerPort", "-v", "1", check=False)
+        assert res.returncode == 22
+    finally:
+        assert d.stop() == 0, "".join(d.log[-20:])
+    assert "Object list empty" in isnsd.query("iscsi-name")
+
+
 def _discovered(d: RunningDaemon, initiator: str) -> str:
     res = subprocess.run(["iscsi-ls", "-i", initiator, f"iscsi://127.0.0.1:{d.port}/"],
                          capture_output=True, text=True, timeout=30)

@@ -168,7 +168,6 @@ class IsnsClient:
         """Open the ESI/SCN port, watch management changes and register in the background."""
         mgmt = self.daemon.management
         assert mgmt is not None, "start the daemon first"
-        mgmt.isns = self.settings
         previous = mgmt.on_change
 
         async def on_change() -> None:
@@ -348,11 +347,48 @@ class IsnsRefused(Exception):
         super().__init__(f"{name}: {status}")
 
 
-async def start_isns(daemon: Daemon, settings: IsnsSettings) -> IsnsClient | None:
-    """pytgtd's start: an :class:`IsnsClient` if ``isns=On``, else None."""
-    if not settings.enabled:
-        return None
-    client = IsnsClient(daemon, settings)
-    await client.start()
-    return client
+class IsnsControl:
+    """pytgtd's iSNS: the settings, the client once enabled, and tgt's run-time switches
+    (``tgtadm --op update --mode sys --name iSNSServerIP|iSNSServerPort|
+    iSNSAccessControl|iSNS --value ...``). Enabled, it cannot be disabled (as in tgt)."""
 
+    def __init__(self, daemon: Daemon, settings: IsnsSettings) -> None:
+        self.daemon = daemon
+        self.settings = settings
+        self.client: IsnsClient | None = None
+
+    async def start(self) -> None:
+        """Offer the switches to management; start the client if ``isns=On``."""
+        mgmt = self.daemon.management
+        assert mgmt is not None, "start the daemon first"
+        mgmt.isns = self.settings
+        mgmt.isns_admin = self.update
+        if self.settings.enabled:
+            await self._enable()
+
+    async def update(self, name: str, value: str) -> None:
+        """One tgt switch; raises ValueError for a bad name or value, or once enabled."""
+        if self.client is not None:
+            raise ValueError("iSNS is on: its settings cannot change")
+        if name == "iSNSServerIP" and value:
+            self.settings.address = value
+        elif name == "iSNSServerPort":
+            self.settings.port = _port(value)
+        elif name == "iSNSAccessControl":
+            self.settings.access_control = _on_off(value)
+        elif name == "iSNS" and _on_off(value):
+            if not self.settings.address:
+                raise ValueError("iSNS=On needs iSNSServerIP")
+            self.settings.enabled = True
+            await self._enable()
+        elif name != "iSNS":
+            raise ValueError(f"unknown iSNS setting {name}")
+
+    async def _enable(self) -> None:
+        self.client = IsnsClient(self.daemon, self.settings)
+        await self.client.start()
+
+    async def stop(self) -> None:
+        """Deregister everything (if enabled)."""
+        if self.client is not None:
+            await self.client.stop()

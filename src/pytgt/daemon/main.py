@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from pytgt.daemon.isns import IsnsSettings, split_isns_options, start_isns
+from pytgt.daemon.isns import IsnsControl, IsnsSettings, split_isns_options
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -176,11 +176,11 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         loop.add_signal_handler(sig, stop.set)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
-    isns = await start_isns(daemon, args.isns)
+    isns = IsnsControl(daemon, args.isns)
+    await isns.start()
     await stop.wait()
     logging.getLogger("pytgt.daemon").info("shutting down")
-    if isns is not None:
-        await isns.stop()  # deregister while the portals still answer
+    await isns.stop()  # deregister while the portals still answer
     await daemon.stop()
     return 0
 

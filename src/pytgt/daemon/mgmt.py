@@ -116,8 +116,10 @@ class Management:
         self.security = SecurityMonitor()
         # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
         self.allow_backing_symlinks = False
-        # pytgtd --iscsi isns=... (shown by --op show --mode system, tgt's iSNS section)
+        # pytgtd --iscsi isns=... (shown by --op show --mode system, tgt's iSNS section);
+        # isns_admin applies tgt's --op update --mode sys --name iSNS... (ValueError: refused)
         self.isns = IsnsSettings()
+        self.isns_admin: Callable[[str, str], Awaitable[None]] | None = None
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -546,6 +548,11 @@ async def system_update(m: Management, req: dict[str, Any]) -> str:
     elif name == "debug" and value in ("on", "off"):
         m.debug = value == "on"
         logging.getLogger("pytgt").setLevel(logging.DEBUG if m.debug else logging.INFO)
+    elif str(name).startswith("iSNS") and m.isns_admin is not None:
+        try:
+            await m.isns_admin(str(name), str(value))
+        except ValueError:
+            raise _invalid() from None
     else:
         raise _invalid()
     return ""
