@@ -56,7 +56,9 @@ iSNS (RFC 4171): isns=On with isns_addr=HOST and isns_port=PORT (default 3205) \
 registers the daemon's entity, portals and targets with that iSNS server, keeps them \
 current as targets come and go, answers its ESI and SCN messages, and deregisters \
 everything when the daemon stops; isns_ac=On admits only the initiators the server's \
-discovery domains show each target; isns_esi_interval=S is the ESI interval asked for.""",
+discovery domains show each target; isns_esi_interval=S is the ESI interval asked for. \
+As with tgt, pytgtadm --op update --mode sys --name iSNSServerIP, iSNSServerPort, \
+iSNSAccessControl and then iSNS --value On does the same at run time.""",
         "SIGNALS": "SIGTERM and SIGINT stop the daemon gracefully: running commands end, "
                    "sessions are asked to log out, stores are flushed.",
         "ENVIRONMENT": ENVIRONMENT,
