@@ -207,12 +207,10 @@ def test_isns_access_control(isnsd: IsnsServer, tmp: Path) -> None:
         assert d.stop() == 0, "".join(d.log[-20:])
 
 
-def test_bad_isns_options_are_one_line_errors(tmp: Path) -> None:
+def test_a_bad_isns_option_is_a_one_line_error(tmp: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
-    for opts, msg in (("isns=On", "bad --iscsi options: isns=On needs isns_addr=HOST"),
-                      ("isns=Maybe,isns_addr=h", "bad --iscsi option isns=Maybe"),
-                      ("isns=On,isns_addr=h,isns_port=0", "bad --iscsi option isns_port=0")):
-        res = subprocess.run([sys.executable, "-m", "pytgt.daemon.main", "-f", "--iscsi",
-                              f"portal=127.0.0.1:0,{opts}"], env=env, capture_output=True,
-                             text=True, timeout=30)
-        assert res.returncode == 1 and res.stderr.startswith("pytgtd: " + msg), res.stderr
+    res = subprocess.run([sys.executable, "-m", "pytgt.daemon.main", "-f", "--iscsi",
+                          "portal=127.0.0.1:0,isns=On"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 1
+    assert res.stderr == "pytgtd: bad --iscsi options: isns=On needs isns_addr=HOST\n"
