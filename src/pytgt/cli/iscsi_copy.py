@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
                    help="transfers in flight (default 8)")
     _progress_args(c)
     c = sub.add_parser("bench", help="measure IOPS and throughput of a LUN")
-    c.add_argument("url", metavar="URL")
+    c.add_argument("url", metavar="URL", help="the LUN: iscsi://HOST[:PORT]/IQN/LUN")
     c.add_argument("--rw", choices=("read", "write", "randread", "randwrite"),
                    default="randread", help="the workload (default randread; the "
                    "write workloads overwrite the LUN)")

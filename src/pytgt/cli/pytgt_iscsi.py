@@ -57,21 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
                            parser_class=_Parser)
     c = sub.add_parser("discover", help="list the targets of a portal (SendTargets), "
                        "as iscsiadm -m discovery does")
-    c.add_argument("url", metavar="iscsi://HOST[:PORT]/")
+    c.add_argument("url", metavar="iscsi://HOST[:PORT]/", help="the portal")
     c = sub.add_parser("ls", help="list targets as iscsi-ls does; -s with their LUNs")
     c.add_argument("-s", "--show-luns", action="store_true", help="also list every LUN")
-    c.add_argument("url", metavar="iscsi://HOST[:PORT]/")
+    c.add_argument("url", metavar="iscsi://HOST[:PORT]/", help="the portal")
     c = sub.add_parser("inq", help="INQUIRY, as iscsi-inq prints it")
     c.add_argument("-e", "--evpd", type=int, default=0, choices=(0, 1),
                    help="1: a vital product data page")
-    c.add_argument("-c", "--pagecode", type=lambda v: int(v, 0), default=0, metavar="PAGE",
+    c.add_argument("-c", "--pagecode", type=_page_code, default=0, metavar="PAGE",
                    help="the VPD page code (with -e 1), e.g. 0x83")
-    c.add_argument("url", metavar="URL")
+    c.add_argument("url", metavar="URL", help="the LUN: iscsi://HOST[:PORT]/IQN/LUN")
     c = sub.add_parser("readcap", help="READ CAPACITY (16), as iscsi-readcapacity16 prints it")
     c.add_argument("-s", "--size", action="store_true", help="print only the size in bytes")
-    c.add_argument("url", metavar="URL")
+    c.add_argument("url", metavar="URL", help="the LUN: iscsi://HOST[:PORT]/IQN/LUN")
     iscsi_copy.add_parsers(sub)
     return p
+
+
+def _page_code(text: str) -> int:
+    """A VPD page code: decimal or 0x hex, 0 to 255 (argparse type)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFF:
+        raise argparse.ArgumentTypeError(f"bad page code: {text}")
+    return value
 
 
 # -- running a command ----------------------------------------------------------------
