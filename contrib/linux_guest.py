@@ -1,0 +1,538 @@
+#!/usr/bin/env python3
+"""A throwaway QEMU guest running the Linux kernel's iSCSI initiator (open-iscsi), for
+trying pytgt with the initiator most users run, and for the tests in tests/guest/.
+
+    contrib/linux_guest.py build                 # prints the cached kernel and initramfs
+    contrib/linux_guest.py run script.sh --forward 10.0.2.100:3260=127.0.0.1:3260
+
+The guest is Debian's ``linux-image-amd64`` kernel with the SCSI, iSCSI, dm-multipath
+and ext4 modules, and an initramfs built from Debian packages fetched with
+``apt-get download`` and unpacked with ``dpkg-deb -x`` (busybox-static, open-iscsi,
+e2fsprogs, sg3-utils, mt-st, mtx, multipath-tools and the shared libraries their
+programs need). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
+QEMU's user-mode network, runs the script it was given (a second cpio appended to the
+initramfs) and powers off. The build is cached under ``$PYTGT_GUEST_CACHE`` (default
+``$XDG_CACHE_HOME/pytgt/guest``), keyed by the packages' versions.
+
+The network is ``restrict=on``: the guest reaches nothing but the ``--forward`` rules,
+each a guest address:port that QEMU relays, one process per connection, to a TCP port
+on the host's loopback. Needs qemu-system-x86 and apt (no KVM, no root). Importable:
+:func:`build_guest`, :class:`Guest`, :class:`GuestRun`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Debian packages whose programs go into the guest (their libraries follow by ELF).
+USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx",
+            "multipath-tools")
+#: Kernel modules loaded at boot, with their dependencies (from each module's modinfo).
+MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
+           "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",
+           "crc32c_generic", "crc32c_intel", "af_packet")
+#: Library packages apt lists that no program here links (or that clash with libsystemd0).
+SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
+MARK = "@@PYTGT@@"
+BUILD_FORMAT = "1"  # bump when the build changes the image
+
+INIT = r"""#!/bin/sh
+export PATH=/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /run/lock/iscsi /var/lib/iscsi /dev/pts
+mount -t devpts devpts /dev/pts
+for m in $(cat /etc/guest-modules); do insmod "/lib/modules/$m.ko" 2>/dev/null; done
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+hostname pytgt-guest
+echo "@@PYTGT@@ BOOTED $(uname -r)"
+sh -e /guest/test.sh
+echo "@@PYTGT@@ EXIT $?"
+sync
+poweroff -f
+"""
+
+
+# -- ELF: a module's modinfo and a program's DT_NEEDED ---------------------------------
+def _elf_sections(data: bytes) -> dict[str, bytes]:
+    """The named sections of a 64-bit little-endian ELF file."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return {}
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    heads = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = heads[shstrndx]
+    strtab = data[names[4]:names[4] + names[5]]
+    out: dict[str, bytes] = {}
+    for name_off, kind, _flags, _addr, off, size in heads:
+        name = strtab[name_off:strtab.index(b"\0", name_off)].decode()
+        out[name] = b"" if kind == 8 else data[off:off + size]  # SHT_NOBITS
+    return out
+
+
+def modinfo(path: Path) -> dict[str, str]:
+    """A kernel module's ``.modinfo`` key=value strings (the last of repeated keys)."""
+    raw = _elf_sections(path.read_bytes()).get(".modinfo", b"")
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def needed(path: Path) -> list[str]:
+    """The sonames an ELF program or library asks the dynamic loader for."""
+    sections = _elf_sections(path.read_bytes())
+    dyn, dynstr = sections.get(".dynamic", b""), sections.get(".dynstr", b"")
+    out = []
+    for tag, val in struct.iter_unpack("<qQ", dyn[:len(dyn) // 16 * 16]):
+        if tag == 1:  # DT_NEEDED
+            out.append(dynstr[val:dynstr.index(b"\0", val)].decode())
+    return out
+
+
+# -- Debian packages -------------------------------------------------------------------
+def _run(*cmd: str, cwd: Path | None = None) -> str:
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def resolve_packages() -> dict[str, str]:
+    """Name -> candidate version of the kernel image and userland packages with their
+    library dependencies (apt's recursive Depends, kept to ``lib*`` packages)."""
+    out = _run("apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+               "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+               "linux-image-amd64", *USERLAND)
+    names = {line for line in out.splitlines() if line and not line.startswith((" ", "<"))}
+    kernel = sorted(n for n in names if re.fullmatch(r"linux-image-[\d.]+-\d+-amd64", n))
+    keep = sorted(n for n in names if n in USERLAND or
+                  (n.startswith("lib") and not SKIP_LIBS.fullmatch(n)))
+    policy = _run("apt-cache", "policy", *kernel, *keep)
+    versions = dict(re.findall(r"^(\S+):\n\s+Installed: .*\n\s+Candidate: (\S+)", policy,
+                               re.M))
+    return {name: versions[name] for name in [*kernel, *keep]}
+
+
+def cache_key(packages: dict[str, str]) -> str:
+    """The cache directory name: package versions and what goes into the image."""
+    h = hashlib.sha256("\n".join([BUILD_FORMAT, INIT, *USERLAND, *MODULES]).encode())
+    for name, version in sorted(packages.items()):
+        h.update(f"{name}={version}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# -- the initramfs ---------------------------------------------------------------------
+class Cpio:
+    """A cpio "newc" archive written in memory (what the kernel unpacks as initramfs)."""
+
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes) -> None:
+        name_b = name.lstrip("/").encode() + b"\0"
+        fields = (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_b), 0)
+        self.ino += 1
+        self.buf.write(b"070701" + b"".join(b"%08X" % f for f in fields) + name_b)
+        self.buf.write(b"\0" * (-(110 + len(name_b)) % 4) + data + b"\0" * (-len(data) % 4))
+
+    def dir(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755, b"")
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def gzipped(self) -> bytes:
+        self._entry("TRAILER!!!", 0, b"")
+        return gzip.compress(self.buf.getvalue(), compresslevel=6, mtime=0)
+
+
+def _merged(path: str) -> str:
+    """Debian's merged-/usr name for a path inside a package."""
+    top = path.split("/", 1)[0]
+    return f"usr/{path}" if top in ("bin", "sbin", "lib", "lib64") else path
+
+
+class _Tree:
+    """Files gathered for the initramfs, by their merged-/usr path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, Path] = {}
+        self.links: dict[str, str] = {}
+        for path in sorted(root.rglob("*")):
+            rel = _merged(str(path.relative_to(root)))
+            if path.is_symlink():
+                self.links[rel] = os.readlink(path)
+            elif path.is_file():
+                self.files[rel] = path
+
+    def lookup(self, rel: str) -> str | None:
+        """Follow symlinks (relative or absolute) to a regular file's path."""
+        for _ in range(10):
+            if rel in self.files:
+                return rel
+            if rel not in self.links:
+                return None
+            target = self.links[rel]
+            base = "" if target.startswith("/") else os.path.dirname(rel)
+            rel = _merged(os.path.normpath(os.path.join(base, target)).lstrip("/"))
+        return None
+
+
+def _programs(tree: _Tree) -> list[str]:
+    return [rel for rel in [*tree.files, *tree.links]
+            if re.match(r"usr/s?bin/", rel) and tree.lookup(rel)]
+
+
+def _library_closure(tree: _Tree, roots: Iterable[str]) -> set[str]:
+    """Every file needed to run ``roots``: the dynamic loader and DT_NEEDED libraries."""
+    dirs = ("usr/lib/x86_64-linux-gnu", "usr/lib")
+    want, seen = list(roots) + ["usr/lib64/ld-linux-x86-64.so.2"], set[str]()
+    while want:
+        rel = want.pop()
+        real = tree.lookup(rel)
+        if real is None or rel in seen:
+            continue
+        seen.update((rel, real))
+        for soname in needed(tree.files[real]):
+            hits = [f"{d}/{soname}" for d in dirs if tree.lookup(f"{d}/{soname}")]
+            if not hits:
+                raise RuntimeError(f"{rel} needs {soname}, which no package provides")
+            want.append(hits[0])
+    return seen
+
+
+def _module_order(moddir: Path, wanted: Iterable[str]) -> list[Path]:
+    """The modules to insmod, each after its dependencies (modinfo ``depends=``)."""
+    by_name = {p.name[:-3].replace("-", "_"): p for p in moddir.rglob("*.ko")}
+    builtin = {Path(line).name[:-3].replace("-", "_")
+               for line in (moddir / "modules.builtin").read_text().split()}
+    order: list[Path] = []
+
+    def visit(name: str) -> None:
+        path = by_name.get(name)
+        if path is None:
+            if name not in builtin:
+                raise RuntimeError(f"kernel module {name} not found")
+            return
+        if path in order:
+            return
+        for dep in filter(None, modinfo(path).get("depends", "").split(",")):
+            visit(dep.replace("-", "_"))
+        order.append(path)
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio) -> None:
+    files = _library_closure(tree, _programs(tree))
+    files.update(rel for rel in tree.links if rel.startswith("usr/lib/udev"))
+    dirs = set[str]()
+    for rel in [*files, *_programs(tree), "usr/sbin/x", "usr/lib64/x", "usr/lib/modules/x",
+                "proc/x", "sys/x", "dev/x", "run/x", "tmp/x", "etc/iscsi/x", "var/lib/x",
+                "guest/x", "mnt/x", "root/x"]:
+        parts = rel.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for d in sorted(dirs):
+        cpio.dir(d)
+    for top in ("bin", "sbin", "lib", "lib64"):
+        cpio.symlink(top, f"usr/{top}")
+    for rel in sorted(set(files) | set(_programs(tree))):
+        if rel in tree.files:
+            path = tree.files[rel]
+            cpio.file(rel, path.read_bytes(), path.stat().st_mode & 0o777)
+        else:
+            cpio.symlink(rel, tree.links[rel])
+    present = set(files) | set(_programs(tree))
+    for applet in _run(str(tree.root / "bin/busybox"), "--list").split():
+        if f"usr/bin/{applet}" not in present and f"usr/sbin/{applet}" not in present:
+            cpio.symlink(f"usr/bin/{applet}", "/usr/bin/busybox")
+    for path in modules:
+        cpio.file(f"usr/lib/modules/{path.name}", path.read_bytes())
+    cpio.file("etc/guest-modules", " ".join(p.name[:-3] for p in modules).encode())
+    cpio.file("init", INIT.encode(), 0o755)
+    cpio.file("etc/iscsi/initiatorname.iscsi",
+              b"InitiatorName=iqn.2026-12.org.pytgt:guest\n")
+    cpio.file("etc/iscsi/iscsid.conf", b"node.startup = manual\n")
+    cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    cpio.file("etc/group", b"root:x:0:\n")
+    cpio.file("etc/multipath.conf", b"defaults {\n  user_friendly_names no\n}\n")
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A built guest: its kernel and initramfs files, and the versions they came from."""
+
+    kernel: Path
+    initrd: Path
+    packages: dict[str, str] = field(default_factory=dict)
+
+    def boot(self, script: str, forwards: dict[str, tuple[str, int]],
+             files: dict[str, bytes] | None = None, log: Path | None = None,
+             memory_mb: int = 512) -> GuestRun:
+        """Start QEMU on ``script`` (run by ``sh -e`` as /guest/test.sh); ``forwards``
+        maps guest "ADDR:PORT" to a host (address, port). Returns the running guest;
+        call :meth:`GuestRun.wait_for`, then :meth:`GuestRun.finish`."""
+        return GuestRun.start(self, script, forwards, files or {}, log, memory_mb)
+
+
+def default_cache() -> Path:
+    env = os.environ.get("PYTGT_GUEST_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytgt" / "guest"
+
+
+def build_guest(cache: Path | None = None, progress: bool = False) -> Guest:
+    """Return the cached guest for today's package versions, building it if missing."""
+    cache = cache or default_cache()
+    packages = resolve_packages()
+    out = cache / cache_key(packages)
+    guest = Guest(out / "vmlinuz", out / "initrd.gz", packages)
+    if guest.initrd.exists():
+        return guest
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
+        _build(Path(tmp), packages, progress)
+        shutil.rmtree(out, ignore_errors=True)
+        (Path(tmp) / "out").rename(out)
+    return guest
+
+
+def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
+    debs, root, kroot = tmp / "debs", tmp / "root", tmp / "kernel"
+    for d in (debs, root, kroot, tmp / "out"):
+        d.mkdir()
+    t0 = time.monotonic()
+    _run("apt-get", "download", "-q", *(f"{n}={v}" for n, v in packages.items()), cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        if deb.name.startswith("linux-image-"):
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                   stdout=subprocess.PIPE)
+            _run_stdin(tar, "tar", "-x", "-C", str(kroot), "./boot", "./lib/modules")
+        else:
+            _run("dpkg-deb", "-x", str(deb), str(root))
+    moddir = next((kroot / "lib/modules").iterdir())
+    modules = _module_order(moddir, MODULES)
+    cpio = Cpio()
+    _userland_cpio(_Tree(root), modules, cpio)
+    (tmp / "out/initrd.gz").write_bytes(cpio.gzipped())
+    shutil.copyfile(next((kroot / "boot").glob("vmlinuz-*")), tmp / "out/vmlinuz")
+    (tmp / "out/packages").write_text("".join(f"{n} {v}\n" for n, v in packages.items()))
+    if progress:
+        print(f"built in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+
+def _run_stdin(src: subprocess.Popen[bytes], *cmd: str) -> None:
+    res = subprocess.run(cmd, stdin=src.stdout, capture_output=True, timeout=600)
+    src.wait(timeout=60)
+    if res.returncode or src.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.decode().strip()}")
+
+
+def script_cpio(files: dict[str, bytes]) -> bytes:
+    """A gzipped cpio of the guest's per-boot files (appended to the initramfs)."""
+    cpio = Cpio()
+    cpio.dir("guest")
+    for name, data in sorted(files.items()):
+        cpio.file(f"guest/{name}", data, 0o755)
+    return cpio.gzipped()
+
+
+# -- running QEMU ----------------------------------------------------------------------
+class GuestTimeout(AssertionError):
+    """A console marker did not appear in time; carries the console so far."""
+
+
+@dataclass
+class GuestRun:
+    """A QEMU process started by :meth:`Guest.boot`: its console lines as they arrive."""
+
+    proc: subprocess.Popen[bytes]
+    workdir: tempfile.TemporaryDirectory[str]
+    lines: list[str] = field(default_factory=list)
+    log: Path | None = None
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _eof: bool = False
+
+    @classmethod
+    def start(cls, guest: Guest, script: str, forwards: dict[str, tuple[str, int]],
+              files: dict[str, bytes], log: Path | None, memory_mb: int) -> GuestRun:
+        work = tempfile.TemporaryDirectory(prefix="pytgt-guest-")
+        initrd = Path(work.name) / "initrd.gz"
+        initrd.write_bytes(guest.initrd.read_bytes() +
+                           script_cpio({**files, "test.sh": script.encode()}))
+        netdev = "user,id=n0,restrict=on,ipv6=off"
+        for gaddr, (haddr, hport) in forwards.items():
+            relay = shlex.join([sys.executable, str(Path(__file__).resolve()), "relay",
+                                haddr, str(hport)])
+            netdev += f",guestfwd=tcp:{gaddr}-cmd:{relay}"
+        cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
+               "-m", str(memory_mb), "-smp", "1", "-nographic", "-no-reboot", "-nodefaults",
+               "-serial", "stdio", "-monitor", "none", "-kernel", str(guest.kernel),
+               "-initrd", str(initrd), "-append",
+               "console=ttyS0 panic=-1 loglevel=5 rdinit=/init",
+               "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        run = cls(proc, work, log=log)
+        threading.Thread(target=run._read, daemon=True).start()
+        return run
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        sink = self.log.open("a") if self.log else None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+            if sink:
+                sink.write(line + "\n")
+                sink.flush()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+        if sink:
+            sink.close()
+
+    def wait_for(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str]:
+        """The first console line from index ``start`` matching ``pattern``, waiting at
+        most ``timeout`` seconds. Raises :class:`GuestTimeout` (with the console)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = start
+        with self._cond:
+            while True:
+                for i in range(i, len(self.lines)):  # noqa: B020
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                i = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    raise GuestTimeout(f"no {pattern!r} within {timeout}s:\n{self.console()}")
+                self._cond.wait(left)
+
+    def marker(self, name: str, timeout: float) -> str:
+        """Wait for the script's ``echo "@@PYTGT@@ NAME rest"``; return ``rest``."""
+        return self.wait_for(rf"{MARK} {re.escape(name)}\b ?(.*)", timeout).group(1)
+
+    def console(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the script's exit status and QEMU's exit; kill our QEMU if it hangs."""
+        try:
+            status = int(self.marker("EXIT", timeout))
+            self.proc.wait(timeout=30)
+            return status
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill our own QEMU (by PID) if it still runs, and remove its files."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.workdir.cleanup()
+
+
+# -- the per-connection relay QEMU runs for each forwarded guest connection ------------
+def relay(host: str, port: int) -> None:
+    """Copy between stdin (QEMU's end of a guest connection, a socket) and host:port,
+    passing each side's end of stream on to the other."""
+    guest = socket.socket(fileno=0)
+    target = socket.create_connection((host, port), timeout=10)
+    for sock in (guest, target):
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if sock is target else None
+    peer = {guest: target, target: guest}
+    open_ = [guest, target]
+    while open_:
+        for sock in select.select(open_, [], [])[0]:
+            try:
+                data = sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            if data:
+                peer[sock].sendall(data)
+                continue
+            open_.remove(sock)
+            with contextlib.suppress(OSError):
+                peer[sock].shutdown(socket.SHUT_WR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build (or find) the cached guest and print its files")
+    run = sub.add_parser("run", help="boot the guest on a shell script and print its console")
+    run.add_argument("script", type=Path)
+    run.add_argument("--forward", action="append", default=[], metavar="GADDR:GPORT=HOST:PORT",
+                     help="a guest address QEMU relays to a TCP port on the host")
+    run.add_argument("--timeout", type=float, default=600)
+    rel = sub.add_parser("relay", help=argparse.SUPPRESS)
+    rel.add_argument("host")
+    rel.add_argument("port", type=int)
+    args = parser.parse_args(argv)
+    if args.cmd == "relay":
+        relay(args.host, args.port)
+        return 0
+    guest = build_guest(progress=True)
+    if args.cmd == "build":
+        print(f"kernel {guest.kernel}\ninitrd {guest.initrd}")
+        return 0
+    forwards = {}
+    for spec in args.forward:
+        gaddr, _, hostport = spec.partition("=")
+        host, _, port = hostport.rpartition(":")
+        forwards[gaddr] = (host, int(port))
+    booted = guest.boot(args.script.read_text(), forwards)
+    shown = 0
+    try:
+        booted.wait_for(rf"{MARK} EXIT", args.timeout)
+    finally:
+        lines = booted.lines[shown:]
+        print("\n".join(lines))
+        status = booted.finish(timeout=1) if booted.proc.poll() is None else 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
