@@ -80,6 +80,34 @@ poweroff -f
 """
 
 
+#: Shell functions every guest script starts with.
+GUEST_LIB = r"""
+mark() { echo "@@PYTGT@@ $*"; }
+# gate NAME: tell the host we reached NAME and wait until it answers (tests/guest "gate")
+gate() {
+  mark "GATE $1"
+  r=$(echo "$1" | nc 10.0.2.99 9)
+  [ "$r" = go ] || { mark "GATE-REFUSED $1"; exit 1; }
+}
+# poll SECONDS CMD...: run CMD every 0.1 s until it succeeds or SECONDS pass
+poll() {
+  n=$(($1 * 10)); shift
+  until "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+# disk_of IQN LUN: the /dev/sdX of a LUN of a logged-in target
+disk_of() {
+  for s in /sys/class/iscsi_session/session*; do
+    [ "$(cat "$s/targetname")" = "$1" ] || continue
+    for b in "$s"/device/target*/*:"$2"/block/*; do
+      [ -e "$b" ] && echo "/dev/${b##*/}" && return 0
+    done
+  done
+  return 1
+}
+"""
+GATE_ADDR = "10.0.2.99:9"
+
+
 # -- ELF: a module's modinfo and a program's DT_NEEDED ---------------------------------
 def _elf_sections(data: bytes) -> dict[str, bytes]:
     """The named sections of a 64-bit little-endian ELF file."""
@@ -379,10 +407,12 @@ class GuestTimeout(AssertionError):
 
 @dataclass
 class GuestRun:
-    """A QEMU process started by :meth:`Guest.boot`: its console lines as they arrive."""
+    """A QEMU process started by :meth:`Guest.boot`: its console lines as they arrive,
+    and the gates its script waits at."""
 
     proc: subprocess.Popen[bytes]
     workdir: tempfile.TemporaryDirectory[str]
+    gate_sock: socket.socket
     lines: list[str] = field(default_factory=list)
     log: Path | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -392,23 +422,15 @@ class GuestRun:
     def start(cls, guest: Guest, script: str, forwards: dict[str, tuple[str, int]],
               files: dict[str, bytes], log: Path | None, memory_mb: int) -> GuestRun:
         work = tempfile.TemporaryDirectory(prefix="pytgt-guest-")
+        gate = socket.create_server(("127.0.0.1", 0))
+        forwards = {**forwards, GATE_ADDR: ("127.0.0.1", gate.getsockname()[1])}
         initrd = Path(work.name) / "initrd.gz"
         initrd.write_bytes(guest.initrd.read_bytes() +
-                           script_cpio({**files, "test.sh": script.encode()}))
-        netdev = "user,id=n0,restrict=on,ipv6=off"
-        for gaddr, (haddr, hport) in forwards.items():
-            relay = shlex.join([sys.executable, str(Path(__file__).resolve()), "relay",
-                                haddr, str(hport)])
-            netdev += f",guestfwd=tcp:{gaddr}-cmd:{relay}"
-        cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
-               "-m", str(memory_mb), "-smp", "1", "-nographic", "-no-reboot", "-nodefaults",
-               "-serial", "stdio", "-monitor", "none", "-kernel", str(guest.kernel),
-               "-initrd", str(initrd), "-append",
-               "console=ttyS0 panic=-1 loglevel=5 rdinit=/init",
-               "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           script_cpio({**files, "test.sh": (GUEST_LIB + script).encode()}))
+        proc = subprocess.Popen(_qemu_command(guest, initrd, forwards, memory_mb),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        run = cls(proc, work, log=log)
+        run = cls(proc, work, gate, log=log)
         threading.Thread(target=run._read, daemon=True).start()
         return run
 
@@ -429,33 +451,50 @@ class GuestRun:
         if sink:
             sink.close()
 
-    def wait_for(self, pattern: str, timeout: float, start: int = 0) -> re.Match[str]:
-        """The first console line from index ``start`` matching ``pattern``, waiting at
-        most ``timeout`` seconds. Raises :class:`GuestTimeout` (with the console)."""
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first console line matching ``pattern``, waiting at most ``timeout``
+        seconds. Raises :class:`GuestTimeout` (with the console)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        i = start
+        seen = 0
         with self._cond:
             while True:
-                for i in range(i, len(self.lines)):  # noqa: B020
-                    m = rx.search(self.lines[i])
+                for line in self.lines[seen:]:
+                    m = rx.search(line)
                     if m:
                         return m
-                i = len(self.lines)
+                seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if left <= 0 or self._eof:
                     raise GuestTimeout(f"no {pattern!r} within {timeout}s:\n{self.console()}")
                 self._cond.wait(left)
 
     def marker(self, name: str, timeout: float) -> str:
-        """Wait for the script's ``echo "@@PYTGT@@ NAME rest"``; return ``rest``."""
-        return self.wait_for(rf"{MARK} {re.escape(name)}\b ?(.*)", timeout).group(1)
+        """Wait for the script's ``mark NAME rest``; return ``rest``."""
+        return self.wait_for(rf"^{MARK} {re.escape(name)}(?: (.*))?$", timeout).group(1) or ""
 
     def console(self) -> str:
         with self._cond:
             return "\n".join(self.lines)
 
-    def finish(self, timeout: float = 60.0) -> int:
+    @contextlib.contextmanager
+    def gate(self, name: str, timeout: float) -> Iterator[None]:
+        """Wait until the script calls ``gate NAME``; the guest waits there while the
+        ``with`` body runs and goes on when it ends (or exits 1 if the body raises)."""
+        self.marker(f"GATE {name}", timeout)
+        self.gate_sock.settimeout(30)
+        conn, _ = self.gate_sock.accept()
+        with conn:
+            conn.settimeout(30)
+            assert conn.recv(256).strip() == name.encode(), f"gate {name}: wrong name"
+            answer = b"stop\n"
+            try:
+                yield
+                answer = b"go\n"
+            finally:
+                conn.sendall(answer)
+
+    def finish(self, timeout: float) -> int:
         """Wait for the script's exit status and QEMU's exit; kill our QEMU if it hangs."""
         try:
             status = int(self.marker("EXIT", timeout))
@@ -470,7 +509,24 @@ class GuestRun:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+        self.gate_sock.close()
         self.workdir.cleanup()
+
+
+def _qemu_command(guest: Guest, initrd: Path, forwards: dict[str, tuple[str, int]],
+                  memory_mb: int) -> list[str]:
+    """QEMU with TCG, one CPU, the serial console on stdout, and a user-mode network that
+    reaches nothing but ``forwards`` (restrict=on; one relay process per connection)."""
+    netdev = "user,id=n0,restrict=on,ipv6=off"
+    for gaddr, (haddr, hport) in forwards.items():
+        relay = shlex.join([sys.executable, str(Path(__file__).resolve()), "relay",
+                            haddr, str(hport)])
+        netdev += f",guestfwd=tcp:{gaddr}-cmd:{relay}"
+    return ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max",
+            "-m", str(memory_mb), "-smp", "1", "-nographic", "-no-reboot", "-nodefaults",
+            "-serial", "stdio", "-monitor", "none", "-kernel", str(guest.kernel),
+            "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 loglevel=5",
+            "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
 
 
 # -- the per-connection relay QEMU runs for each forwarded guest connection ------------
@@ -524,14 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         host, _, port = hostport.rpartition(":")
         forwards[gaddr] = (host, int(port))
     booted = guest.boot(args.script.read_text(), forwards)
-    shown = 0
     try:
-        booted.wait_for(rf"{MARK} EXIT", args.timeout)
+        return booted.finish(args.timeout)
     finally:
-        lines = booted.lines[shown:]
-        print("\n".join(lines))
-        status = booted.finish(timeout=1) if booted.proc.poll() is None else 0
-    return status
+        print(booted.console())
 
 
 if __name__ == "__main__":
