@@ -52,15 +52,16 @@ class RunningDaemon:
 
 
 def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
-                 timeout: float = 20.0) -> RunningDaemon:
-    """Start pytgtd on ``host`` port 0; return once it reports the bound port."""
+                 timeout: float = 20.0, port: int = 0) -> RunningDaemon:
+    """Start pytgtd on ``host`` ``port`` (0: an ephemeral one); return once it reports
+    the bound port."""
     env = dict(os.environ)
     env["PYTGT_RUN_DIR"] = str(tmp / "run")
     env["PYTGT_STATE_DIR"] = str(tmp / "state")
     src = str(Path(__file__).resolve().parent.parent / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     control = 1000 + os.getpid() % 20000
-    portal = f"[{host}]:0" if ":" in host else f"{host}:0"
+    portal = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytgt.daemon.main", "-f", "-C", str(control),
          "--iscsi", f"portal={portal}", *extra],

