@@ -87,3 +87,67 @@ def test_mkfs_write_fsck_and_checksums_across_two_boots(guest: Guest, daemon: Ru
         assert run.marker("WWID", 120) == wwid
         run.marker("FSCK", 60)
         assert run.marker("SUMS", 120) == sums
+
+
+CHAP_IQN, MUTUAL_IQN = f"{IQN}-chap", f"{IQN}-mutual"
+SECRETS = {"guest1": "guest1-secret-1", "guest2": "guest2-secret-2",
+           "target2": "target2-secret-3"}
+
+CHAP = LOGIN + f"""
+io_check() {{  # write 4 MiB of random data to $1 with O_DIRECT, read it back, compare
+  dd if=/dev/urandom of=/tmp/w bs=64k count=64 2>/dev/null
+  dd if=/tmp/w of=$1 bs=64k oflag=direct 2>/dev/null
+  dd if=$1 of=/tmp/r bs=64k count=64 iflag=direct 2>/dev/null
+  cmp /tmp/w /tmp/r
+}}
+A=node.session.auth
+if login {CHAP_IQN} $A.authmethod=CHAP $A.username=guest1 $A.password=wrong-secret-1; then
+  mark WRONG-SECRET-ACCEPTED; exit 1
+fi
+mark ONE-WAY-WRONG-SECRET-REFUSED
+iscsiadm -m node -T {CHAP_IQN} -p $P -o update -n $A.password -v {SECRETS["guest1"]}
+iscsiadm -m node -T {CHAP_IQN} -p $P --login
+poll 30 disk_of {CHAP_IQN} 1
+io_check $(disk_of {CHAP_IQN} 1)
+mark ONE-WAY-OK
+iscsiadm -m node -T {CHAP_IQN} -p $P --logout
+
+C='node.conn[0].iscsi'
+login {MUTUAL_IQN} $A.authmethod=CHAP $A.username=guest2 $A.password={SECRETS["guest2"]} \\
+  $A.username_in=target2 $A.password_in={SECRETS["target2"]} \\
+  $C.HeaderDigest=CRC32C $C.DataDigest=CRC32C
+poll 30 disk_of {MUTUAL_IQN} 1
+mark GUEST-DIGESTS $(iscsiadm -m session -P 2 | grep -o '[a-zA-Z]*Digest: [A-Z0-9]*')
+gate mutual
+io_check $(disk_of {MUTUAL_IQN} 1)
+mark MUTUAL-OK
+iscsiadm -m node -T {MUTUAL_IQN} -p $P --logout
+iscsiadm -m node -T {MUTUAL_IQN} -p $P -o update -n $A.password_in -v wrong-secret-3
+if iscsiadm -m node -T {MUTUAL_IQN} -p $P --login; then mark WRONG-TARGET-ACCEPTED; exit 1; fi
+mark MUTUAL-WRONG-TARGET-SECRET-REFUSED
+"""
+
+
+def test_chap_one_way_and_mutual_with_crc32c_digests(guest: Guest, daemon: RunningDaemon,
+                                                     tmp_path: Path) -> None:
+    for user, password in SECRETS.items():
+        daemon.adm("--lld", "iscsi", "--op", "new", "--mode", "account", "--user", user,
+                   "--password", password)
+    make_target(daemon, 1, CHAP_IQN, tmp_path / "chap.img", 8 << 20)
+    make_target(daemon, 2, MUTUAL_IQN, tmp_path / "mutual.img", 8 << 20)
+    bind = ("--lld", "iscsi", "--op", "bind", "--mode", "account")
+    daemon.adm(*bind, "--tid", "1", "--user", "guest1")
+    daemon.adm(*bind, "--tid", "2", "--user", "guest2")
+    daemon.adm(*bind, "--tid", "2", "--user", "target2", "--outgoing")
+    with booted(guest, CHAP, {PORTAL: daemon.port}, tmp_path / "boot.log") as run:
+        run.marker("ONE-WAY-WRONG-SECRET-REFUSED", 120)
+        run.marker("ONE-WAY-OK", 120)
+        assert run.marker("GUEST-DIGESTS", 120).split() == [
+            "HeaderDigest:", "CRC32C", "DataDigest:", "CRC32C"]
+        with run.gate("mutual", 60):
+            shown = daemon.adm("--lld", "iscsi", "--op", "show", "--mode", "session",
+                               "--tid", "2").stdout
+            assert "HeaderDigest=CRC32C" in shown and "DataDigest=CRC32C" in shown, shown
+            assert f"Initiator: {GUEST_IQN}" in shown
+        run.marker("MUTUAL-OK", 120)
+        run.marker("MUTUAL-WRONG-TARGET-SECRET-REFUSED", 120)
