@@ -151,3 +151,58 @@ def test_chap_one_way_and_mutual_with_crc32c_digests(guest: Guest, daemon: Runni
             assert f"Initiator: {GUEST_IQN}" in shown
         run.marker("MUTUAL-OK", 120)
         run.marker("MUTUAL-WRONG-TARGET-SECRET-REFUSED", 120)
+
+
+RECOVER = LOGIN + """
+login $T
+poll 30 disk_of $T 1
+D=$(disk_of $T 1)
+mkfs.ext4 -q -F $D
+mount $D /mnt
+(
+  i=0
+  until [ -e /tmp/stop ]; do
+    i=$((i + 1))
+    dd if=/dev/urandom of=/mnt/f$i bs=64k count=4 conv=fsync 2>/dev/null
+    [ $i = 2 ] && mark WRITING
+  done
+  mark WROTE $i
+) &
+gate recovered
+touch /tmp/stop
+wait $!
+(cd /mnt && sha256sum f* > /tmp/sums)
+umount /mnt
+echo 3 > /proc/sys/vm/drop_caches
+e2fsck -fn $D
+mark FSCK clean
+mount -o ro $D /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null)
+mark VERIFIED
+umount /mnt
+iscsiadm -m node -T $T -p $P --logout
+"""
+
+
+def test_daemon_sigkilled_and_restarted_while_the_guest_writes(guest: Guest,
+                                                               tmp_path: Path) -> None:
+    backing, conf = tmp_path / "lun1.img", tmp_path / "targets.conf"
+    with open(backing, "wb") as f:
+        f.truncate(SIZE)
+    conf.write_text(f"<target {IQN}>\n    backing-store {backing}\n"
+                    "    initiator-address ALL\n</target>\n")
+    d = start_daemon(tmp_path / "first", extra=("--config", str(conf)))
+    try:
+        with booted(guest, RECOVER, {PORTAL: d.port}, tmp_path / "boot.log") as run:
+            run.marker("WRITING", 120)
+            with run.gate("recovered", 120):
+                d.proc.kill()  # SIGKILL, our own daemon by PID
+                d.proc.wait(timeout=30)
+                d = start_daemon(tmp_path / "second", port=d.port,
+                                 extra=("--config", str(conf)))
+                run.wait_for(r"operational after recovery", 120)
+            assert int(run.marker("WROTE", 120)) > 2
+            run.marker("FSCK", 120)
+            run.marker("VERIFIED", 120)
+    finally:
+        d.stop()
