@@ -47,7 +47,10 @@ from pathlib import Path
 
 #: Debian packages whose programs go into the guest (their libraries follow by ELF).
 USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx",
-            "multipath-tools")
+            "multipath-tools", "udev")
+#: What goes into the guest from the packages (with the libraries these need).
+PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/systemd-udevd$"
+                      r"|usr/lib/udev/(?!hwdb)|etc/udev/udev.conf$")
 #: Kernel modules loaded at boot, with their dependencies (from each module's modinfo).
 MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
            "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",
@@ -55,7 +58,7 @@ MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mo
 #: Library packages apt lists that no program here links (or that clash with libsystemd0).
 SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
 MARK = "@@PYTGT@@"
-BUILD_FORMAT = "1"  # bump when the build changes the image
+BUILD_FORMAT = "3"  # bump when the build changes the image
 
 INIT = r"""#!/bin/sh
 export PATH=/usr/sbin:/usr/bin
@@ -93,6 +96,12 @@ gate() {
 poll() {
   n=$(($1 * 10)); shift
   until "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+# udev_start: udevd, and the devices present so far (persistent names in /dev/disk/by-id)
+udev_start() {
+  /lib/systemd/systemd-udevd --daemon
+  udevadm trigger --action=add
+  udevadm settle -t 60
 }
 # disk_of IQN LUN: the /dev/sdX of a LUN of a logged-in target
 disk_of() {
@@ -238,13 +247,15 @@ class _Tree:
 
 
 def _programs(tree: _Tree) -> list[str]:
+    """Programs, the plugins they dlopen (multipath's checkers and prioritizers), and
+    udev's daemon, rules and helpers (not its hardware database)."""
     return [rel for rel in [*tree.files, *tree.links]
-            if re.match(r"usr/s?bin/", rel) and tree.lookup(rel)]
+            if re.match(PROGRAMS, rel) and tree.lookup(rel)]
 
 
 def _library_closure(tree: _Tree, roots: Iterable[str]) -> set[str]:
     """Every file needed to run ``roots``: the dynamic loader and DT_NEEDED libraries."""
-    dirs = ("usr/lib/x86_64-linux-gnu", "usr/lib")
+    dirs = ("usr/lib/x86_64-linux-gnu", "usr/lib", "usr/lib/x86_64-linux-gnu/systemd")
     want, seen = list(roots) + ["usr/lib64/ld-linux-x86-64.so.2"], set[str]()
     while want:
         rel = want.pop()
@@ -286,7 +297,6 @@ def _module_order(moddir: Path, wanted: Iterable[str]) -> list[Path]:
 
 def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio) -> None:
     files = _library_closure(tree, _programs(tree))
-    files.update(rel for rel in tree.links if rel.startswith("usr/lib/udev"))
     dirs = set[str]()
     for rel in [*files, *_programs(tree), "usr/sbin/x", "usr/lib64/x", "usr/lib/modules/x",
                 "proc/x", "sys/x", "dev/x", "run/x", "tmp/x", "etc/iscsi/x", "var/lib/x",
@@ -316,7 +326,6 @@ def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio) -> None:
     cpio.file("etc/iscsi/iscsid.conf", b"node.startup = manual\n")
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     cpio.file("etc/group", b"root:x:0:\n")
-    cpio.file("etc/multipath.conf", b"defaults {\n  user_friendly_names no\n}\n")
 
 
 @dataclass(frozen=True)
@@ -533,8 +542,13 @@ def _qemu_command(guest: Guest, initrd: Path, forwards: dict[str, tuple[str, int
 def relay(host: str, port: int) -> None:
     """Copy between stdin (QEMU's end of a guest connection, a socket) and host:port,
     passing each side's end of stream on to the other."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)  # QEMU made our stderr the guest's connection too: keep it clean
     guest = socket.socket(fileno=0)
-    target = socket.create_connection((host, port), timeout=10)
+    try:
+        target = socket.create_connection((host, port), timeout=10)
+    except OSError:
+        return  # the guest sees its connection closed, as if refused
     for sock in (guest, target):
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if sock is target else None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +66,46 @@ def booted(guest: Guest, script: str, ports: dict[str, int], log: Path) -> Itera
         assert status == 0, f"guest script exited {status}:\n{run.console()}"
     finally:
         run.kill()
+
+
+class Link:
+    """A TCP relay on 127.0.0.1 to ``port`` that a test can cut: :meth:`cut` closes
+    every relayed connection and refuses new ones (a failed network path)."""
+
+    def __init__(self, port: int) -> None:
+        self.port_to = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.socks: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                a, _ = self.server.accept()
+                b = socket.create_connection(("127.0.0.1", self.port_to), timeout=10)
+            except OSError:
+                return
+            with self.lock:
+                self.socks += [a, b]
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._copy, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _copy(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        self.server.close()
+        with self.lock:
+            for sock in self.socks:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()

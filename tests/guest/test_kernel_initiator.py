@@ -11,10 +11,11 @@ initiator behind NAT does.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from tests.guest.conftest import PORTAL, Guest, booted, make_target
-from tests.helpers import RunningDaemon, start_daemon  # noqa: F401
+from tests.guest.conftest import PORTAL, PORTAL2, Guest, Link, booted, make_target
+from tests.helpers import RunningDaemon, start_daemon
 
 IQN = "iqn.2026-12.org.pytgt:guest-disk"
 GUEST_IQN = "iqn.2026-12.org.pytgt:guest"
@@ -204,5 +205,86 @@ def test_daemon_sigkilled_and_restarted_while_the_guest_writes(guest: Guest,
             assert int(run.marker("WROTE", 120)) > 2
             run.marker("FSCK", 120)
             run.marker("VERIFIED", 120)
+    finally:
+        d.stop()
+
+
+MULTIPATH = LOGIN + f"""
+disks_of() {{  # every /dev/sdX of LUN $2 of target $1, one session per portal
+  for s in /sys/class/iscsi_session/session*; do
+    [ "$(cat "$s/targetname")" = "$1" ] || continue
+    for b in "$s"/device/target*/*:"$2"/block/*; do [ -e "$b" ] && echo "${{b##*/}}"; done
+  done
+}}
+two_disks() {{ [ "$(disks_of $T 1 | wc -l)" = 2 ]; }}
+udev_start
+R=node.session.timeo.replacement_timeout=5
+login $T $R
+P={PORTAL2}
+login $T $R
+poll 30 two_disks
+for d in $(disks_of $T 1); do mark PATH $d $(cat /sys/block/$d/device/wwid); done
+udevadm settle -t 60
+ls -l /dev/disk/by-id/
+mark BY-ID $(ls /dev/disk/by-id/)
+sg_rtpg -d /dev/$(disks_of $T 1 | head -1)
+cat > /etc/multipath.conf <<EOF
+defaults {{
+  user_friendly_names no
+  find_multipaths off
+}}
+overrides {{
+  path_grouping_policy group_by_prio
+  detect_prio no
+  prio alua
+  path_checker tur
+}}
+EOF
+export DM_DISABLE_UDEV=1
+multipath -v2
+multipath -ll
+M=$(multipath -l -v1)
+mark MAP $M $(ls /dev/mapper/)
+mkfs.ext4 -q -F /dev/mapper/$M
+mount /dev/mapper/$M /mnt
+write() {{ dd if=/dev/urandom of=/mnt/$1 bs=64k count=8 conv=fsync 2>/dev/null; }}
+for i in 1 2 3; do write before$i; done
+gate cut
+for i in 1 2 3 4 5 6; do write after$i; done
+multipath -ll
+mark ACTIVE-PATHS $(multipath -ll | grep -c 'active ready')
+(cd /mnt && sha256sum before* after* > /tmp/sums)
+umount /mnt
+echo 3 > /proc/sys/vm/drop_caches
+e2fsck -fn /dev/mapper/$M
+mount -o ro /dev/mapper/$M /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null)
+mark VERIFIED
+umount /mnt
+"""
+
+
+def test_dm_multipath_over_two_portals_survives_a_cut_path(guest: Guest,
+                                                           tmp_path: Path) -> None:
+    d = start_daemon(tmp_path, extra=("--iscsi", "portal=127.0.0.1:0"))
+    try:
+        line = next(line for line in d.log if "listening on" in line)
+        ports = [int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", line)]
+        assert len(ports) == 2, line
+        make_target(d, 1, IQN, tmp_path / "lun1.img", SIZE)
+        link = Link(ports[1])
+        with booted(guest, MULTIPATH, {PORTAL: ports[0], PORTAL2: link.port},
+                    tmp_path / "boot.log") as run:
+            paths = [run.marker("PATH", 120).split(), run.marker("PATH", 1).split()]
+            (_, wwid1), (_, wwid2) = paths
+            assert wwid1 == wwid2 and wwid1.startswith("naa.")
+            naa = wwid1.removeprefix("naa.")
+            by_id = run.marker("BY-ID", 60).split()
+            assert f"wwn-0x{naa}" in by_id and f"scsi-3{naa}" in by_id
+            assert run.marker("MAP", 60).split()[0] == f"3{naa}"  # named by its WWID
+            with run.gate("cut", 120):
+                link.cut()
+            assert run.marker("ACTIVE-PATHS", 120) == "1"
+            run.marker("VERIFIED", 180)
     finally:
         d.stop()
