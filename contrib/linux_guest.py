@@ -364,8 +364,11 @@ def build_guest(cache: Path | None = None, progress: bool = False) -> Guest:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
         _build(Path(tmp), packages, progress)
-        shutil.rmtree(out, ignore_errors=True)
-        (Path(tmp) / "out").rename(out)
+        with contextlib.suppress(OSError):  # another process may have finished first
+            (Path(tmp) / "out").rename(out)
+    for old in cache.iterdir():  # earlier package versions' guests
+        if old != out and (old / "packages").exists():
+            shutil.rmtree(old, ignore_errors=True)
     return guest
 
 
@@ -535,7 +538,7 @@ def _qemu_command(guest: Guest, initrd: Path, forwards: dict[str, tuple[str, int
             "-m", str(memory_mb), "-smp", "1", "-nographic", "-no-reboot", "-nodefaults",
             "-serial", "stdio", "-monitor", "none", "-kernel", str(guest.kernel),
             "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 loglevel=5",
-            "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+            "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]
 
 
 # -- the per-connection relay QEMU runs for each forwarded guest connection ------------

@@ -18,6 +18,8 @@ from tests.helpers import RunningDaemon, start_daemon
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contrib"))
 from linux_guest import Guest, GuestRun, build_guest  # noqa: E402
 
+__all__ = ["BOOT_TIMEOUT", "PORTAL", "PORTAL2", "Guest", "Link", "booted", "make_target"]
+
 #: The guest address QEMU relays to the daemon's first portal (and the second's).
 PORTAL, PORTAL2 = "10.0.2.100:3260", "10.0.2.101:3260"
 #: Seconds a boot may take from QEMU's start to the script's last line (TCG, one CPU).
