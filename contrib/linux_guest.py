@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 #: Debian packages whose programs go into the guest (their libraries follow by ELF).
 USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx",
@@ -96,6 +97,11 @@ gate() {
 poll() {
   n=$(($1 * 10)); shift
   until "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
+}
+# iscsid_start: iscsid in the foreground (its log on the console), once it takes requests
+iscsid_start() {
+  iscsid -f &
+  poll 30 grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix
 }
 # udev_start: udevd, and the devices present so far (persistent names in /dev/disk/by-id)
 udev_start() {
@@ -337,11 +343,12 @@ class Guest:
     packages: dict[str, str] = field(default_factory=dict)
 
     def boot(self, script: str, forwards: dict[str, tuple[str, int]],
-             files: dict[str, bytes] | None = None, log: Path | None = None,
+             files: dict[str, bytes] | None = None, log: Path | TextIO | None = None,
              memory_mb: int = 512) -> GuestRun:
         """Start QEMU on ``script`` (run by ``sh -e`` as /guest/test.sh); ``forwards``
-        maps guest "ADDR:PORT" to a host (address, port). Returns the running guest;
-        call :meth:`GuestRun.wait_for`, then :meth:`GuestRun.finish`."""
+        maps guest "ADDR:PORT" to a host (address, port); the console is copied, line by
+        line, to ``log`` (a file, or an open stream). Returns the running guest; call
+        :meth:`GuestRun.marker`, then :meth:`GuestRun.finish`."""
         return GuestRun.start(self, script, forwards, files or {}, log, memory_mb)
 
 
@@ -426,13 +433,14 @@ class GuestRun:
     workdir: tempfile.TemporaryDirectory[str]
     gate_sock: socket.socket
     lines: list[str] = field(default_factory=list)
-    log: Path | None = None
+    log: Path | TextIO | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _eof: bool = False
 
     @classmethod
     def start(cls, guest: Guest, script: str, forwards: dict[str, tuple[str, int]],
-              files: dict[str, bytes], log: Path | None, memory_mb: int) -> GuestRun:
+              files: dict[str, bytes], log: Path | TextIO | None,
+              memory_mb: int) -> GuestRun:
         work = tempfile.TemporaryDirectory(prefix="pytgt-guest-")
         gate = socket.create_server(("127.0.0.1", 0))
         forwards = {**forwards, GATE_ADDR: ("127.0.0.1", gate.getsockname()[1])}
@@ -441,14 +449,14 @@ class GuestRun:
                            script_cpio({**files, "test.sh": (GUEST_LIB + script).encode()}))
         proc = subprocess.Popen(_qemu_command(guest, initrd, forwards, memory_mb),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         run = cls(proc, work, gate, log=log)
         threading.Thread(target=run._read, daemon=True).start()
         return run
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        sink = self.log.open("a") if self.log else None
+        sink = self.log.open("a") if isinstance(self.log, Path) else self.log
         for raw in self.proc.stdout:
             line = raw.decode(errors="replace").rstrip("\r\n")
             with self._cond:
@@ -460,7 +468,7 @@ class GuestRun:
         with self._cond:
             self._eof = True
             self._cond.notify_all()
-        if sink:
+        if sink and isinstance(self.log, Path):
             sink.close()
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
@@ -523,6 +531,13 @@ class GuestRun:
             self.proc.wait(timeout=30)
         self.gate_sock.close()
         self.workdir.cleanup()
+
+
+def _die_with_parent() -> None:
+    """In QEMU's child process: SIGKILL it when the process that started it dies."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _qemu_command(guest: Guest, initrd: Path, forwards: dict[str, tuple[str, int]],
@@ -596,11 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         gaddr, _, hostport = spec.partition("=")
         host, _, port = hostport.rpartition(":")
         forwards[gaddr] = (host, int(port))
-    booted = guest.boot(args.script.read_text(), forwards)
+    booted = guest.boot(args.script.read_text(), forwards, log=sys.stdout)
     try:
         return booted.finish(args.timeout)
     finally:
-        print(booted.console())
+        booted.kill()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ SIZE = 64 << 20
 
 LOGIN = f"""
 T={IQN}; P={PORTAL}
-iscsid -f &
+iscsid_start
 login() {{  # login IQN [name=value...]: a node record at $P with these settings, logged in
   t=$1; shift
   iscsiadm -m node -o new -T "$t" -p $P >/dev/null
