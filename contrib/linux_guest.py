@@ -8,7 +8,7 @@ trying pytgt with the initiator most users run, and for the tests in tests/guest
 The guest is Debian's ``linux-image-amd64`` kernel with the SCSI, iSCSI, dm-multipath
 and ext4 modules, and an initramfs built from Debian packages fetched with
 ``apt-get download`` and unpacked with ``dpkg-deb -x`` (busybox-static, open-iscsi,
-e2fsprogs, sg3-utils, mt-st, mtx, multipath-tools and the shared libraries their
+e2fsprogs, sg3-utils, mt-st, mtx, multipath-tools, udev and the shared libraries their
 programs need). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
 QEMU's user-mode network, runs the script it was given (a second cpio appended to the
 initramfs) and powers off. The build is cached under ``$PYTGT_GUEST_CACHE`` (default
@@ -55,11 +55,11 @@ PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/sys
 #: Kernel modules loaded at boot, with their dependencies (from each module's modinfo).
 MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
            "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",
-           "crc32c_generic", "crc32c_intel", "af_packet")
+           "crc32c_generic", "crc32c_intel")
 #: Library packages apt lists that no program here links (or that clash with libsystemd0).
 SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
 MARK = "@@PYTGT@@"
-BUILD_FORMAT = "3"  # bump when the build changes the image
+BUILD_FORMAT = "4"  # bump when the build changes the image
 
 INIT = r"""#!/bin/sh
 export PATH=/usr/sbin:/usr/bin
@@ -345,7 +345,8 @@ class Guest:
     def boot(self, script: str, forwards: dict[str, tuple[str, int]],
              files: dict[str, bytes] | None = None, log: Path | TextIO | None = None,
              memory_mb: int = 512) -> GuestRun:
-        """Start QEMU on ``script`` (run by ``sh -e`` as /guest/test.sh); ``forwards``
+        """Start QEMU on ``script`` (run by ``sh -e`` as /guest/test.sh, after
+        :data:`GUEST_LIB`); QEMU is killed if the calling thread exits. ``forwards``
         maps guest "ADDR:PORT" to a host (address, port); the console is copied, line by
         line, to ``log`` (a file, or an open stream). Returns the running guest; call
         :meth:`GuestRun.marker`, then :meth:`GuestRun.finish`."""

@@ -16,9 +16,11 @@ import pytest
 from tests.helpers import RunningDaemon, start_daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contrib"))
+import linux_guest  # noqa: E402
 from linux_guest import Guest, GuestRun, build_guest  # noqa: E402
 
-__all__ = ["BOOT_TIMEOUT", "PORTAL", "PORTAL2", "Guest", "Link", "booted", "make_target"]
+__all__ = ["BOOT_TIMEOUT", "PORTAL", "PORTAL2", "Guest", "Link", "booted", "linux_guest",
+           "make_target"]
 
 #: The guest address QEMU relays to the daemon's first portal (and the second's).
 PORTAL, PORTAL2 = "10.0.2.100:3260", "10.0.2.101:3260"
