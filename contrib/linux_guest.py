@@ -184,7 +184,8 @@ def resolve_packages() -> dict[str, str]:
 
 def cache_key(packages: dict[str, str]) -> str:
     """The cache directory name: package versions and what goes into the image."""
-    h = hashlib.sha256("\n".join([BUILD_FORMAT, INIT, *USERLAND, *MODULES]).encode())
+    what = [BUILD_FORMAT, INIT, PROGRAMS.pattern, *USERLAND, *MODULES]
+    h = hashlib.sha256("\n".join(what).encode())
     for name, version in sorted(packages.items()):
         h.update(f"{name}={version}\n".encode())
     return h.hexdigest()[:16]
@@ -387,12 +388,7 @@ def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
     t0 = time.monotonic()
     _run("apt-get", "download", "-q", *(f"{n}={v}" for n, v in packages.items()), cwd=debs)
     for deb in sorted(debs.glob("*.deb")):
-        if deb.name.startswith("linux-image-"):
-            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                   stdout=subprocess.PIPE)
-            _run_stdin(tar, "tar", "-x", "-C", str(kroot), "./boot", "./lib/modules")
-        else:
-            _run("dpkg-deb", "-x", str(deb), str(root))
+        _run("dpkg-deb", "-x", str(deb), str(kroot if deb.name.startswith("linux-") else root))
     moddir = next((kroot / "lib/modules").iterdir())
     modules = _module_order(moddir, MODULES)
     cpio = Cpio()
@@ -402,13 +398,6 @@ def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
     (tmp / "out/packages").write_text("".join(f"{n} {v}\n" for n, v in packages.items()))
     if progress:
         print(f"built in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-
-
-def _run_stdin(src: subprocess.Popen[bytes], *cmd: str) -> None:
-    res = subprocess.run(cmd, stdin=src.stdout, capture_output=True, timeout=600)
-    src.wait(timeout=60)
-    if res.returncode or src.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.decode().strip()}")
 
 
 def script_cpio(files: dict[str, bytes]) -> bytes:
@@ -472,8 +461,8 @@ class GuestRun:
         if sink and isinstance(self.log, Path):
             sink.close()
 
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first console line matching ``pattern``, waiting at most ``timeout``
+    def wait_for(self, pattern: str, timeout: float, nth: int = 1) -> re.Match[str]:
+        """The ``nth`` console line matching ``pattern``, waiting at most ``timeout``
         seconds. Raises :class:`GuestTimeout` (with the console)."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
@@ -482,7 +471,8 @@ class GuestRun:
             while True:
                 for line in self.lines[seen:]:
                     m = rx.search(line)
-                    if m:
+                    nth -= m is not None
+                    if m and nth == 0:
                         return m
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
@@ -490,9 +480,10 @@ class GuestRun:
                     raise GuestTimeout(f"no {pattern!r} within {timeout}s:\n{self.console()}")
                 self._cond.wait(left)
 
-    def marker(self, name: str, timeout: float) -> str:
-        """Wait for the script's ``mark NAME rest``; return ``rest``."""
-        return self.wait_for(rf"^{MARK} {re.escape(name)}(?: (.*))?$", timeout).group(1) or ""
+    def marker(self, name: str, timeout: float, nth: int = 1) -> str:
+        """Wait for the script's ``nth`` ``mark NAME rest``; return ``rest``."""
+        rx = rf"^{MARK} {re.escape(name)}(?: (.*))?$"
+        return self.wait_for(rx, timeout, nth).group(1) or ""
 
     def console(self) -> str:
         with self._cond:
@@ -500,8 +491,9 @@ class GuestRun:
 
     @contextlib.contextmanager
     def gate(self, name: str, timeout: float) -> Iterator[None]:
-        """Wait until the script calls ``gate NAME``; the guest waits there while the
-        ``with`` body runs and goes on when it ends (or exits 1 if the body raises)."""
+        """Wait until the script calls ``gate NAME`` (one gate of a name per boot); the
+        guest waits there while the ``with`` body runs and goes on when it ends (or exits
+        1 if the body raises)."""
         self.marker(f"GATE {name}", timeout)
         self.gate_sock.settimeout(30)
         conn, _ = self.gate_sock.accept()

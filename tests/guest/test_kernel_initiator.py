@@ -275,9 +275,8 @@ def test_dm_multipath_over_two_portals_survives_a_cut_path(guest: Guest,
         link = Link(ports[1])
         with booted(guest, MULTIPATH, {PORTAL: ports[0], PORTAL2: link.port},
                     tmp_path / "boot.log") as run:
-            paths = [run.marker("PATH", 120).split(), run.marker("PATH", 1).split()]
-            (_, wwid1), (_, wwid2) = paths
-            assert wwid1 == wwid2 and wwid1.startswith("naa.")
+            (sd1, wwid1), (sd2, wwid2) = (run.marker("PATH", 120, nth).split() for nth in (1, 2))
+            assert sd1 != sd2 and wwid1 == wwid2 and wwid1.startswith("naa.")
             naa = wwid1.removeprefix("naa.")
             by_id = run.marker("BY-ID", 60).split()
             assert f"wwn-0x{naa}" in by_id and f"scsi-3{naa}" in by_id
