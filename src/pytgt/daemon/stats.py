@@ -33,9 +33,10 @@ refused by ``SO_PEERCRED``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon.security import failure_reason
 from pytgt.iscsi.constants import LoginStatus
 from pytgt.scsi.lu_stats import commands
 
@@ -57,6 +58,7 @@ class LoginStats:
     login_fail: int = 0
     auth_fail: int = 0
     acl_denied: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # by reason (failure_reason)
 
 
 def login_stats(target: Target) -> LoginStats:
@@ -73,6 +75,8 @@ def count_login_failure(target: Target | None, status: int) -> None:
         return
     stats = login_stats(target)
     stats.login_fail += 1
+    reason = failure_reason(status)
+    stats.failures[reason] = stats.failures.get(reason, 0) + 1
     if status == LoginStatus.AUTHENTICATION_FAILURE:
         stats.auth_fail += 1
 
