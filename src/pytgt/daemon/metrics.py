@@ -140,7 +140,8 @@ def _target_metrics(targets: list[Target]) -> Iterator[Metric]:
                                  labels=["target"])
     failures = CounterMetricFamily("pytgt_target_login_failures", "Failed logins to the "
                                    "target by reason", labels=["target", "reason"])
-    tmfs = CounterMetricFamily("pytgt_target_tmf", "Task management functions answered",
+    tmfs = CounterMetricFamily("pytgt_target_tmf", "Task management functions carried out "
+                               "by the SCSI layer, by function and service response",
                                labels=["target", "function", "response"])
     for t in targets:
         sessions.add_metric([t.name], len(t.nexuses))

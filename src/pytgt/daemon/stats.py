@@ -58,7 +58,8 @@ class LoginStats:
     login_fail: int = 0
     auth_fail: int = 0
     acl_denied: int = 0
-    failures: dict[str, int] = field(default_factory=dict)  # by reason (failure_reason)
+    # failed logins by reason (failure_reason), ACL denials included: metrics
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 def login_stats(target: Target) -> LoginStats:
@@ -82,7 +83,10 @@ def count_login_failure(target: Target | None, status: int) -> None:
 
 
 def count_acl_denied(target: Target) -> None:
-    login_stats(target).acl_denied += 1
+    stats = login_stats(target)
+    stats.acl_denied += 1
+    reason = failure_reason(LoginStatus.AUTHORIZATION_FAILURE)
+    stats.failures[reason] = stats.failures.get(reason, 0) + 1
 
 
 def count_login_ok(target: Target) -> None:
