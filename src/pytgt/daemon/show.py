@@ -142,6 +142,12 @@ def format_target_params(t: Target) -> str:
     return _format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
 
 
+def target_params(t: Target) -> dict[str, str]:
+    """The target's parameters (tgt's, in show order) as a dict (``--json``)."""
+    pairs = (line.partition("=") for line in _format_params(t.iscsi_params).splitlines())
+    return {name: value for name, sep, value in pairs if sep}
+
+
 def _format_params(overrides: dict[str, str]) -> str:
     """tgt's target parameters, key=value, with the admin's ``overrides``."""
     values = {name: default for name, (default, _rule) in OTHER_PARAMS.items()}
