@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytgt.daemon.metrics import LATENCY_SAMPLE
 from pytgt.initiator import Initiator, LoginFailed
 from pytgt.iscsi.constants import TmfFunction
 from tests.helpers import RunningDaemon, start_daemon
@@ -75,9 +76,9 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningDa
         assert d.stop() == 0, "".join(d.log[-30:])
 
 
-WRITES, WRITE_SIZE = 7, 4096
-READS, READ_SIZE = 5, 8192
-TURS = 3
+WRITES, WRITE_SIZE = 32, 4096
+READS, READ_SIZE = 32, 8192
+TURS = 16  # 80 commands in all: exactly 80 / LATENCY_SAMPLE of them timed
 
 
 def test_counters_move_by_what_the_client_did(daemon: RunningDaemon) -> None:
@@ -109,10 +110,12 @@ def test_counters_move_by_what_the_client_did(daemon: RunningDaemon) -> None:
     assert delta("pytgt_lu_commands_total", **lu("other")) == TURS
     assert delta("pytgt_lu_write_bytes_total", **lu()) == WRITES * WRITE_SIZE
     assert delta("pytgt_lu_read_bytes_total", **lu()) == READS * READ_SIZE
-    for op, n in (("write", WRITES), ("read", READS), ("other", TURS)):
-        assert delta("pytgt_lu_command_latency_seconds_count", **lu(op)) == n
+    timed = {op: delta("pytgt_lu_command_latency_seconds_count", **lu(op))
+             for op in ("read", "write", "other")}
+    assert sum(timed.values()) == (WRITES + READS + TURS) // LATENCY_SAMPLE
+    for op, n in timed.items():
         assert delta("pytgt_lu_command_latency_seconds_bucket", **lu(op, le="+Inf")) == n
-        assert delta("pytgt_lu_command_latency_seconds_sum", **lu(op)) > 0
+        assert (delta("pytgt_lu_command_latency_seconds_sum", **lu(op)) > 0) == (n > 0)
     # the two POWER ON unit attentions consumed before the first scrape, none since
     assert value(before, "pytgt_lu_errors_total", **lu(status="check_condition",
                                                       sense_key="unit_attention")) == 1

@@ -159,13 +159,13 @@ def _metrics_address(text: str | None) -> tuple[str, int] | None:
 async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
                backoff: BackoffSettings, args: argparse.Namespace,
                metrics_at: tuple[str, int] | None = None) -> int:
+    from pytgt.daemon import metrics as prometheus
+
     daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff,
-                    timing=metrics_at is not None)
+                    timing=prometheus.LATENCY_SAMPLE if metrics_at is not None else 0)
     metrics = None
     if metrics_at is not None:  # before the portals: scraped from the first login on
-        from pytgt.daemon.metrics import serve_metrics
-
-        metrics = await serve_metrics(daemon, *metrics_at)
+        metrics = await prometheus.serve_metrics(daemon, *metrics_at)
 
     async def configure(management: Management) -> None:
         """Restore/apply the configuration before the portals and control socket open."""

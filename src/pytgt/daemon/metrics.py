@@ -6,7 +6,7 @@ counters at scrape time, the same attributes ``pytgtadm --op stat`` prints: the 
 LoginStats` and sessions, the TMF counts of ``ScsiTarget.stat_tmf``, the daemon's
 :class:`~pytgt.daemon.security.SecurityCounters` and the portal's Data-In holds. So the
 per-command path never calls ``prometheus_client``; it only bumps ints (and, with
-``--metrics``, adds each command's latency to a bucket list).
+``--metrics``, times one command in :data:`LATENCY_SAMPLE` into a bucket list).
 
 The endpoint is served on the daemon's event loop (:func:`serve_metrics`): a scrape
 reads the counters between two events, never while the loop changes them.
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pytgt.metrics")
 
+LATENCY_SAMPLE = 16  # the latency of one command in 16 is measured (lu_stats)
 _LU = ["target", "lun"]
 _BOUNDS = [*(repr(ns / 1e9) for ns in lu_stats.BUCKET_BOUNDS_NS), "+Inf"]
 
@@ -95,7 +96,8 @@ def _lu_metrics(targets: list[Target]) -> Iterator[Metric]:
                                  "than GOOD, by status and sense key",
                                  labels=[*_LU, "status", "sense_key"])
     latency = HistogramMetricFamily("pytgt_lu_command_latency_seconds", "Command latency "
-                                    "in the SCSI layer by operation class",
+                                    f"in the SCSI layer by operation class (one command in "
+                                    f"{LATENCY_SAMPLE} per target timed)",
                                     labels=[*_LU, "op"])
     queued = GaugeMetricFamily("pytgt_lu_store_pool_queue_depth", "Store jobs waiting for "
                                "a pool thread", labels=_LU)

@@ -30,12 +30,12 @@ log = logging.getLogger("pytgt.daemon")
 
 class Daemon:
     """pytgtd's state and servers. ``control_port=None`` runs without a control socket;
-    ``timing`` measures every command's latency (``pytgtd --metrics``)."""
+    ``timing`` N > 0 measures the latency of one command in N (``pytgtd --metrics``)."""
 
     def __init__(self, portals: list[tuple[str, int]], *, control_port: int | None = None,
                  options: PortalOptions | None = None, registry: Registry | None = None,
                  backoff: BackoffSettings | None = None,
-                 shutdown: ShutdownSettings | None = None, timing: bool = False) -> None:
+                 shutdown: ShutdownSettings | None = None, timing: int = 0) -> None:
         self.registry = registry or Registry()
         self.requested_portals = portals
         self.portals: list[tuple[str, int]] = []

@@ -9,9 +9,11 @@ the four command counters, so their sum is the command count), bumped on complet
 Counting starts when the LU is created; nothing is kept per I_T nexus.
 
 Errors are also counted by status and sense key (``stat_error_kinds``, on the error
-path only). Latency is measured only on a target whose ``timing`` is on (``pytgtd
---metrics``): ``ScsiTarget.submit`` stamps ``task.started`` and :func:`record` (or the
-fast path in ``ScsiTarget.submit``) adds the time to the LU's :class:`Latency`. The
+path only). Latency is measured only on a target whose ``timing`` is N > 0 (``pytgtd
+--metrics``: N = 16), for one command in N: ``ScsiTarget.submit`` stamps
+``task.started`` and :func:`record` (or the fast path in ``ScsiTarget.submit``) adds the
+time to the LU's :class:`Latency`. Reading the clock twice costs about 0.3 us, 5 % of a
+4 KiB command's whole path, so every command is counted but a sample is timed. The
 daemon's Prometheus collector and ``--op stat`` read these same attributes.
 """
 
@@ -38,6 +40,8 @@ WRITE_OPS = frozenset({0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E, 0x89, 0x8B, 0x9
 # Operation classes of the latency histograms.
 READ, WRITE, OTHER = 0, 1, 2
 OP_CLASSES = ("read", "write", "other")
+_CLASS_OF = [READ if op in READ_OPS else WRITE if op in WRITE_OPS else OTHER
+             for op in range(256)]
 # Latency buckets: upper bounds 4**k ns, 1.02 us (2**10 ns) to 1.07 s (2**30 ns), then
 # +Inf; the bucket comes from the bit length of the time in ns (no search).
 FIRST_BUCKET, LAST_BUCKET = 10, 30
@@ -45,6 +49,8 @@ BUCKET_BOUNDS_NS = tuple(1 << k for k in range(FIRST_BUCKET, LAST_BUCKET + 1, 2)
 _SLOTS = len(BUCKET_BOUNDS_NS) + 1
 
 now_ns = time.perf_counter_ns
+# bit length of (ns - 1) -> bucket: ns <= 2**(FIRST_BUCKET + 2 * bucket)
+_SLOT_OF_BITS = [min(max((bits - FIRST_BUCKET + 1) >> 1, 0), _SLOTS - 1) for bits in range(65)]
 
 
 class Latency:
@@ -57,21 +63,21 @@ class Latency:
         self.sums = [0] * len(OP_CLASSES)
 
     def observe(self, op_class: int, ns: int) -> None:
-        slot = ((ns - 1).bit_length() - FIRST_BUCKET + 1) >> 1  # ns <= 2**(10 + 2*slot)
-        self.counts[op_class][0 if slot < 0 else min(slot, _SLOTS - 1)] += 1
+        self.counts[op_class][_SLOT_OF_BITS[(ns - 1).bit_length()]] += 1
         self.sums[op_class] += ns
 
 
-def observe(lu: LogicalUnit, op_class: int, started: int) -> None:
-    """Add the time since ``started`` (``now_ns``) to the LU's latency histograms."""
+def observe(lu: LogicalUnit, task: ScsiTask) -> None:
+    """Add the time since ``task.started`` (``now_ns``) to the LU's latency histograms."""
+    ns = now_ns() - task.started
     lat = lu.stat_latency
     if lat is None:
         lat = lu.stat_latency = Latency()
-    lat.observe(op_class, now_ns() - started)
+    lat.observe(_CLASS_OF[task.cdb[0]], ns)
 
 
 def op_class(opcode: int) -> int:
-    return READ if opcode in READ_OPS else WRITE if opcode in WRITE_OPS else OTHER
+    return _CLASS_OF[opcode]
 
 
 def error_kind(status: int, sense: bytes) -> tuple[str, str]:
@@ -93,7 +99,7 @@ def record(lu: LogicalUnit, task: ScsiTask, result: ScsiResult) -> None:
     """Count one command the generic path completed (and time it, when stamped)."""
     op = task.cdb[0]
     if task.started:
-        observe(lu, op_class(op), task.started)
+        observe(lu, task)
     if result.status:
         lu.stat_errors += 1
         kind = error_kind(result.status, result.sense)
