@@ -205,7 +205,7 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
+def target_sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
     """The target's sessions (``--sid`` picks one), in order: (session id, nexus info)."""
     target = m.target(req)
     sid = _opt_int(req, "sid")
@@ -214,7 +214,7 @@ def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]
 
 async def conn_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         out.append(f"Session: {nexus_id}\n")
         for cid, conn in sorted(info.connections.items()):
             out.append(f"    Connection: {cid}\n        Initiator: {info.initiator_name}\n"
@@ -224,7 +224,7 @@ async def conn_show(m: Management, req: dict[str, Any]) -> str:
 
 async def session_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         alias = info.initiator_alias or "none"
         out.append(f"Session: {nexus_id}\n"
                    f"    Initiator: {info.initiator_name} alias: {alias}\n")

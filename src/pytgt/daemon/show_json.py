@@ -136,13 +136,14 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
 async def session_show(m: Management, req: dict[str, Any]) -> str:
     tid = m.target(req).tid
     return _doc("session", tid=tid, sessions=[session_doc(info, params=True)
-                                              for _n, info in show._sessions(m, req)])
+                                              for _n, info in show.target_sessions(m, req)])
 
 
 async def conn_show(m: Management, req: dict[str, Any]) -> str:
     tid = m.target(req).tid
     conns = [{"sid": n, "cid": cid, "initiator": info.initiator_name, "address": c.address}
-             for n, info in show._sessions(m, req) for cid, c in sorted(info.connections.items())]
+             for n, info in show.target_sessions(m, req)
+             for cid, c in sorted(info.connections.items())]
     return _doc("conn", tid=tid, connections=conns)
 
 
