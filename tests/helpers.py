@@ -55,7 +55,7 @@ class RunningDaemon:
 
 
 def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
-                 timeout: float = 20.0) -> RunningDaemon:
+                 timeout: float = 60.0) -> RunningDaemon:
     """Start pytgtd on ``host`` port 0; return once it reports the bound port."""
     env = dict(os.environ)
     env["PYTGT_RUN_DIR"] = str(tmp / "run")
