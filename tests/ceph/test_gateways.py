@@ -12,14 +12,14 @@ import asyncio
 import os
 import random
 import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
 from ceph_dev_cluster import DevCluster
 
-from pytgt.initiator import Initiator, InitiatorError, InitiatorSession
+from pytgt.initiator import Initiator, InitiatorError, InitiatorSession, Inquiry
 from tests.ceph.conftest import need_bindings
 from tests.helpers import RunningDaemon, start_daemon
 
@@ -68,9 +68,19 @@ def pair(ceph: DevCluster, image: str, tmp_path: Path) -> Iterator[tuple[Running
         yield a, b
 
 
-def login(d: RunningDaemon, timeout: float = 20.0) -> Initiator:
-    return Initiator.login(d.host, d.port, target=IQN, initiator_name=HOST_NAME,
-                           timeout=timeout)
+async def open_session(d: RunningDaemon, timeout: float = 20.0) -> InitiatorSession:
+    """The host's session through gateway ``d``."""
+    return await Initiator.login(d.host, d.port, target=IQN, initiator_name=HOST_NAME,
+                                 timeout=timeout)
+
+
+@asynccontextmanager
+async def login(d: RunningDaemon) -> AsyncIterator[InitiatorSession]:
+    s = await open_session(d)
+    try:
+        yield s
+    finally:
+        await s.logout()
 
 
 def qemu_img(*args: str) -> None:
@@ -163,7 +173,7 @@ class Writer:
 
 
 async def _write_through_kill(a: RunningDaemon, b: RunningDaemon) -> tuple[list[Writer], int]:
-    sa, sb = await login(a), await login(b)
+    sa, sb = await open_session(a), await open_session(b)
     try:
         bs = (await sb.read_capacity16(LUN)).block_size
         mp, progress = Multipath([sa, sb]), asyncio.Event()
@@ -237,8 +247,11 @@ async def identities(d: RunningDaemon, luns: dict[str, int]) -> tuple[dict[str, 
         for spec, lun in luns.items():
             std = await s.inquiry(lun)
             serial = await s.inquiry(lun, evpd=True, page=0x80)
-            found = designators(bytes(await s.inquiry(lun, evpd=True, page=0x83)))
-            assert not isinstance(std, bytes | bytearray) and isinstance(serial, bytes)
+            page83 = await s.inquiry(lun, evpd=True, page=0x83)
+            assert isinstance(std, Inquiry) and isinstance(serial, bytes | bytearray)
+            assert isinstance(page83, bytes | bytearray)
+            found = designators(bytes(page83))
+            serial = bytes(serial)
             ids[spec] = (std.vendor, std.product, serial,
                          frozenset(v for assoc, v in found if assoc == 0))
             ports |= {v for assoc, v in found if assoc == 1}
