@@ -17,6 +17,7 @@ from typing import Any
 
 from pytgt.config.model import Registry, Target
 from pytgt.config.spec import LU_PARAMS, ConfigSpec, LunSpec, TargetSpec, lu_defaults
+from pytgt.stores.base import store_identity
 
 CONFIG_FILE = "config.json"
 
@@ -34,6 +35,9 @@ def _thin(lu: Any) -> str:
 def snapshot_lu(tid: int, lu: Any) -> LunSpec:
     """One logical unit's settings (parameters equal to a new LU's are left out)."""
     defaults = lu_defaults(tid, lu.lun)
+    ident = store_identity(getattr(lu, "store", None))
+    if ident:  # the store names the LU (an RBD image id): left out like tgt's default
+        defaults.update(scsi_id=ident, scsi_sn=ident)
     values = {
         "vendor_id": str(lu.vendor_id), "product_id": str(lu.product_id),
         "product_rev": str(lu.product_rev), "scsi_id": str(lu.scsi_id),

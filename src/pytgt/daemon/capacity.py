@@ -2,7 +2,8 @@
 logicalunit --tid N --lun L --params ...``):
 
 - ``rescan=1`` reads the backing store's size again (a file grown with ``truncate -s``
-  or ``fallocate``, a block device grown with ``lvextend``) and exports it;
+  or ``fallocate``, a block device grown with ``lvextend``, an RBD image grown with
+  ``rbd resize``: stores.base.SupportsRescan) and exports it;
 - ``size=BYTES`` (``4096``, ``64M``, ``2G``) exports that size: a regular backing file
   shorter than that is extended (sparse, never shortened), a memory store grows, a block
   device must already be that large.
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.sense import Asc
-from pytgt.stores.base import BackingStore, StoreError, parse_size
+from pytgt.stores.base import BackingStore, StoreError, SupportsRescan, parse_size
 
 log = logging.getLogger("pytgt.daemon.live")
 
@@ -34,7 +35,9 @@ def _fd(store: BackingStore) -> int | None:
 
 
 def _real_size(store: BackingStore) -> int | None:
-    """The backing object's size now (None when the store has no file descriptor)."""
+    """The backing object's size now (None when the store cannot tell)."""
+    if isinstance(store, SupportsRescan):
+        return store.backing_size()
     fd = _fd(store)
     if fd is None:
         return None
@@ -76,7 +79,12 @@ def _check_size(lu: LogicalUnit, store: BackingStore, new: int, real: int | None
     if new < lu.block_size or new % lu.block_size:
         raise ValueError(f"size {new} is not a positive multiple of the block size "
                          f"{lu.block_size}")
-    if real is not None and new > real and stat.S_ISBLK(os.fstat(_fd(store) or 0).st_mode):
+    if real is None or new <= real:
+        return
+    fd = _fd(store)
+    if fd is None:  # an RBD image is grown by its own tools
+        raise ValueError(f"size {new} is larger than the {lu.bstype} store ({real})")
+    if stat.S_ISBLK(os.fstat(fd).st_mode):
         raise ValueError(f"size {new} is larger than the block device ({real})")
 
 

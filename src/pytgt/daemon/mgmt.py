@@ -34,7 +34,7 @@ from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore
+from pytgt.stores.base import BackingStore, SupportsSharedState
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -357,9 +357,9 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     mode_page = params.pop("mode_page", None)
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
-    try:
-        store = m.open_store(bstype, _open_path(m, path),
-                             bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
+    try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
+        store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
+                                        bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
     except BackingPathError as exc:
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None
@@ -367,6 +367,8 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid() from None
     try:
+        if m.registry.targets.get(tid) is not target:  # deleted while the store opened
+            raise _err(TgtadmError.NO_TARGET)
         lu = m.create_lu(device_type, lun, store, tid=tid, path=path, bstype=bstype,
                             bsoflags=bsoflags, block_size=block_size, params=params or None)
         # kept for show and the saved configuration; LogicalUnit does not declare it
@@ -376,6 +378,13 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         target.scsi.add_lu(lu)
         if m.aptpl is not None:
             m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
+        if isinstance(store, SupportsSharedState):  # reservations kept with the medium
+            tpgt = m.service.portal_group_tag if m.service is not None else 1
+            try:
+                lu.shared = await store.share(lu, tpgt)
+            except Exception as exc:
+                target.scsi.remove_lu(lun)
+                raise ValueError(f"shared reservation state: {exc}") from None
     except ValueError as exc:
         await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)

@@ -26,10 +26,11 @@ from pytgt.scsi.sense import (
     invalid_opcode,
     sense_bytes,
 )
+from pytgt.scsi.shared import SharedState
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
-from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError
+from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
 PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
@@ -79,8 +80,10 @@ class LogicalUnit:
         self.vendor_id = "IET"
         self.product_id = "VIRTUAL-DISK" if disk else "Controller"
         self.product_rev = "0001"
-        self.scsi_id = f"IET     {tid:04x}{lun:04x}"
-        self.scsi_sn = f"beaf{tid}{lun}"
+        # the store's own identity (an RBD image id) names the LU on every gateway
+        ident = store_identity(store)
+        self.scsi_id = ident or f"IET     {tid:04x}{lun:04x}"
+        self.scsi_sn = ident or f"beaf{tid}{lun}"
         self.online = True
         self.removable = False
         self.readonly = bool(getattr(store, "readonly", False))
@@ -94,6 +97,7 @@ class LogicalUnit:
         self.ua: dict[str, list[tuple[int, int]]] = {}  # nexus key -> pending (asc, ascq)
         self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
         self.pr = PersistentReservations()
+        self.shared: SharedState | None = None  # reservations shared with other gateways
         self.caw_lock = asyncio.Lock()
         self.task_set = TaskSet(self.mode)
         self.sanitizing: SanitizeOperation | None = None  # running or failed (sanitize.py)
@@ -242,6 +246,13 @@ class LogicalUnit:
         self._prevent.discard(nexus.key)
         if self.reservation == nexus.key:
             self.reservation = None
+            if self.shared is not None:
+                self.shared.forget(lambda: self._release_spc2(nexus.key))
+
+    def _release_spc2(self, holder: str | None) -> None:
+        """Drop the SPC-2 reservation if ``holder`` (None: anyone) has it."""
+        if holder is None or self.reservation == holder:
+            self.reservation = None
 
     def set_prevent(self, nexus_key: str, prevent: bool) -> None:
         if prevent:
@@ -253,6 +264,8 @@ class LogicalUnit:
         """LOGICAL UNIT RESET effects on LU state (SAM-5 6.3.3): PREVENT, reservation, modes."""
         self._prevent.clear()
         self.reservation = None
+        if self.shared is not None:
+            self.shared.forget(lambda: self._release_spc2(None))
         self.mode.reset()
 
     # Command execution.

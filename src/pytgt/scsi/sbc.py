@@ -23,7 +23,12 @@ from pytgt.scsi.sense import (
     lba_out_of_range,
 )
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
-from pytgt.stores.base import BackingStore, SupportsAllocationStatus, write_durable
+from pytgt.stores.base import (
+    BackingStore,
+    SupportsAllocationStatus,
+    SupportsCompareAndWrite,
+    write_durable,
+)
 
 if TYPE_CHECKING:
     from pytgt.scsi.lu import LogicalUnit
@@ -262,13 +267,25 @@ async def compare_and_write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if len(data) < 2 * n * bs:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
     async with lu.caw_lock:
-        offset = _first_difference(await store.read(lba * bs, n * bs), data[:n * bs])
+        offset = await _compare_and_write(store, lba * bs, data[:n * bs],
+                                          data[n * bs:2 * n * bs])
         if offset is not None:
             raise miscompare(offset)
-        await store.write(lba * bs, data[n * bs:2 * n * bs])
         if flags & _FUA or not lu.mode.wce:
             await store.flush()
     return ScsiResult(Status.GOOD)
+
+
+async def _compare_and_write(store: BackingStore, offset: int, compare: memoryview,
+                             data: memoryview) -> int | None:
+    """Compare then write; the store's own atomic version when it has one (a store shared
+    by several gateways). The offset of the first miscompare, or None once written."""
+    if isinstance(store, SupportsCompareAndWrite):
+        return await store.compare_and_write(offset, compare, data)
+    diff = _first_difference(await store.read(offset, len(compare)), compare)
+    if diff is None:
+        await store.write(offset, data)
+    return diff
 
 
 # ORWRITE (SBC-3 5.12): OR the Data-Out into the medium, atomically per command.

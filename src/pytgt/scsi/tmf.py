@@ -75,6 +75,10 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
     if function not in (Function.ABORT_TASK, Function.ABORT_TASK_SET):
         _abort_held_elsewhere(target, nexus, None if lu is None else lu.lun)
     _effects(target, function, lu)
+    if function is Function.LOGICAL_UNIT_RESET or function in _RESETS:
+        for each in [lu] if lu is not None else list(target.luns.values()):
+            if each.shared is not None:  # the LU is served by other gateways too
+                await each.shared.reset()
     response = ServiceResponse.FUNCTION_COMPLETE
     if victims and not await _gone(target, victims, wait_timeout):
         log.warning("%s: aborted commands still running after %.0f s, answering "

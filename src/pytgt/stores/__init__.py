@@ -1,8 +1,8 @@
 """Backing stores: a registry of plugins, opened by type name (tgt's ``--bstype``).
 
 Third-party stores register through the ``pytgt.backing_stores`` entry-point group;
-the built-in ``rdwr``, ``null`` and ``memory`` stores are always available, even when
-the package metadata is missing (running from a source tree).
+the built-in ``rdwr``, ``null``, ``memory`` and ``rbd`` stores are always available, even
+when the package metadata is missing (running from a source tree).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _BUILTIN: dict[str, str] = {
     "rdwr": "pytgt.stores.rdwr:RdwrStore",
     "null": "pytgt.stores.null:NullStore",
     "memory": "pytgt.stores.memory:MemoryStore",
+    "rbd": "pytgt.stores.rbd:RbdStore",
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class StoreCapability(enum.Flag):
@@ -89,6 +89,54 @@ class SupportsWriteFua(Protocol):
     """Optional: write and make durable in one step (one thread hop instead of two)."""
 
     async def write_fua(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
+
+
+@runtime_checkable
+class SupportsSharedState(Protocol):
+    """Optional: a medium that several targets (gateways) serve at once, such as an RBD
+    image. ``share`` returns the ``scsi.shared.SharedState`` that keeps the LU's
+    reservations with the medium, started, for the gateway whose portal group tag is
+    ``tpgt``; the store stops it when it closes."""
+
+    async def share(self, lu: Any, tpgt: int) -> Any: ...
+
+
+@runtime_checkable
+class SupportsIdentity(Protocol):
+    """Optional: a store whose backing object has an identity of its own (a Ceph image
+    id), the LU's default SCSI ID and serial (SPC-4 7.8.6, 7.8.16): every gateway that
+    opens the same object presents the same LU, across restarts."""
+
+    def identity(self) -> str:
+        """At most 40 printable ASCII characters, stable for the object's lifetime."""
+        ...
+
+
+def store_identity(store: object) -> str:
+    """``store.identity()`` for a :class:`SupportsIdentity` store, else ``""``."""
+    ident = store.identity() if isinstance(store, SupportsIdentity) else ""
+    return ident if isinstance(ident, str) else ""
+
+
+@runtime_checkable
+class SupportsRescan(Protocol):
+    """Optional: a store that can read its backing object's size again (live resize)."""
+
+    def backing_size(self) -> int:
+        """The object's size in bytes now (it may have grown or shrunk since open)."""
+        ...
+
+
+@runtime_checkable
+class SupportsCompareAndWrite(Protocol):
+    """Optional: COMPARE AND WRITE (SBC-3 5.2) atomic beyond this process (a store shared
+    by several gateways); the SCSI layer still serialises it within the LU."""
+
+    async def compare_and_write(self, offset: int, compare: bytes | bytearray | memoryview,
+                                data: bytes | bytearray | memoryview) -> int | None:
+        """Write ``data`` at ``offset`` if the medium there equals ``compare`` (same
+        length); else write nothing and return the offset of the first differing byte."""
+        ...
 
 
 async def write_durable(store: BackingStore, offset: int,
