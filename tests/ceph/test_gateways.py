@@ -13,7 +13,7 @@ import os
 import random
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,9 @@ from ceph_dev_cluster import DevCluster
 
 from pytgt.initiator import Initiator, InitiatorError, InitiatorSession, Inquiry
 from tests.ceph.conftest import need_bindings
+from tests.ceph.gateways import IQN, two_gateways
 from tests.helpers import RunningDaemon, start_daemon
 
-IQN = "iqn.2026-12.org.pytgt:gateways"
 HOST_NAME = "iqn.2026-12.org.pytgt:multipath-host"  # one host, a session through each path
 A_HOST, B_HOST = "127.0.0.1", "127.0.0.2"
 SIZE = 32 << 20
@@ -31,7 +31,8 @@ LUN = 1
 
 
 def export(d: RunningDaemon, conf: Path, luns: dict[int, str]) -> None:
-    """Target ``IQN`` (tid 1) with ``{lun: "pool/image"}`` on the rbd store, open to all."""
+    """Target ``IQN`` (tid 1) with ``{lun: "pool/image"}`` on the rbd store, open to all
+    (tests.ceph.gateways exports one image as LUN 1; the identity test needs more)."""
     d.adm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
     for lun, spec in luns.items():
         d.adm("--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "1",
@@ -62,10 +63,8 @@ def image(rbd_image: Callable[..., str]) -> str:
 def pair(ceph: DevCluster, image: str, tmp_path: Path) -> Iterator[tuple[RunningDaemon,
                                                                          RunningDaemon]]:
     """Gateways A and B exporting ``image`` as LUN 1 of ``IQN``."""
-    with ExitStack() as stack:
-        a = stack.enter_context(gateway(tmp_path / "a", A_HOST, 1, ceph.conf, {LUN: image}))
-        b = stack.enter_context(gateway(tmp_path / "b", B_HOST, 2, ceph.conf, {LUN: image}))
-        yield a, b
+    with two_gateways(tmp_path, ceph, image) as gw:
+        yield gw.a, gw.b
 
 
 async def open_session(d: RunningDaemon, timeout: float = 20.0) -> InitiatorSession:
