@@ -9,8 +9,9 @@ unless ``--ceph-conf`` names one, imports the same prefilled file into one image
 target (``rbd import``: every object exists, so reads reach the OSD), exports each image
 as LUN 1 (``-E rbd -b rbd/IMAGE --bsopts conf=CONF``, the same tgtadm line for both),
 checks with ``qemu-img compare`` that it reads back as the file, then runs the targets in
-turn per workload like ``bench.run``. Results go to ``--results-dir`` (default
-``bench/results/rbd``).
+turn per workload like ``bench.run``. librbd's cache is off in both (pytgt always turns it
+off; tgt gets a copy of the ceph.conf that does) unless ``--tgt-rbd-cache default``.
+Results go to ``--results-dir`` (default ``bench/results/rbd``).
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", help="image size, e.g. 512M (default 512M)")
     p.add_argument("--ceph-conf", type=Path,
                    help="an existing cluster's ceph.conf (pool rbd) instead of a throwaway one")
+    p.add_argument("--tgt-rbd-cache", choices=("off", "default"), default="off",
+                   help="tgt's librbd cache: off (default; as pytgt, which turns it off so "
+                        "that every acknowledged write is in the cluster and gateways stay "
+                        "coherent) or librbd's default (on, write-back after the first flush)")
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/pytgt-bench-rbd"),
                    help="prefilled file, daemon state, the throwaway cluster")
     p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results" / "rbd")
@@ -143,6 +148,13 @@ def images(conf: Path, names: list[str], disk: Path) -> Iterator[dict[str, str]]
                            capture_output=True, timeout=300)
 
 
+def cacheless_conf(conf: Path, workdir: Path) -> Path:
+    """A copy of ``conf`` whose clients run without librbd's cache (pytgt's setting)."""
+    out = workdir / "ceph-rbd-cache-off.conf"
+    out.write_text(conf.read_text() + "\n[client]\nrbd cache = false\n")
+    return out
+
+
 def setup_rbd(t: Target, spec: str, conf: Path, tid: int = 1) -> None:
     """Target ``IQN`` with LUN 1 on the image ``spec``: the same tgtadm lines for both."""
     t.adm("--op", "new", "--mode", "target", "--tid", str(tid), "-T", IQN)
@@ -151,15 +163,16 @@ def setup_rbd(t: Target, spec: str, conf: Path, tid: int = 1) -> None:
     t.adm("--op", "bind", "--mode", "target", "--tid", str(tid), "-I", "ALL")
 
 
-def start_targets(names: list[str], specs: dict[str, str], conf: Path, disk: Path,
-                  args: argparse.Namespace, errors: dict[str, str]) -> dict[str, Target]:
+def start_targets(names: list[str], specs: dict[str, str], confs: dict[str, Path],
+                  disk: Path, args: argparse.Namespace,
+                  errors: dict[str, str]) -> dict[str, Target]:
     """Start, configure and verify each target; one that fails is left out, error kept."""
     started: dict[str, Target] = {}
     for n in names:
         t = make_target(n, args.workdir, args)
         try:
             t.start()
-            setup_rbd(t, specs[n], conf)
+            setup_rbd(t, specs[n], confs[n])
             t.blocksize(FILE_LUN)
             t.verify(disk)
         except (TargetError, OSError, subprocess.TimeoutExpired) as exc:
@@ -175,8 +188,11 @@ def run_all(args: argparse.Namespace, names: list[str], conf: Path,
             result: dict[str, Any]) -> None:
     disk = args.workdir / f"disk-{args.size}.img"
     prefill(disk, args.size)
+    confs = {n: conf for n in names}
+    if args.tgt_rbd_cache == "off" and "tgt" in confs:  # pytgt turns it off itself
+        confs["tgt"] = cacheless_conf(conf, args.workdir)
     with images(conf, names, disk) as specs:
-        targets = start_targets(names, specs, conf, disk, args, result["start_errors"])
+        targets = start_targets(names, specs, confs, disk, args, result["start_errors"])
         result["environment"]["targets"] = list(targets)
         try:
             for w in select_workloads(args.only):
@@ -196,9 +212,12 @@ def rbd_environment(args: argparse.Namespace, names: list[str]) -> dict[str, Any
                               capture_output=True, text=True).stdout.strip()
     where = "an existing cluster" if args.ceph_conf else \
         "a throwaway single-node cluster (contrib/ceph_dev_cluster.py, one memstore OSD)"
+    cache = ("librbd cache off in both" if args.tgt_rbd_cache == "off" else
+             "librbd cache off in pytgt, librbd's default (on) in tgt")
     env.update(title="pytgt vs tgt on Ceph RBD", ceph=ceph or None,
+               tgt_rbd_cache=args.tgt_rbd_cache,
                lun_desc=f"one {args.size >> 20} MiB RBD image per target, prefilled, "
-                        f"Ceph {ceph or '?'} on {where}")
+                        f"Ceph {ceph or '?'} on {where}; {cache}")
     return env
 
 
