@@ -237,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"environment": rbd_environment(args, names), "workloads": {},
                               "start_errors": {}}
-    with cluster(args.ceph_conf, args.workdir) as conf:
-        run_all(args, names, conf, result)
+    try:
+        with cluster(args.ceph_conf, args.workdir) as conf:
+            run_all(args, names, conf, result)
+    except (RuntimeError, TargetError) as exc:  # the cluster or the images
+        print(f"bench.rbd: {exc}", file=sys.stderr)
+        return 2
     rc = write_results(result, args.results_dir)
     print(f"bench.rbd: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return rc if result["environment"]["targets"] else 2
