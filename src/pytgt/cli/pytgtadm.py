@@ -7,6 +7,7 @@ daemon's answer printed: show text on stdout, a one-line error on stderr.
 
 from __future__ import annotations
 
+import argparse
 import getopt
 import re
 import sys
@@ -86,6 +87,45 @@ Usage: {PROG} [OPTION]
 --control-port <port> use control port <port>
 --help  display this help and exit
 """
+
+# what each option is for (the manual page, ``build_parser``)
+_HELP = {
+    "lld": "the low-level driver: iscsi", "op": "the operation: " + ", ".join(OPS),
+    "mode": "what it acts on: system, target, logicalunit, account, lld, conn, session",
+    "tid": "target id (not 0)", "sid": "session id (the TSIH)", "cid": "connection id",
+    "lun": "logical unit number", "name": "the parameter to update",
+    "value": "its new value", "backing-store": "the backing store: a file, a block device, "
+    "POOL/IMAGE for rbd, a size for memory", "bstype": "the backing-store type: rdwr, "
+    "null, memory, rbd, faulty or a plugin's", "bsopts": "backing-store options "
+    "(key=value;...)", "bsoflags": "open flags: direct, sync", "blocksize": "logical "
+    "block size in bytes", "device-type": "the SCSI device type (disk)",
+    "targetname": "the target's iSCSI name", "initiator-address": "an initiator address, "
+    "CIDR or ALL", "initiator-name": "an initiator's iSCSI name", "user": "CHAP user name",
+    "password": "CHAP secret", "host": "host number (tgt compatibility; unused)",
+    "bus": "bus address (tgt compatibility; unused)", "params": "parameters "
+    "key=value,...", "control-port": "the daemon's control port N (socket.N)",
+    "force": "delete a target even with sessions", "outgoing": "bind the account as "
+    "the target's outgoing (mutual CHAP) account", "debug": "debug output",
+    "help": "show the usage and exit", "version": "show the version and exit",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """tgtadm's options as an argparse parser, for the manual page (parsing is getopt's,
+    in :func:`parse_args`, to keep tgtadm's messages)."""
+    p = argparse.ArgumentParser(prog=PROG, add_help=False, description=(
+        "pytgtadm administers a running pytgtd over its control socket with tgtadm's "
+        "command lines, messages and exit statuses."))
+    for name, (letter, _key) in LONG.items():
+        flag = name.rstrip("=")
+        kw: dict[str, Any] = {"help": _HELP.get(flag, "")}
+        if name.endswith("="):
+            kw["metavar"] = flag.upper().replace("-", "_")
+        else:
+            kw["action"] = "store_true"
+        p.add_argument(f"-{letter}", f"--{flag}", **kw)
+    return p
+
 
 # (mode, op) -> the option letters that may be given (None: anything goes)
 _ALLOWED: dict[tuple[str, str], str | None] = {

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon.isns import IsnsControl, IsnsSettings, split_isns_options
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -94,13 +95,17 @@ def parse_all_iscsi_options(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytgtd", description="pytgt iSCSI target daemon")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
-    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
+    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N",
+                   help="control port: the socket $PYTGT_RUN_DIR/socket.N (default 0)")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
                         "[,login_timeout=S][,tmf_wait_timeout=S][,tpgt=N]"
                         "[,auth_fail_limit=N][,auth_fail_window=S]"
-                        "[,auth_backoff_initial=S][,auth_backoff_max=S]")
-    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
+                        "[,auth_backoff_initial=S][,auth_backoff_max=S]"
+                        "[,isns=On,isns_addr=HOST[,isns_port=PORT][,isns_ac=On|Off]"
+                        "[,isns_esi_interval=S]]")
+    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL",
+                   help="1: debug logging")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
     p.add_argument("--persist", action="store_true",
@@ -116,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        portals, opts, backoff = parse_all_iscsi_options(args.iscsi)
+        args.isns, iscsi = _split_isns(args.iscsi)
+        portals, opts, backoff = parse_all_iscsi_options(iscsi)
     except CliError as exc:
         print(f"pytgtd: {exc}", file=sys.stderr)
         return 1
@@ -170,8 +176,11 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         loop.add_signal_handler(sig, stop.set)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
+    isns = IsnsControl(daemon, args.isns)
+    await isns.start()
     await stop.wait()
     logging.getLogger("pytgt.daemon").info("shutting down")
+    await isns.stop()  # deregister while the portals still answer
     await daemon.stop()
     return 0
 
@@ -203,6 +212,13 @@ async def _quickstart(daemon: Daemon, size: str) -> None:
         print(f"pytgtd: serving {path} as iscsi://{shown}:{port}/{QUICKSTART_IQN}/1", flush=True)
     print("pytgtd: connect with e.g. `iscsi-ls -s iscsi://HOST:PORT/` or "
           "`iscsiadm -m discovery -t sendtargets -p HOST:PORT`", flush=True)
+
+
+def _split_isns(values: list[str]) -> tuple[IsnsSettings, list[str]]:
+    try:
+        return split_isns_options(values)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parse_size(text: str) -> int:

@@ -22,6 +22,7 @@ from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
 from pytgt.daemon.dump import system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.daemon.isns import IsnsSettings
 from pytgt.daemon.mode_page import apply_mode_page
 from pytgt.daemon.persist import READ_ONLY_OPS
 from pytgt.daemon.security import SecurityMonitor
@@ -115,6 +116,10 @@ class Management:
         self.security = SecurityMonitor()
         # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
         self.allow_backing_symlinks = False
+        # pytgtd --iscsi isns=... (shown by --op show --mode system, tgt's iSNS section);
+        # isns_admin applies tgt's --op update --mode sys --name iSNS... (ValueError: refused)
+        self.isns = IsnsSettings()
+        self.isns_admin: Callable[[str, str], Awaitable[None]] | None = None
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -543,6 +548,11 @@ async def system_update(m: Management, req: dict[str, Any]) -> str:
     elif name == "debug" and value in ("on", "off"):
         m.debug = value == "on"
         logging.getLogger("pytgt").setLevel(logging.DEBUG if m.debug else logging.INFO)
+    elif str(name).startswith("iSNS") and m.isns_admin is not None:
+        try:
+            await m.isns_admin(str(name), str(value))
+        except ValueError:
+            raise _invalid() from None
     else:
         raise _invalid()
     return ""

@@ -187,8 +187,10 @@ async def system_show(m: Management, req: dict[str, Any]) -> str:
         lines.append(f"    {name} (bsoflags sync:direct)" if name == "rdwr" else f"    {name}")
     lines.append("Device types:")
     lines += [f"    {TYPE_SHOWN.get(t, t)}" for t in PERIPHERAL_DEVICE_TYPE]
-    lines += ["iSNS:", "    iSNS=Off", "    iSNSServerIP=", "    iSNSServerPort=3205",
-              "    iSNSAccessControl=Off"]
+    isns = m.isns
+    lines += ["iSNS:", f"    iSNS={'On' if isns.enabled else 'Off'}",
+              f"    iSNSServerIP={isns.address}", f"    iSNSServerPort={isns.port}",
+              f"    iSNSAccessControl={'On' if isns.access_control else 'Off'}"]
     return "\n".join(lines) + "\n"
 
 

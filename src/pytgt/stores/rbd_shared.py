@@ -13,7 +13,7 @@ through different gateways are serialized by the OSD. Once stored, the new state
 the unit attentions it raised go to each other gateway as a RADOS notify on that
 gateway's own object (``pytgt.lu.<id>.gw<tpgt>``), and the command completes only
 when each has applied it (acknowledged) or has been *fenced*: a gateway that does not
-answer within ``notify_timeout`` (killed, frozen, cut from the cluster) is blocklisted
+answer within ``notify_timeout`` (10 s: killed, frozen, cut off) is blocklisted
 by its RADOS address, so it can no longer touch the image, and removed from the list.
 A PREEMPT through gateway B therefore fences a registrant on gateway A before B
 answers GOOD.
@@ -30,6 +30,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ log = logging.getLogger("pytgt.stores.rbd")
 T = TypeVar("T")
 _CAS_RETRIES = 64
 _BLOCKLIST_SECONDS = 24 * 3600
+# How long the OSD keeps a watch whose client stopped pinging. Liveness is decided by
+# notify acknowledgements, not by this: it only spares a busy gateway its watch.
+_WATCH_SECONDS = 30
 
 
 def _empty_state() -> dict[str, Any]:
@@ -86,7 +90,7 @@ class RadosSharedState:
     """
 
     def __init__(self, cluster: Any, pool: str, image_id: str, lu: LogicalUnit, tpgt: int,
-                 notify_timeout: float = 5.0) -> None:
+                 notify_timeout: float = 10.0) -> None:
         self.cluster = cluster
         self.pool = pool
         self.lu = lu
@@ -147,7 +151,8 @@ class RadosSharedState:
         self._me = Gateway(self.tpgt, addr, int(self.cluster.get_instance_id()))
         own = self.gateway_object(self.tpgt)
         self._ioctx.write_full(own, b"")
-        self._watch = self._ioctx.watch(own, self._on_notify, self._on_watch_error)
+        self._watch = self._ioctx.watch(own, self._on_notify, self._on_watch_error,
+                                        _WATCH_SECONDS)
 
     async def stop(self) -> None:
         """Leave the gateway list and stop watching (a clean shutdown: not fenced)."""
@@ -207,6 +212,7 @@ class RadosSharedState:
     async def _update(self, change: Callable[[], T],
                       edit: Callable[[dict[str, Any]], None] | None) -> T:
         async with self._lock:
+            await self._check_watch()
             for _ in range(_CAS_RETRIES):
                 state, version = await asyncio.to_thread(self._read)
                 self._load(state, version)
@@ -349,11 +355,29 @@ class RadosSharedState:
         return await self._notify(gateway, json.dumps({"ping": True}))
 
     async def _notify(self, gateway: Gateway, message: str) -> bool:
-        """Notify one gateway; True once it acknowledged (it has applied the message)."""
-        done: asyncio.Future[bool] = self.loop.create_future()
+        """Notify one gateway; True once it acknowledged (it has applied the message).
+
+        A gateway whose watch has lapsed (a loaded machine can miss the OSD's watch
+        timeout) watches again within moments: nobody watching is retried for up to
+        ``notify_timeout`` before the gateway counts as gone."""
+        deadline = self.loop.time() + self.notify_timeout
+        while True:
+            answer = await self._notify_once(gateway, message)
+            if answer is not None:
+                return answer
+            if self.loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.2)  # back off: the gateway may be watching again
+
+    async def _notify_once(self, gateway: Gateway, message: str) -> bool | None:
+        """True: acknowledged; False: not in time; None: nobody watches its object."""
+        done: asyncio.Future[bool | None] = self.loop.create_future()
 
         def complete(_completion: Any, ret: int, acks: Any, _timeouts: Any) -> None:
-            ok = ret == 0 and bool(acks)  # no watcher at all: nobody serves that tag
+            ok = None if ret == 0 and not acks else ret == 0
+            if not ok:
+                log.debug("%s: notify to gateway %d: %s", self.object, gateway.tpgt,
+                          "nobody watching" if ok is None else os.strerror(-ret))
 
             def settle() -> None:
                 if not done.done():
@@ -403,7 +427,9 @@ class RadosSharedState:
             self.loop.call_soon_threadsafe(apply)
         except RuntimeError:  # the loop is closed: no answer, so the sender fences us
             return
-        applied.wait(self.notify_timeout / 2)  # the ack (return) says: applied
+        # The ack (return) says "applied"; a gateway that cannot apply in time is fenced
+        # by the sender anyway, so there is nothing to gain by answering earlier.
+        applied.wait(self.notify_timeout * 2)
 
     def _receive(self, data: bytes) -> None:
         message = json.loads(data)
@@ -417,9 +443,10 @@ class RadosSharedState:
         for rid, asc, ascq in message.get("ua", []):
             notify_registrant(self.lu, str(rid), (int(asc), int(ascq)))
 
-    def _on_watch_error(self, err: int) -> None:
+    def _on_watch_error(self, _watch_id: int, err: int) -> None:
         """The watch broke (the cluster was unreachable for a while): the state may have
-        changed unseen. Reload it; if this gateway was fenced, its I/O fails anyway."""
+        changed unseen. Watch again and reload it; if this gateway was fenced, that
+        fails, as does its I/O."""
         log.warning("%s: watch error %d: reloading the reservation state", self.object, err)
 
         def again() -> None:
@@ -430,18 +457,32 @@ class RadosSharedState:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(again)
 
-    async def _rewatch(self) -> None:
+    async def _check_watch(self) -> None:
+        """Watch again if the watch broke unnoticed (its error callback is a hint only)."""
+        def broken() -> bool:
+            try:
+                return self._watch is None or int(self._watch.check()) < 0
+            except Exception:
+                return True
+
+        if self._ioctx is not None and await asyncio.to_thread(broken):
+            log.warning("%s: the watch was lost: watching again", self.object)
+            await self._rewatch(refresh=False)
+
+    async def _rewatch(self, refresh: bool = True) -> None:
         def rewatch() -> None:
             with self._io:
                 if self._watch is not None:
                     with contextlib.suppress(Exception):
                         self._watch.close()
                 self._watch = self._ioctx.watch(self.gateway_object(self.tpgt),
-                                                self._on_notify, self._on_watch_error)
+                                                self._on_notify, self._on_watch_error,
+                                                _WATCH_SECONDS)
 
         try:
             await asyncio.to_thread(rewatch)
-            await self.refresh()
+            if refresh:
+                await self.refresh()
         except Exception as exc:
             log.error("%s: cannot watch again: %s", self.object, exc)
 
