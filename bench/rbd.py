@@ -41,6 +41,7 @@ from bench.run import (  # noqa: E402
     run_workload,
     select_targets,
     stop_all,
+    summarize,
     write_results,
 )
 from bench.targets import FILE_LUN, IQN, REPO, Target, TargetError, rss_kib  # noqa: E402
@@ -197,11 +198,24 @@ def run_all(args: argparse.Namespace, names: list[str], conf: Path,
         try:
             for w in select_workloads(args.only):
                 print(f"bench.rbd: {w.name} ({w.title})", file=sys.stderr)
-                result["workloads"][w.name] = run_workload(
-                    w, targets, args.runs, args.duration, args.profile, GOALS)
+                res = run_workload(w, targets, args.runs, args.duration, args.profile, GOALS)
+                cpu_per_io(res)
+                result["workloads"][w.name] = res
             result["rss_kib_after_runs"] = {n: rss_kib(t.pid) for n, t in targets.items()}
         finally:
             stop_all(targets)
+
+
+def cpu_per_io(res: dict[str, Any]) -> None:
+    """Add each run's daemon CPU time per I/O (µs; librbd's threads included) to an IOPS
+    workload's extras, and re-summarize."""
+    if res["unit"] != "IOPS":
+        return
+    for name, extras in res["extra"].items():
+        for value, extra in zip(res["runs"][name], extras, strict=True):
+            if value and "daemon_cpu_pct" in extra:
+                extra["cpu_us_per_io"] = extra["daemon_cpu_pct"] * 1e4 / value
+    summarize(res)
 
 
 def rbd_environment(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:

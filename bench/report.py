@@ -16,7 +16,8 @@ def fmt(v: float | None) -> str:
 
 # Extra metrics shown as their own rows under a workload: key, label, unit, higher is better.
 EXTRA_ROWS = [("p99_us", "same, p99", "µs", False),
-              ("off_mib_s", "same, digests off", "MiB/s", True)]
+              ("off_mib_s", "same, digests off", "MiB/s", True),
+              ("cpu_us_per_io", "daemon CPU per I/O", "µs", False)]
 
 
 def goal_text(w: dict[str, Any]) -> str:
