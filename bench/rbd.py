@@ -94,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="prefilled file, daemon state, the throwaway cluster")
     p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results" / "rbd")
     p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default")
+    p.add_argument("--pytgt-args", default="", metavar="ARGS",
+                   help="more pytgtd options, e.g. '--metrics 127.0.0.1:0'")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy stacks of pytgtd per workload (first run) into DIR")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")

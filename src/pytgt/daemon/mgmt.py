@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.config.spec import TGT_DEVICE_TYPES
-from pytgt.daemon import alua_admin, show, stats
+from pytgt.daemon import alua_admin, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
@@ -138,6 +138,8 @@ class Management:
     async def _dispatch(self, req: dict[str, Any]) -> str:
         mode, op = req.get("mode"), req.get("op")
         handler = HANDLERS.get((str(mode), str(op)))
+        if op == "show" and req.get("json"):  # --json: docs/json.md
+            handler = show_json.HANDLERS.get(str(mode))
         if handler is None:
             if mode not in MODES:
                 raise MgmtError(TgtadmError.INVALID_REQUEST, f"unknown mode: {mode}", EXIT_USAGE)

@@ -14,6 +14,7 @@ import struct
 
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command
+from pytgt.scsi.lu_stats import Latency
 from pytgt.scsi.modepages import ModePages
 from pytgt.scsi.pr import PersistentReservations
 from pytgt.scsi.sanitize import SanitizeOperation
@@ -108,6 +109,8 @@ class LogicalUnit:
         self.stat_other_cmds = self.stat_errors = 0
         self.stat_read_cmds = self.stat_read_bytes = 0
         self.stat_write_cmds = self.stat_write_bytes = 0
+        self.stat_error_kinds: dict[tuple[str, str], int] = {}  # (status, sense key) -> n
+        self.stat_latency: Latency | None = None  # on a timed target, from the first command
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:

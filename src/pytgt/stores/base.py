@@ -119,6 +119,15 @@ def store_identity(store: object) -> str:
 
 
 @runtime_checkable
+class SupportsPoolStats(Protocol):
+    """Optional: a store that runs blocking I/O in a thread pool (metrics)."""
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(jobs waiting for a thread, jobs submitted and not yet ended)."""
+        ...
+
+
+@runtime_checkable
 class SupportsRescan(Protocol):
     """Optional: a store that can read its backing object's size again (live resize)."""
 
