@@ -227,11 +227,12 @@ def top_frames(folded: Path, count: int = 15) -> list[str]:
 
 
 def run_workload(w: Workload, targets: dict[str, Target], runs: int,
-                 duration: float, profile_dir: Path | None = None) -> dict[str, Any]:
+                 duration: float, profile_dir: Path | None = None,
+                 goals: dict[str, float] = GOALS) -> dict[str, Any]:
     """Alternate the targets ``runs`` times; collect values, extras and errors."""
     res: dict[str, Any] = {
         "title": w.title, "client": w.client, "unit": w.unit,
-        "higher_is_better": w.higher_is_better, "goal_ratio": GOALS.get(w.name),
+        "higher_is_better": w.higher_is_better, "goal_ratio": goals.get(w.name),
         "runs": {n: [] for n in targets}, "extra": {n: [] for n in targets},
         "errors": {n: [] for n in targets},
     }
