@@ -34,6 +34,7 @@ from pytgt.stores.base import (
     StoreCapability,
     StoreError,
     StoreIOError,
+    StoreUnavailable,
     check_range,
     parse_oflags,
     parse_options,
@@ -52,12 +53,12 @@ _MISSING = ("rbd backing store: the Ceph Python bindings are missing: install De
 
 
 def bindings() -> tuple[ModuleType, ModuleType]:
-    """The ``rados`` and ``rbd`` modules; raises :class:`StoreError` when missing."""
+    """The ``rados`` and ``rbd`` modules; raises :class:`StoreUnavailable` when missing."""
     try:
         import rados  # type: ignore[import-not-found]
         import rbd  # type: ignore[import-not-found]
     except ImportError:
-        raise StoreError(_MISSING) from None
+        raise StoreUnavailable(_MISSING) from None
     return rados, rbd
 
 
