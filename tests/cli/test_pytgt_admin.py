@@ -181,12 +181,12 @@ def test_syntax_error_applies_nothing(daemon: RunningDaemon, tmp_path: Path,
 
 def test_unsupported_store_type_and_bad_iscsi_value_apply_nothing(
         daemon: RunningDaemon, tmp_path: Path) -> None:
-    conf = write(tmp_path, f"<target {IQN}>\n backing-store x\n bs-type rbd\n"
+    conf = write(tmp_path, f"<target {IQN}>\n backing-store x\n bs-type sheepdog\n"
                            " MaxBurstLength lots\n</target>\n")
     res = admin(daemon, "-c", conf, "-e", check=False)
     assert res.returncode == 1
     assert f"{conf}:1: bad value for MaxBurstLength: 'lots'" in res.stderr
-    assert f"{conf}:2: unknown bs-type rbd" in res.stderr
+    assert f"{conf}:2: unknown bs-type sheepdog" in res.stderr
     assert targets(daemon) == []
 
 
