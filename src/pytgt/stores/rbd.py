@@ -21,6 +21,7 @@ not return zeros (LBPRZ=1, SBC-3 4.7.3.6).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import os
@@ -164,6 +165,9 @@ class RbdStore:
         self._closed = False
         self._next_op = 0
         self._in_flight: set[int] = set()
+        self._done: collections.deque[tuple[int, asyncio.Future[Any], int, bytes | None]] = \
+            collections.deque()  # completions on their way to the loop thread
+        self._drain_pending = False
         self._waiters: list[tuple[set[int], asyncio.Future[None]]] = []
 
     @classmethod
@@ -208,11 +212,14 @@ class RbdStore:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         op = self._next_op = self._next_op + 1
-        ended = self._ended
+        done = self._done
 
         def oncomplete(completion: Any, data: bytes | None = None) -> None:  # librbd thread
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(ended, op, fut, completion.get_return_value(), data)
+            done.append((op, fut, completion.get_return_value(), data))
+            if not self._drain_pending:  # one loop wake-up for a burst of completions
+                self._drain_pending = True
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(self._drain)
 
         self._in_flight.add(op)
         try:
@@ -221,6 +228,14 @@ class RbdStore:
             self._in_flight.discard(op)
             raise StoreIOError(_errno(exc), f"rbd: {exc}") from None
         return fut
+
+    def _drain(self) -> None:
+        """Finish every completion queued so far (loop thread). The flag is cleared first:
+        a completion queued after that schedules another drain."""
+        self._drain_pending = False
+        done, ended = self._done, self._ended
+        while done:
+            ended(*done.popleft())
 
     def _ended(self, op: int, fut: asyncio.Future[Any], ret: int,
                data: bytes | None) -> None:
