@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import errno
 import os
 import threading
@@ -127,6 +128,22 @@ def _connect(rados: ModuleType, conf: str, client: str, name: str) -> Any:
     return cluster
 
 
+_pinned = threading.local()  # .done: this thread's state is kept
+
+
+def _pin_thread_state() -> None:
+    """Keep this librbd thread's Python thread state for the thread's life.
+
+    The binding's callbacks run on librbd threads Python did not start: each one makes
+    a thread state on entry and frees it on exit, and CPython 3.11 maps and unmaps a
+    frame stack with it, so every completion cost an mmap/munmap pair and a TLB
+    shoot-down on every core. One extra ``PyGILState_Ensure``, never released, keeps it.
+    """
+    _pinned.done = True
+    with contextlib.suppress(Exception):  # an optimisation: never fail a completion
+        ctypes.pythonapi.PyGILState_Ensure()
+
+
 def _as_buffer(data: bytes | bytearray | memoryview) -> bytes | bytearray:
     """What the binding's ``aio_write`` takes (bytes or bytearray), copying only if needed."""
     if isinstance(data, bytes | bytearray):
@@ -215,6 +232,8 @@ class RbdStore:
         done = self._done
 
         def oncomplete(completion: Any, data: bytes | None = None) -> None:  # librbd thread
+            if not getattr(_pinned, "done", False):
+                _pin_thread_state()
             done.append((op, fut, completion.get_return_value(), data))
             if not self._drain_pending:  # one loop wake-up for a burst of completions
                 self._drain_pending = True
