@@ -2,6 +2,7 @@
 
 - ``pytgt.iscsi`` is sans-I/O (RFC 7143 as data): no asyncio, socket or time, and nothing
   from the layers above or beside it (scsi, net, daemon, config).
+- ``pytgt.isns`` is sans-I/O too (RFC 4171 as data), and apart from the iSCSI layers.
 - ``pytgt.scsi`` does no file I/O and imports nothing from daemon, config or net: what
   needs a file (APTPL) is handed in by the daemon (``pytgt.scsi.pr.AptplSaver``).
 - A public class name means one thing: no two modules define a class of the same name.
@@ -75,6 +76,13 @@ def test_iscsi_is_sans_io() -> None:
     forbidden = {"asyncio", "socket", "time", "pytgt.scsi", "pytgt.net", "pytgt.daemon",
                  "pytgt.config"}
     assert _bad_imports("iscsi", forbidden) == []
+
+
+def test_isns_is_sans_io() -> None:
+    """pytgt.isns (RFC 4171) is a codec and a client state: the daemon does the I/O."""
+    forbidden = {"asyncio", "socket", "time", "pytgt.scsi", "pytgt.net", "pytgt.daemon",
+                 "pytgt.config", "pytgt.iscsi"}
+    assert _bad_imports("isns", forbidden) == []
 
 
 def test_scsi_imports_nothing_from_daemon_config_net() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytgt.initiator import InitiatorSession
+from pytgt.net.portal import PortalOptions
 from tests.daemon.conftest import IQN, Admin, golden, golden_params
 from tests.e2e.util import admin, clear_unit_attentions, login, run, target
 from tests.helpers import RunningDaemon, start_daemon
@@ -89,12 +90,12 @@ async def _drain_ua(s: InitiatorSession, lun: int = 1) -> tuple[int, int] | None
     return None
 
 
-def test_portal_group_tag_vpd_and_rtpg_agree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tag", [1, 7])  # pytgtd --iscsi tpgt=N (a gateway's own tag)
+def test_portal_group_tag_vpd_and_rtpg_agree(tmp_path: Path, tag: int) -> None:
     async def body() -> None:
-        async with target(tmp_path, size=1 << 20) as (_d, port):
+        async with target(tmp_path, size=1 << 20, options=PortalOptions(tpgt=tag)) as (_d, port):
             s = await login(port)
             await clear_unit_attentions(s)
-            tag = s.params.target_portal_group_tag
             inq = await _result(s, bytes((0x12, 0, 0, 0, 96, 0)), read=96)
             assert inq.data[5] & 0x30 == 0x30  # TPGS 11b
             vpd = (await _result(s, bytes((0x12, 1, 0x83, 1, 0, 0)), read=256)).data
@@ -108,8 +109,9 @@ def test_portal_group_tag_vpd_and_rtpg_agree(tmp_path: Path) -> None:
             assert r.ok and r.data[4] == 0x10
             group = struct.unpack_from(">H", r.data, 10)[0]
             port_id = struct.unpack_from(">H", r.data, 18)[0]
-            assert tag == group == designators[5] == 1
-            assert port_id == designators[4] == 1
+            assert s.params.target_portal_group_tag == group == designators[5] == tag
+            assert port_id == designators[4] == tag
+            assert struct.unpack_from(">I", r.data)[0] == 4 + 12  # that group alone
             await s.logout()
     run(body)
 

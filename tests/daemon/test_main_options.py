@@ -28,3 +28,12 @@ def test_tmf_wait_timeout_option() -> None:
 def test_bad_options_are_one_line_errors(bad: str) -> None:
     with pytest.raises(CliError):
         parse_all_iscsi_options([bad])
+
+
+def test_tpgt_option() -> None:
+    """The gateway's portal group tag: 1 by default, 1-65535 (RFC 7143 13.9)."""
+    assert parse_all_iscsi_options([])[1].tpgt == 1
+    assert parse_all_iscsi_options(["tpgt=2"])[1].tpgt == 2
+    for bad in ("tpgt=0", "tpgt=65536", "tpgt=x"):
+        with pytest.raises(CliError):
+            parse_all_iscsi_options([bad])

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", metavar="tid=N|IQN|ALL",
                    help="apply the configuration file's changes to these targets")
     p.add_argument("-s", "--show", action="store_true", help="show all the targets")
-    p.add_argument("-C", "--control-port", type=int, default=None, metavar="N")
+    p.add_argument("-C", "--control-port", type=int, default=None, metavar="N",
+                   help="the daemon's control port (default 0)")
     p.add_argument("-c", "--conf", default=DEFAULT_CONF, metavar="FILE",
                    help=f"configuration file (default {DEFAULT_CONF})")
     p.add_argument("--ignore-errors", action="store_true",

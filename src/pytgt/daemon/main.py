@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon import logfmt
+from pytgt.daemon.isns import IsnsControl, IsnsSettings, split_isns_options
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -94,13 +96,17 @@ def parse_all_iscsi_options(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytgtd", description="pytgt iSCSI target daemon")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
-    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N")
+    p.add_argument("-C", "--control-port", type=int, default=0, metavar="N",
+                   help="control port: the socket $PYTGT_RUN_DIR/socket.N (default 0)")
     p.add_argument("--iscsi", action="append", default=[], metavar="OPTIONS",
                    help="portal=HOST:PORT[,portal=...][,nop_interval=S][,nop_count=N]"
                         "[,login_timeout=S][,tmf_wait_timeout=S][,tpgt=N]"
                         "[,auth_fail_limit=N][,auth_fail_window=S]"
-                        "[,auth_backoff_initial=S][,auth_backoff_max=S]")
-    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
+                        "[,auth_backoff_initial=S][,auth_backoff_max=S]"
+                        "[,isns=On,isns_addr=HOST[,isns_port=PORT][,isns_ac=On|Off]"
+                        "[,isns_esi_interval=S]]")
+    p.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL",
+                   help="1: debug logging")
     p.add_argument("--quickstart", nargs="?", const="1G", metavar="SIZE",
                    help="create and export a sparse-file LUN (default 1G) in the state dir")
     p.add_argument("--persist", action="store_true",
@@ -109,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-backing-symlinks", action="store_true",
                    help="accept any symbolic link as a backing-store path (by default only "
                         "/dev links to block devices, e.g. /dev/disk/by-id/...)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics ([::1]:PORT for "
+                        "IPv6, port 0: any free port, logged)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one JSON object per log event (docs/operations.md)")
     p.add_argument("-V", "--version", action="version", version="pytgtd 0.1.0")
     return p
 
@@ -116,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        portals, opts, backoff = parse_all_iscsi_options(args.iscsi)
+        args.isns, iscsi = _split_isns(args.iscsi)
+        portals, opts, backoff = parse_all_iscsi_options(iscsi)
+        metrics = _metrics_address(args.metrics)
     except CliError as exc:
         print(f"pytgtd: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s pytgtd[%(process)d] %(name)s: %(message)s")
+    logfmt.setup(logging.DEBUG if args.debug else logging.INFO, args.log_format)
     if not args.foreground and os.fork() > 0:
         return 0
     try:
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:
-        return runner(_run(portals, opts, backoff, args))
+        return runner(_run(portals, opts, backoff, args, metrics))
     except OSError as exc:
         print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -140,9 +151,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT`` / ``[V6]:PORT`` -> (host, port); raises CliError."""
+    if text is None:
+        return None
+    try:
+        host, port = parse_portal(text, default_port=-1)
+    except ValueError:
+        raise CliError(f"bad --metrics address: {text} (HOST:PORT)") from None
+    return host, port
+
+
 async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
-               backoff: BackoffSettings, args: argparse.Namespace) -> int:
-    daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff)
+               backoff: BackoffSettings, args: argparse.Namespace,
+               metrics_at: tuple[str, int] | None = None) -> int:
+    from pytgt.daemon import metrics as prometheus
+
+    daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff,
+                    timing=prometheus.LATENCY_SAMPLE if metrics_at is not None else 0)
+    metrics = None
+    if metrics_at is not None:  # before the portals: scraped from the first login on
+        metrics = await prometheus.serve_metrics(daemon, *metrics_at)
 
     async def configure(management: Management) -> None:
         """Restore/apply the configuration before the portals and control socket open."""
@@ -163,6 +192,8 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         await daemon.start(configure)
     except CliError:
         await daemon.stop()
+        if metrics is not None:
+            metrics.close()
         raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -170,9 +201,15 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         loop.add_signal_handler(sig, stop.set)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
+    isns = IsnsControl(daemon, args.isns)
+    await isns.start()
     await stop.wait()
-    logging.getLogger("pytgt.daemon").info("shutting down")
+    logging.getLogger("pytgt.daemon").info("shutting down",
+                                           extra=logfmt.fields("shutdown"))
+    await isns.stop()  # deregister while the portals still answer
     await daemon.stop()
+    if metrics is not None:
+        metrics.close()
     return 0
 
 
@@ -203,6 +240,13 @@ async def _quickstart(daemon: Daemon, size: str) -> None:
         print(f"pytgtd: serving {path} as iscsi://{shown}:{port}/{QUICKSTART_IQN}/1", flush=True)
     print("pytgtd: connect with e.g. `iscsi-ls -s iscsi://HOST:PORT/` or "
           "`iscsiadm -m discovery -t sendtargets -p HOST:PORT`", flush=True)
+
+
+def _split_isns(values: list[str]) -> tuple[IsnsSettings, list[str]]:
+    try:
+        return split_isns_options(values)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parse_size(text: str) -> int:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.config.spec import TGT_DEVICE_TYPES
-from pytgt.daemon import alua_admin, show, stats
+from pytgt.daemon import alua_admin, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
 from pytgt.daemon.dump import system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
+from pytgt.daemon.isns import IsnsSettings
 from pytgt.daemon.mode_page import apply_mode_page
 from pytgt.daemon.persist import READ_ONLY_OPS
 from pytgt.daemon.security import SecurityMonitor
@@ -34,7 +35,7 @@ from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore, StoreUnavailable
+from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -115,6 +116,10 @@ class Management:
         self.security = SecurityMonitor()
         # pytgtd --allow-backing-symlinks (pytgt.stores.paths)
         self.allow_backing_symlinks = False
+        # pytgtd --iscsi isns=... (shown by --op show --mode system, tgt's iSNS section);
+        # isns_admin applies tgt's --op update --mode sys --name iSNS... (ValueError: refused)
+        self.isns = IsnsSettings()
+        self.isns_admin: Callable[[str, str], Awaitable[None]] | None = None
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -133,6 +138,8 @@ class Management:
     async def _dispatch(self, req: dict[str, Any]) -> str:
         mode, op = req.get("mode"), req.get("op")
         handler = HANDLERS.get((str(mode), str(op)))
+        if op == "show" and req.get("json"):  # --json: docs/json.md
+            handler = show_json.HANDLERS.get(str(mode))
         if handler is None:
             if mode not in MODES:
                 raise MgmtError(TgtadmError.INVALID_REQUEST, f"unknown mode: {mode}", EXIT_USAGE)
@@ -378,6 +385,13 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         target.scsi.add_lu(lu)
         if m.aptpl is not None:
             m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
+        if isinstance(store, SupportsSharedState):  # reservations kept with the medium
+            tpgt = m.service.portal_group_tag if m.service is not None else 1
+            try:
+                lu.shared = await store.share(lu, tpgt)
+            except Exception as exc:
+                target.scsi.remove_lu(lun)
+                raise ValueError(f"shared reservation state: {exc}") from None
     except ValueError as exc:
         await _close_store(store, flush=False)
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
@@ -536,6 +550,11 @@ async def system_update(m: Management, req: dict[str, Any]) -> str:
     elif name == "debug" and value in ("on", "off"):
         m.debug = value == "on"
         logging.getLogger("pytgt").setLevel(logging.DEBUG if m.debug else logging.INFO)
+    elif str(name).startswith("iSNS") and m.isns_admin is not None:
+        try:
+            await m.isns_admin(str(name), str(value))
+        except ValueError:
+            raise _invalid() from None
     else:
         raise _invalid()
     return ""

@@ -7,6 +7,7 @@ target-wide part of task management (SAM-5 7).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
@@ -37,16 +38,22 @@ class RegistryPolicy(TargetPolicy[Target]):
         self.portals = portals
         self.portal_group_tag = portal_group_tag
         self.security = security or SecurityMonitor()
+        # iSNS access control (pytgtd --iscsi isns_ac=On): (target, initiator) -> allowed
+        self.isns_allows: Callable[[str, str], bool] | None = None
 
     # -- login ---------------------------------------------------------------------
     def find_target(self, name: str) -> Target | None:
         return self.registry.by_name(name)
 
     def target_allows(self, target: Target, initiator_name: str, address: str) -> bool:
-        if target.allows(initiator_name, address):
+        if self._allows(target, initiator_name, address):
             return True
         stats.count_acl_denied(target)
         return False
+
+    def _allows(self, target: Target, initiator_name: str, address: str) -> bool:
+        return target.allows(initiator_name, address) and (
+            self.isns_allows is None or self.isns_allows(target.name, initiator_name))
 
     def login_permitted(self, address: str, initiator_name: str) -> bool:
         return self.security.login_permitted(address, initiator_name)
@@ -100,7 +107,7 @@ class RegistryPolicy(TargetPolicy[Target]):
                 continue
             if value == "" and session_type != "Normal":
                 continue
-            if not target.allows(initiator_name, address):
+            if not self._allows(target, initiator_name, address):
                 continue
             out.append(("TargetName", target.name))
             for addr in self._addresses(local_address):

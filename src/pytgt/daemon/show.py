@@ -142,6 +142,12 @@ def format_target_params(t: Target) -> str:
     return _format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
 
 
+def target_params(t: Target) -> dict[str, str]:
+    """The target's parameters (tgt's, in show order) as a dict (``--json``)."""
+    pairs = (line.partition("=") for line in _format_params(t.iscsi_params).splitlines())
+    return {name: value for name, sep, value in pairs if sep}
+
+
 def _format_params(overrides: dict[str, str]) -> str:
     """tgt's target parameters, key=value, with the admin's ``overrides``."""
     values = {name: default for name, (default, _rule) in OTHER_PARAMS.items()}
@@ -187,8 +193,10 @@ async def system_show(m: Management, req: dict[str, Any]) -> str:
         lines.append(f"    {name} (bsoflags sync:direct)" if name == "rdwr" else f"    {name}")
     lines.append("Device types:")
     lines += [f"    {TYPE_SHOWN.get(t, t)}" for t in PERIPHERAL_DEVICE_TYPE]
-    lines += ["iSNS:", "    iSNS=Off", "    iSNSServerIP=", "    iSNSServerPort=3205",
-              "    iSNSAccessControl=Off"]
+    isns = m.isns
+    lines += ["iSNS:", f"    iSNS={'On' if isns.enabled else 'Off'}",
+              f"    iSNSServerIP={isns.address}", f"    iSNSServerPort={isns.port}",
+              f"    iSNSAccessControl={'On' if isns.access_control else 'Off'}"]
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +207,7 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
+def target_sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
     """The target's sessions (``--sid`` picks one), in order: (session id, nexus info)."""
     target = m.target(req)
     sid = _opt_int(req, "sid")
@@ -208,7 +216,7 @@ def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]
 
 async def conn_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         out.append(f"Session: {nexus_id}\n")
         for cid, conn in sorted(info.connections.items()):
             out.append(f"    Connection: {cid}\n        Initiator: {info.initiator_name}\n"
@@ -218,7 +226,7 @@ async def conn_show(m: Management, req: dict[str, Any]) -> str:
 
 async def session_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         alias = info.initiator_alias or "none"
         out.append(f"Session: {nexus_id}\n"
                    f"    Initiator: {info.initiator_name} alias: {alias}\n")

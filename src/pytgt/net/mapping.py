@@ -37,10 +37,11 @@ RESPONSES: dict[tmf.ServiceResponse, TmfResponse] = {
 def it_nexus(session: Session, portal_group_tag: int, port: SessionPort | None = None
              ) -> ItNexus:
     """The I_T nexus of a Normal session (RFC 7143 4.4); the key adds the TSIH, so a
-    reinstated session is a new nexus of the same initiator port."""
+    reinstated session is a new nexus of the same initiator port, and the portal group
+    tag, so it names the nexus among every gateway that serves a shared LU."""
     initiator_port = f"{session.initiator_name},i,{session.isid:#014x}"
     return ItNexus(
-        key=f"{initiator_port},tsih={session.tsih}",
+        key=f"{initiator_port},tsih={session.tsih},tpgt={portal_group_tag}",
         initiator_name=session.initiator_name,
         initiator_port=initiator_port,
         relative_port=portal_group_tag,

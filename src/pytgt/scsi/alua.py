@@ -316,6 +316,11 @@ async def set_target_port_groups(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         if gid not in groups.groups or gid in wanted:
             raise invalid_param(off + 2)
         wanted[gid] = AccessState(code)
-    for gid, state in wanted.items():
-        groups.set_state(state, gid, by=task.nexus, lu=lu)
-    return ScsiResult(Status.GOOD)
+
+    def change() -> ScsiResult:
+        for gid, state in wanted.items():
+            groups.set_state(state, gid, by=task.nexus, lu=lu)
+        return ScsiResult(Status.GOOD)
+
+    # A LU served by several gateways: the states are shared with them (scsi/shared.py).
+    return change() if lu.shared is None else await lu.shared.update(change)

@@ -14,6 +14,7 @@ import struct
 
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command
+from pytgt.scsi.lu_stats import Latency
 from pytgt.scsi.modepages import ModePages
 from pytgt.scsi.pr import PersistentReservations
 from pytgt.scsi.sanitize import SanitizeOperation
@@ -26,6 +27,7 @@ from pytgt.scsi.sense import (
     invalid_opcode,
     sense_bytes,
 )
+from pytgt.scsi.shared import SharedState
 from pytgt.scsi.task import ItNexus, ScsiResult, ScsiTask, Status, TaskAttribute
 from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
@@ -96,6 +98,7 @@ class LogicalUnit:
         self.ua: dict[str, list[tuple[int, int]]] = {}  # nexus key -> pending (asc, ascq)
         self.reservation: str | None = None  # SPC-2 RESERVE holder (nexus key)
         self.pr = PersistentReservations()
+        self.shared: SharedState | None = None  # reservations shared with other gateways
         self.caw_lock = asyncio.Lock()
         self.task_set = TaskSet(self.mode)
         self.sanitizing: SanitizeOperation | None = None  # running or failed (sanitize.py)
@@ -106,6 +109,8 @@ class LogicalUnit:
         self.stat_other_cmds = self.stat_errors = 0
         self.stat_read_cmds = self.stat_read_bytes = 0
         self.stat_write_cmds = self.stat_write_bytes = 0
+        self.stat_error_kinds: dict[tuple[str, str], int] = {}  # (status, sense key) -> n
+        self.stat_latency: Latency | None = None  # on a timed target, from the first command
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:
@@ -244,6 +249,13 @@ class LogicalUnit:
         self._prevent.discard(nexus.key)
         if self.reservation == nexus.key:
             self.reservation = None
+            if self.shared is not None:
+                self.shared.forget(lambda: self._release_spc2(nexus.key))
+
+    def _release_spc2(self, holder: str | None) -> None:
+        """Drop the SPC-2 reservation if ``holder`` (None: anyone) has it."""
+        if holder is None or self.reservation == holder:
+            self.reservation = None
 
     def set_prevent(self, nexus_key: str, prevent: bool) -> None:
         if prevent:
@@ -255,6 +267,8 @@ class LogicalUnit:
         """LOGICAL UNIT RESET effects on LU state (SAM-5 6.3.3): PREVENT, reservation, modes."""
         self._prevent.clear()
         self.reservation = None
+        if self.shared is not None:
+            self.shared.forget(lambda: self._release_spc2(None))
         self.mode.reset()
 
     # Command execution.

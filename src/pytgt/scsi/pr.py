@@ -118,6 +118,10 @@ class PersistentReservations:
     type: int = 0  # 0: no persistent reservation
     aptpl: bool = False  # APTPL of the last REGISTER (SPC-4 5.9.5)
     saver: AptplSaver | None = field(default=None, repr=False, compare=False)
+    #: While a shared update runs (scsi/shared.py): the unit attentions it raises, as
+    #: (registration id, asc, ascq), delivered on every gateway once the change is stored.
+    outbox: list[tuple[str, int, int]] | None = field(default=None, repr=False,
+                                                      compare=False)
 
     def find(self, nexus: ItNexus) -> str | None:
         """The id of the registration that covers ``nexus``, or None."""
@@ -165,6 +169,8 @@ def _good() -> ScsiResult:
 async def persistent_reserve_in(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
     action, alloc = cdb[1] & 0x1F, struct.unpack_from(">H", cdb, 7)[0]
+    if lu.shared is not None:  # answered from the state every gateway shares
+        await lu.shared.refresh()
     pr = lu.pr
     if action == 0:  # READ KEYS
         keys = b"".join(struct.pack(">Q", r.key) for r in pr.registrations.values())
@@ -227,10 +233,14 @@ async def persistent_reserve_out(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         raise invalid_field(1, 4)
     pr = lu.pr
     was_aptpl = pr.aptpl
-    if action == PrOutAction.REGISTER_AND_MOVE:
-        result = _register_and_move(lu, task, _param_list(task, length, 24))
-    else:
-        result = _out(lu, task, action, length)
+
+    def change() -> ScsiResult:
+        if action == PrOutAction.REGISTER_AND_MOVE:
+            return _register_and_move(lu, task, _param_list(task, length, 24))
+        return _out(lu, task, action, length)
+
+    result = change() if lu.shared is None else await lu.shared.update(change)
+    pr = lu.pr
     if result.status == Status.GOOD and pr.saver is not None and (pr.aptpl or was_aptpl):
         try:  # shielded: an aborted command's save still ends before the next one starts
             await asyncio.shield(pr.saver(pr))
@@ -433,7 +443,15 @@ def _notify(lu: LogicalUnit, pr: PersistentReservations, rid: str,
             _notify_one(lu, other, asc)
 
 
-def _notify_one(lu: LogicalUnit, rid: str, asc: Asc) -> None:
+def _notify_one(lu: LogicalUnit, rid: str, asc: Asc | tuple[int, int]) -> None:
+    if lu.pr.outbox is not None:  # a shared update: every gateway delivers it, once stored
+        lu.pr.outbox.append((rid, asc[0], asc[1]))
+        return
+    notify_registrant(lu, rid, asc)
+
+
+def notify_registrant(lu: LogicalUnit, rid: str, asc: Asc | tuple[int, int]) -> None:
+    """Unit attention ``asc`` for this target's nexuses that registration ``rid`` covers."""
     for key, nexus in lu.nexuses.items():
         if nexus_matches(rid, nexus):
             lu.ua_add(key, asc)

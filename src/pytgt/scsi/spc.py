@@ -272,20 +272,27 @@ async def report_supported_tmfs(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 
 # RESERVE / RELEASE (SPC-2 7.21, 7.24), kept as tgt and Linux initiators still use them.
+# With other gateways (lu.shared), the same code runs as one cluster-wide update.
 async def reserve(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    holder = lu.reservation
-    if holder is not None and holder != task.nexus.key or lu.pr.registrations:
-        return ScsiResult(Status.RESERVATION_CONFLICT)
-    lu.reservation = task.nexus.key
-    return good()
+    def change() -> ScsiResult:
+        holder = lu.reservation
+        if holder is not None and holder != task.nexus.key or lu.pr.registrations:
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        lu.reservation = task.nexus.key
+        return good()
+
+    return change() if lu.shared is None else await lu.shared.update(change)
 
 
 async def release(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    if lu.pr.registrations:
-        return ScsiResult(Status.RESERVATION_CONFLICT)
-    if lu.reservation == task.nexus.key:
-        lu.reservation = None
-    return good()
+    def change() -> ScsiResult:
+        if lu.pr.registrations:
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        if lu.reservation == task.nexus.key:
+            lu.reservation = None
+        return good()
+
+    return change() if lu.shared is None else await lu.shared.update(change)
 
 
 # SEND DIAGNOSTIC (SPC-4 6.32): the default self-test always passes.

@@ -63,8 +63,9 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
     """Carry out ``function`` for ``nexus`` and call ``respond`` once with its outcome.
 
     ``lun`` is a LUN number or raw LUN field (ignored by the target resets); ``tag``
-    names the task for ABORT TASK.
+    names the task for ABORT TASK. Each answer is counted in ``target.stat_tmf``.
     """
+    respond = _counted(target, function, respond)
     lu = target.lu(lun) if function in _LU_SCOPED else None
     if function in _LU_SCOPED and lu is None:
         respond(ServiceResponse.INCORRECT_LOGICAL_UNIT_NUMBER)
@@ -75,6 +76,10 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
     if function not in (Function.ABORT_TASK, Function.ABORT_TASK_SET):
         _abort_held_elsewhere(target, nexus, None if lu is None else lu.lun)
     _effects(target, function, lu)
+    if function is Function.LOGICAL_UNIT_RESET or function in _RESETS:
+        for each in [lu] if lu is not None else list(target.luns.values()):
+            if each.shared is not None:  # the LU is served by other gateways too
+                await each.shared.reset()
     response = ServiceResponse.FUNCTION_COMPLETE
     if victims and not await _gone(target, victims, wait_timeout):
         log.warning("%s: aborted commands still running after %.0f s, answering "
@@ -85,6 +90,15 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
         for other in list(target.nexuses.values()):
             if other.port is not None:
                 other.port.drop("target cold reset")
+
+
+def _counted(target: ScsiTarget, function: Function,
+             respond: Callable[[ServiceResponse], None]) -> Callable[[ServiceResponse], None]:
+    def answer(response: ServiceResponse) -> None:
+        key = (function.name.lower(), response.name.lower())
+        target.stat_tmf[key] = target.stat_tmf.get(key, 0) + 1
+        respond(response)
+    return answer
 
 
 def _in_scope(target: ScsiTarget, function: Function, nexus: ItNexus,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 class StoreCapability(enum.Flag):
@@ -97,6 +97,16 @@ class SupportsWriteFua(Protocol):
 
 
 @runtime_checkable
+class SupportsSharedState(Protocol):
+    """Optional: a medium that several targets (gateways) serve at once, such as an RBD
+    image. ``share`` returns the ``scsi.shared.SharedState`` that keeps the LU's
+    reservations with the medium, started, for the gateway whose portal group tag is
+    ``tpgt``; the store stops it when it closes."""
+
+    async def share(self, lu: Any, tpgt: int) -> Any: ...
+
+
+@runtime_checkable
 class SupportsIdentity(Protocol):
     """Optional: a store whose backing object has an identity of its own (a Ceph image
     id), the LU's default SCSI ID and serial (SPC-4 7.8.6, 7.8.16): every gateway that
@@ -111,6 +121,15 @@ def store_identity(store: object) -> str:
     """``store.identity()`` for a :class:`SupportsIdentity` store, else ``""``."""
     ident = store.identity() if isinstance(store, SupportsIdentity) else ""
     return ident if isinstance(ident, str) else ""
+
+
+@runtime_checkable
+class SupportsPoolStats(Protocol):
+    """Optional: a store that runs blocking I/O in a thread pool (metrics)."""
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(jobs waiting for a thread, jobs submitted and not yet ended)."""
+        ...
 
 
 @runtime_checkable

@@ -41,9 +41,11 @@ from pytgt.stores.base import (
     parse_oflags,
     parse_options,
 )
+from pytgt.stores.rbd_shared import RadosSharedState
 
 DEFAULT_POOL = "rbd"
 CONNECT_TIMEOUT = 20  # seconds to reach the monitors (librados' default is 300)
+OP_TIMEOUT = 30  # seconds an OSD or monitor operation may take before it fails
 CAW_LOCK_SECONDS = 30  # a dead gateway's COMPARE AND WRITE lock expires after this
 _CAW_LOCK = "pytgt.caw"
 _LOCK_FLAG_MAY_RENEW = 1  # LIBRADOS_LOCK_FLAG_RENEW
@@ -120,6 +122,10 @@ def _connect(rados: ModuleType, conf: str, client: str, name: str) -> Any:
     try:
         cluster = rados.Rados(conffile=conf, rados_id=client or None, clustername=name or None)
         cluster.conf_set("rbd_cache", "false")  # coherent across gateways
+        # An unreachable cluster fails commands (and TMFs can end) instead of hanging
+        # them forever; 30 s is what ceph-iscsi gives tcmu-runner.
+        cluster.conf_set("rados_osd_op_timeout", str(OP_TIMEOUT))
+        cluster.conf_set("rados_mon_op_timeout", str(OP_TIMEOUT))
         cluster.conf_set("rbd_disable_zero_copy_writes", "true")  # buffers are reused
         cluster.connect(timeout=CONNECT_TIMEOUT)
     except rados.Error as exc:
@@ -180,6 +186,7 @@ class RbdStore:
         self._caw_object = f"{_CAW_LOCK}.{self.image_id}"
         self._cookie = uuid.uuid4().hex
         self._closed = False
+        self._shared: RadosSharedState | None = None
         self._next_op = 0
         self._in_flight: set[int] = set()
         self._done: collections.deque[tuple[int, asyncio.Future[Any], int, bytes | None]] = \
@@ -327,6 +334,9 @@ class RbdStore:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._shared is not None:  # leave the gateway list first (not fenced)
+            shared, self._shared = self._shared, None
+            await shared.stop()
         await self.quiesce()
         self._closed = True
         await asyncio.to_thread(self._close_sync)
@@ -339,6 +349,14 @@ class RbdStore:
             self._conn.release()
 
     # Optional protocols (stores/base.py).
+    async def share(self, lu: Any, tpgt: int) -> RadosSharedState:
+        """The LU's reservations, kept in RADOS with the image for every gateway
+        (stores/rbd_shared.py), joined as the gateway of portal group ``tpgt``."""
+        shared = RadosSharedState(self.cluster, self.pool, self.image_id, lu, tpgt)
+        await shared.start()
+        self._shared = shared
+        return shared
+
     def identity(self) -> str:
         """``rbd.<fsid prefix>.<pool id>.<image id>``: the same on every gateway."""
         return self._identity
