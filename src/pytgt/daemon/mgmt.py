@@ -35,7 +35,7 @@ from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore, SupportsSharedState
+from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
         store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
                                         bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
-    except BackingPathError as exc:
+    except (BackingPathError, StoreUnavailable) as exc:  # the admin needs the reason
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None
     except Exception as exc:  # StoreError, or a plugin's own failure

@@ -30,6 +30,11 @@ class StoreError(Exception):
     """Opening or configuring a store failed (bad path, bad option); message is for the admin."""
 
 
+class StoreUnavailable(StoreError):
+    """The store type cannot work in this process (a missing library); the message says
+    what to install and is shown to the admin as is."""
+
+
 class StoreIOError(Exception):
     """An I/O on an open store failed; ``errno`` tells which way."""
 
