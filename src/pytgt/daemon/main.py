@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon.sd_notify import notify
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -170,8 +171,10 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         loop.add_signal_handler(sig, stop.set)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
+    notify("READY=1", "STATUS=serving on " + ", ".join(f"{h}:{p}" for h, p in daemon.portals))
     await stop.wait()
     logging.getLogger("pytgt.daemon").info("shutting down")
+    notify("STOPPING=1", "STATUS=stopping: draining commands, asking sessions to log out")
     await daemon.stop()
     return 0
 
