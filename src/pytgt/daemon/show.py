@@ -134,6 +134,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            Backing store path: {lu.path or 'None'}",
         f"            Backing store flags: {lu.bsoflags or ''}",
         *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
+        *lu_show.qos_lines(lu),  # none while unlimited
     ]
 
 
