@@ -54,6 +54,7 @@ ISCSI_PARAMS = (
     "DefaultTime2Wait", "DefaultTime2Retain", "OFMarkInt", "IFMarkInt", "MaxConnections",
     "RDMAExtensions", "TargetRecvDataSegmentLength", "InitiatorRecvDataSegmentLength",
     "MaxOutstandingUnexpectedPDUs", "MaxQueueCmd", "nop_interval", "nop_count",
+    "RedirectAddress", "RedirectPort", "RedirectReason",  # login redirection (tgt's names)
 )
 _ISCSI_BY_LOWER = {p.lower(): p for p in ISCSI_PARAMS}
 
