@@ -213,3 +213,41 @@ def test_exec_reload_leaves_unchanged_targets_alone(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_sighup_reloads_the_config_between_reloading_and_ready(
+        tmp_path: Path, notify_socket: tuple[socket.socket, str]) -> None:
+    sock, path = notify_socket
+    for name in ("kept", "changed", "new"):
+        with open(tmp_path / f"{name}.img", "wb") as f:
+            f.truncate(1 << 20)
+    paths = {"kept": tmp_path / "kept.img", "changed": tmp_path / "changed.img"}
+    conf = tmp_path / "targets.conf"
+    conf.write_text(CONF.format(**paths, extra=""))
+    env = _daemon_env(tmp_path, path)
+    proc = subprocess.Popen([sys.executable, "-m", "pytgt.daemon.main", "-f", "-C", "0",
+                             "--iscsi", "portal=127.0.0.1:0", "--config", str(conf)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _fields(sock.recv(4096))["READY"] == "1"
+        conf.write_text(CONF.format(**paths, extra=f"    backing-store {tmp_path / 'new.img'}\n"))
+        proc.send_signal(signal.SIGHUP)
+        reloading = _fields(sock.recv(4096))
+        assert reloading["RELOADING"] == "1" and int(reloading["MONOTONIC_USEC"]) > 0
+        assert _fields(sock.recv(4096))["READY"] == "1"
+        show = subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtadm", "-C", "0",
+                               "--op", "show", "--mode", "target"], env=env,
+                              capture_output=True, text=True, timeout=30).stdout
+        assert str(tmp_path / "new.img") in show.split("iqn.2026-11.org.pytgt:changed")[1]
+        conf.write_text("<target broken\n")  # a bad file changes nothing, the daemon stays
+        proc.send_signal(signal.SIGHUP)
+        assert _fields(sock.recv(4096))["RELOADING"] == "1"
+        assert _fields(sock.recv(4096))["READY"] == "1"
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

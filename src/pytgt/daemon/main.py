@@ -169,6 +169,8 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.config:  # SIGHUP applies the changed file (daemon/startup_config.py)
+        loop.add_signal_handler(signal.SIGHUP, _reload, daemon, args.config)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
     notify("READY=1", "STATUS=serving on " + ", ".join(f"{h}:{p}" for h, p in daemon.portals))
@@ -177,6 +179,18 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
     notify("STOPPING=1", "STATUS=stopping: draining commands, asking sessions to log out")
     await daemon.stop()
     return 0
+
+
+def _reload(daemon: Daemon, path: str) -> None:
+    from pytgt.daemon.startup_config import reload_conf_file
+
+    if daemon.management is not None:
+        task = asyncio.ensure_future(reload_conf_file(daemon.management, path))
+        _RELOADS.add(task)  # keep a reference until it ends
+        task.add_done_callback(_RELOADS.discard)
+
+
+_RELOADS: set[asyncio.Future[list[str]]] = set()
 
 
 async def _quickstart(daemon: Daemon, size: str) -> None:
