@@ -5,7 +5,7 @@ libiscsi driver copying the LUN with ``qemu-img convert``; A held to 8 MiB/s by 
 the copy is still running) sees A redirect to B and drain: libiscsi logs out on the
 logout request, logs in to A again, is redirected and finishes on B, with no I/O error
 and every byte right. libiscsi's ``iscsi-inq`` and ``iscsi-ls`` follow a redirecting
-target too.
+target too, and pytgt's initiator reports where the target moved.
 
 (``iscsi-perf`` is not used here: libiscsi 1.19's tool never finishes after any
 reconnect, against tgt as against pytgt: its in-flight count never returns to zero.)
@@ -13,6 +13,7 @@ reconnect, against tgt as against pytgt: its in-flight count never returns to ze
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -23,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from pytgt.initiator import Initiator, LoginFailed
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.testing import ServedTarget, serve
 
 SIZE = 32 << 20
-pytestmark = pytest.mark.skipif(shutil.which("iscsi-inq") is None, reason="needs libiscsi-bin")
+needs_libiscsi = pytest.mark.skipif(shutil.which("iscsi-inq") is None,
+                                    reason="needs libiscsi-bin")
 
 
 def _lu(t: ServedTarget) -> LogicalUnit:
@@ -63,6 +66,7 @@ def _wait_for(cond: object, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+@needs_libiscsi
 @pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-utils")
 def test_drain_moves_a_running_copy_to_the_other_gateway(
         gateways: tuple[ServedTarget, ServedTarget], image: Path, tmp_path: Path) -> None:
@@ -86,6 +90,7 @@ def test_drain_moves_a_running_copy_to_the_other_gateway(
     assert not a.daemon.registry.targets[1].nexuses  # nobody left on the drained gateway
 
 
+@needs_libiscsi
 def test_libiscsi_tools_follow_a_temporary_redirect(
         gateways: tuple[ServedTarget, ServedTarget]) -> None:
     a, b = gateways
@@ -101,6 +106,7 @@ def test_libiscsi_tools_follow_a_temporary_redirect(
     assert res.returncode == 0 and "Lun:1" in res.stdout, res.stdout + res.stderr
 
 
+@needs_libiscsi
 def test_permanent_redirect_status(gateways: tuple[ServedTarget, ServedTarget]) -> None:
     """libiscsi 1.19 follows only 0101h; it reports 0102h (258) as the login's status."""
     a, b = gateways
@@ -108,3 +114,21 @@ def test_permanent_redirect_status(gateways: tuple[ServedTarget, ServedTarget]) 
                       "RedirectReason=Permanent")
     res = subprocess.run(["iscsi-inq", a.url], capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "Target moved permanently(258)" in res.stderr, res.stderr
+
+
+def test_pytgt_initiator_sees_the_redirection(gateways: tuple[ServedTarget, ServedTarget]) -> None:
+    """pytgt's initiator reports 0102h with the TargetAddress, and logs in there."""
+    a, b = gateways
+    _update(a, params=f"RedirectAddress=127.0.0.1,RedirectPort={b.port},"
+                      "RedirectReason=Permanent")
+
+    async def scenario() -> None:
+        with pytest.raises(LoginFailed) as info:
+            await Initiator.login(a.host, a.port, target=a.iqn)
+        assert info.value.status == 0x0102
+        assert info.value.redirect == f"127.0.0.1:{b.port}"
+        host, port = info.value.redirect.rsplit(":", 1)
+        async with Initiator.login(host, int(port), target=a.iqn) as s:
+            assert len(await s.read16(1, 0, 1)) == 512
+
+    asyncio.run(scenario())
