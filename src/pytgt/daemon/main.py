@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.daemon import logfmt
 from pytgt.daemon.isns import IsnsControl, IsnsSettings, split_isns_options
+from pytgt.daemon.sd_notify import notify
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -199,18 +200,34 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.config:  # SIGHUP applies the changed file (daemon/startup_config.py)
+        loop.add_signal_handler(signal.SIGHUP, _reload, daemon, args.config)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
     isns = IsnsControl(daemon, args.isns)
     await isns.start()
+    notify("READY=1", "STATUS=serving on " + ", ".join(f"{h}:{p}" for h, p in daemon.portals))
     await stop.wait()
     logging.getLogger("pytgt.daemon").info("shutting down",
                                            extra=logfmt.fields("shutdown"))
+    notify("STOPPING=1", "STATUS=stopping: draining commands, asking sessions to log out")
     await isns.stop()  # deregister while the portals still answer
     await daemon.stop()
     if metrics is not None:
         metrics.close()
     return 0
+
+
+def _reload(daemon: Daemon, path: str) -> None:
+    from pytgt.daemon.startup_config import reload_conf_file
+
+    if daemon.management is not None:
+        task = asyncio.ensure_future(reload_conf_file(daemon.management, path))
+        _RELOADS.add(task)  # keep a reference until it ends
+        task.add_done_callback(_RELOADS.discard)
+
+
+_RELOADS: set[asyncio.Future[list[str]]] = set()
 
 
 async def _quickstart(daemon: Daemon, size: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.config.spec import TGT_DEVICE_TYPES
-from pytgt.daemon import alua_admin, show, show_json, stats
+from pytgt.daemon import alua_admin, redirect, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
@@ -274,6 +274,11 @@ def _acl_remove(rules: list[str], rule: str) -> None:
 
 def check_target_param(name: str, value: str) -> tuple[str, str]:
     """Validate one target parameter; returns (canonical name, canonical value)."""
+    if name.lower() in redirect.PARAMS:  # RedirectAddress/Port/Reason (redirect.py)
+        checked_redirect = redirect.check(name, value)
+        if checked_redirect is None:
+            raise _invalid()
+        return checked_redirect
     canonical = PARAM_BY_LOWER.get(name.lower())
     if canonical is None:
         raise _invalid()
@@ -313,6 +318,7 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
     if name is not None and value is not None:
         params = {str(name): str(value), **params}
     state = None
+    drain: int | None = None
     updates: dict[str, str] = {}
     alua = _alua_change(target, {k: v for k, v in params.items() if k in alua_admin.PARAMS})
     for key, val in params.items():
@@ -322,14 +328,21 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
             if val not in _STATES:
                 raise _invalid()
             state = val
+        elif key == redirect.DRAIN:  # ask the sessions to log out (redirect.py)
+            drain = redirect.drain_seconds(val)
+            if drain is None:
+                raise _invalid()
         else:
             canonical, checked = check_target_param(key, val)
             updates[canonical] = checked
     target.iscsi_params.update(updates)
+    redirect.prune(target.iscsi_params)
     if state is not None:
         target.state = state
     if alua is not None:
         alua()
+    if drain is not None:
+        redirect.drain(m.sessions_of(target), drain)
     return ""
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pytgt.daemon import alua_admin, lu_show
+from pytgt.daemon import alua_admin, lu_show, redirect
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
 from pytgt.stores import available
@@ -134,12 +134,14 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            Backing store path: {lu.path or 'None'}",
         f"            Backing store flags: {lu.bsoflags or ''}",
         *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
+        *lu_show.qos_lines(lu),  # none while unlimited
     ]
 
 
 def format_target_params(t: Target) -> str:
     """``--op show --mode target --tid N``: the target's parameters, key=value."""
-    return _format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
+    return (_format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
+            + redirect.show_params(t))
 
 
 def target_params(t: Target) -> dict[str, str]:
@@ -163,7 +165,9 @@ def _format_params(overrides: dict[str, str]) -> str:
 def param_defaults() -> dict[str, str]:
     """Target parameters as a new target has them (what --op show --tid N prints)."""
     pairs = (line.partition("=") for line in _format_params({}).splitlines())
-    return {name: value for name, sep, value in pairs if sep}
+    # no redirection: pytgt-admin --update clears one the file no longer has
+    return {**{name: value for name, sep, value in pairs if sep},
+            **{name: "" for name in redirect.PARAMS.values()}}
 
 
 # -- show handlers (mgmt.HANDLERS) ---------------------------------------------------------

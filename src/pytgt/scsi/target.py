@@ -162,7 +162,8 @@ class ScsiTarget:
                     lu_stats.record(lu, task, refused)
                     done(task, refused.status, b"", refused.sense)
                     return None
-                data = row.nowait(lu, task)  # sets transfer_out where it answers
+                # sets transfer_out where it answers; a LU with QoS limits waits in run()
+                data = row.nowait(lu, task) if lu.qos is None else None
                 if data is not None:
                     if started:
                         lu_stats.observe(lu, task)
