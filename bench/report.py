@@ -16,7 +16,8 @@ def fmt(v: float | None) -> str:
 
 # Extra metrics shown as their own rows under a workload: key, label, unit, higher is better.
 EXTRA_ROWS = [("p99_us", "same, p99", "µs", False),
-              ("off_mib_s", "same, digests off", "MiB/s", True)]
+              ("off_mib_s", "same, digests off", "MiB/s", True),
+              ("cpu_us_per_io", "daemon CPU per I/O", "µs", False)]
 
 
 def goal_text(w: dict[str, Any]) -> str:
@@ -35,13 +36,14 @@ def write_markdown(result: dict[str, Any]) -> str:
     """A table of medians per workload with the pytgt/tgt ratio, plus notes."""
     env = result["environment"]
     names: list[str] = env["targets"]
+    lun = env.get("lun_desc") or f"file LUN {env['file_size'] >> 20} MiB (prefilled, cached)"
     lines = [
-        f"## pytgt vs tgt — {env['date']}",
+        f"## {env.get('title', 'pytgt vs tgt')} — {env['date']}",
         "",
         f"{env['cpus']} CPUs, kernel {env['kernel']}, Python {env['python']}, "
         f"pytgt {env['pytgt_commit']}, tgt {env['tgt']}, libiscsi {env['libiscsi']}, "
         f"qemu {env['qemu']}; medians of {env['runs']} alternation(s) of "
-        f"{env['duration_s']:g} s; file LUN {env['file_size'] >> 20} MiB (prefilled, cached); "
+        f"{env['duration_s']:g} s; {lun}; "
         f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}.",
         "",
         "| workload | client | unit | " + " | ".join(names) + " | pytgt/tgt | "

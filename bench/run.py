@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="LUNs for the RSS footprint, and targets in the targets.conf applied")
     p.add_argument("--pytgt-loop", choices=("default", "asyncio"), default="default",
                    help="pytgtd's event loop: default (uvloop when installed) or asyncio")
+    p.add_argument("--pytgt-args", default="", metavar="ARGS",
+                   help="more pytgtd options for target 'pytgt' only, e.g. "
+                        "'--metrics 127.0.0.1:0' (against --baseline of the same checkout)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy stacks of pytgtd per workload (first run) into DIR: "
                         "WORKLOAD.folded (for flamegraph.pl/inferno) and WORKLOAD.top.txt")
@@ -143,7 +146,7 @@ def _nonzero(path: Path) -> bool:
 
 def make_target(name: str, workdir: Path, args: argparse.Namespace) -> Target:
     if name == "pytgt":
-        return PytgtTarget(workdir, loop=args.pytgt_loop)
+        return PytgtTarget(workdir, loop=args.pytgt_loop, args=tuple(args.pytgt_args.split()))
     if name == "baseline":
         return BaselineTarget(workdir, loop=args.pytgt_loop, source=args.baseline)
     return TARGETS[name](workdir)
@@ -224,11 +227,12 @@ def top_frames(folded: Path, count: int = 15) -> list[str]:
 
 
 def run_workload(w: Workload, targets: dict[str, Target], runs: int,
-                 duration: float, profile_dir: Path | None = None) -> dict[str, Any]:
+                 duration: float, profile_dir: Path | None = None,
+                 goals: dict[str, float] = GOALS) -> dict[str, Any]:
     """Alternate the targets ``runs`` times; collect values, extras and errors."""
     res: dict[str, Any] = {
         "title": w.title, "client": w.client, "unit": w.unit,
-        "higher_is_better": w.higher_is_better, "goal_ratio": GOALS.get(w.name),
+        "higher_is_better": w.higher_is_better, "goal_ratio": goals.get(w.name),
         "runs": {n: [] for n in targets}, "extra": {n: [] for n in targets},
         "errors": {n: [] for n in targets},
     }
@@ -299,7 +303,8 @@ def environment(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         "python": platform.python_version(), "pytgt_commit": commit or None,
         "tgt": version("tgt"), "libiscsi": version("libiscsi-bin"),
         "qemu": version("qemu-utils"), "targets": names, "runs": args.runs,
-        "pytgt_loop": args.pytgt_loop, "duration_s": args.duration, "file_size": args.size,
+        "pytgt_loop": args.pytgt_loop, "pytgt_args": args.pytgt_args,
+        "duration_s": args.duration, "file_size": args.size,
         "quick": args.quick,
         "loadavg": os.getloadavg(),
     }

@@ -181,10 +181,12 @@ class PytgtTarget(Target):
 
     name = "pytgt"
 
-    def __init__(self, workdir: Path, loop: str = "default", source: Path = REPO) -> None:
+    def __init__(self, workdir: Path, loop: str = "default", source: Path = REPO,
+                 args: tuple[str, ...] = ()) -> None:
         super().__init__(workdir)
         self.loop = loop
         self.source = source  # the checkout whose src/ runs
+        self.args = args  # more pytgtd options (--pytgt-args)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -209,7 +211,7 @@ class PytgtTarget(Target):
         else:
             launcher = ["-m", "pytgt.daemon.main"]
         cmd = [sys.executable, *launcher, "-f", "-C", str(self.control),
-               "--iscsi", "portal=127.0.0.1:0", *extra]
+               "--iscsi", "portal=127.0.0.1:0", *self.args, *extra]
         self.proc = subprocess.Popen(cmd, env=self._env(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, preexec_fn=die_with_parent)
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed by the drain thread

@@ -140,10 +140,16 @@ def image_opts(t: Target, lun: int, digest: str | None) -> str:
 
 
 def qemu_once(t: Target, lun: int, size: int, depth: int, write: bool, digest: str | None,
-              count: int, duration: float) -> float:
-    """One ``qemu-img bench`` of ``count`` requests; returns requests per second."""
+              count: int, duration: float, step: int = 0) -> float:
+    """One ``qemu-img bench`` of ``count`` requests; returns requests per second.
+
+    ``step``: bytes from one request's offset to the next (``-S``, wrapping at the end);
+    0 is qemu-img's default, sequential.
+    """
     cmd = ["qemu-img", "bench", "-c", str(count), "-d", str(depth), "-s", str(size),
            "-t", "none"]
+    if step:
+        cmd += ["-S", str(step)]
     if write:  # a non-zero pattern keeps the prefilled file free of zero blocks
         cmd += ["-w", f"--pattern={WRITE_PATTERN}"]
     cmd += ["--image-opts", image_opts(t, lun, digest)]
@@ -169,12 +175,12 @@ def calibrate(t: Target, cal: dict[str, int], duration: float, size: int, depth:
 
 
 def qemu_bench(lun: int, size: int, depth: int, write: bool,
-               digest: str | None = None) -> Callable[..., Sample]:
+               digest: str | None = None, step: int = 0) -> Callable[..., Sample]:
     """A workload body: ``qemu-img bench``, IOPS = calibrated count / elapsed."""
 
     def run(t: Target, duration: float, cal: dict[str, int]) -> Sample:
         def once(count: int, secs: float) -> float:
-            return qemu_once(t, lun, size, depth, write, digest, count, secs)
+            return qemu_once(t, lun, size, depth, write, digest, count, secs, step)
 
         count = calibrate(t, cal, duration, size, depth, once)
         iops = once(count, duration)

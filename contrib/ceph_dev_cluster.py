@@ -59,6 +59,18 @@ class DevCluster:
         return self._run("ceph", "-c", str(self.conf), "--connect-timeout", "20", *args,
                          timeout=timeout)
 
+    def _settled(self, deadline: float, *args: str) -> str:
+        """``ceph ARGS`` while the monitor settles: a young monitor can refuse commands
+        for a moment ("problem getting command descriptions"), so retry until
+        ``deadline``."""
+        while True:
+            try:
+                return self.ceph(*args)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
     def rbd(self, *args: str, timeout: float = 60) -> str:
         """Run the ``rbd`` CLI against this cluster."""
         return self._run("rbd", "-c", str(self.conf), *args, timeout=timeout)
@@ -124,15 +136,15 @@ mgr initial modules =
         self._spawn("ceph-mon", "-f", "-c", str(self.conf), "-i", "a")
         deadline = time.monotonic() + timeout
         osd_uuid = str(uuid.uuid4())
-        osd_id = self.ceph("osd", "create", osd_uuid).strip()
+        osd_id = self._settled(deadline, "osd", "create", osd_uuid).strip()
         self._run("ceph-osd", "-c", str(self.conf), "-i", osd_id, "--mkfs",
                   "--osd-uuid", osd_uuid)
         # Placed by hand: the OSD's own boot-time crush commands can race its monmap.
-        self.ceph("osd", "crush", "add", f"osd.{osd_id}", "1", "root=default")
+        self._settled(deadline, "osd", "crush", "add", f"osd.{osd_id}", "1", "root=default")
         self._spawn("ceph-osd", "-f", "-c", str(self.conf), "-i", osd_id)
         self._spawn("ceph-mgr", "-f", "-c", str(self.conf), "-i", "x")
-        self.ceph("osd", "pool", "create", POOL, "8", "8")
-        self.ceph("osd", "pool", "application", "enable", POOL, "rbd")
+        self._settled(deadline, "osd", "pool", "create", POOL, "8", "8")
+        self._settled(deadline, "osd", "pool", "application", "enable", POOL, "rbd")
         while True:  # the OSD is up and the pool's PGs are active
             if self._pool_ready():
                 return

@@ -26,6 +26,7 @@ class RunningDaemon:
     control_port: int
     env: dict[str, str]
     log: list[str]
+    drainer: threading.Thread | None = None  # reads the log after start; joined by stop()
 
     def adm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run pytgtadm against this daemon."""
@@ -48,11 +49,13 @@ class RunningDaemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if self.drainer is not None:
+            self.drainer.join(timeout=10)  # self.log is complete once stop() returns
         return self.proc.returncode
 
 
 def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
-                 timeout: float = 20.0, port: int = 0) -> RunningDaemon:
+                 timeout: float = 60.0, port: int = 0) -> RunningDaemon:
     """Start pytgtd on ``host`` ``port`` (0: an ephemeral one); return once it reports
     the bound port."""
     env = dict(os.environ)
@@ -79,8 +82,9 @@ def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = ()
         lines.append(line)
         m = READY.search(line)
         if m:
-            threading.Thread(target=_drain, args=(proc, lines), daemon=True).start()
-            return RunningDaemon(proc, host, int(m.group(2)), control, env, lines)
+            drainer = threading.Thread(target=_drain, args=(proc, lines), daemon=True)
+            drainer.start()
+            return RunningDaemon(proc, host, int(m.group(2)), control, env, lines, drainer)
     proc.kill()
     proc.wait(timeout=10)
     raise AssertionError("pytgtd did not start:\n" + "".join(lines))

@@ -16,7 +16,8 @@ import os
 import re
 import signal
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -64,20 +65,29 @@ async def keys(s: InitiatorSession) -> list[int]:
     return sorted(struct.unpack_from(">Q", d, 8 + i)[0] for i in range(0, n, 8))
 
 
+@asynccontextmanager
+async def reserved_by_node1(gw: Gateways) -> AsyncIterator[tuple[InitiatorSession,
+                                                                 InitiatorSession]]:
+    """Two cluster nodes, node1 through gateway A and node2 through B, both registered
+    (K1, K2); node1 holds a WRITE EXCLUSIVE - REGISTRANTS ONLY reservation."""
+    async with Initiator.login(gw.a.host, gw.a.port, target=IQN,
+                               initiator_name="iqn.2026-12.test:node1") as n1, \
+            Initiator.login(gw.b.host, gw.b.port, target=IQN,
+                            initiator_name="iqn.2026-12.test:node2") as n2:
+        await ready(n1)
+        await ready(n2)
+        assert await out(n1, 0, 0, K1) == GOOD  # REGISTER
+        assert await out(n2, 0, 0, K2) == GOOD
+        assert await out(n1, 1, K1, 0, WE_RO) == GOOD  # RESERVE
+        yield n1, n2
+
+
 def test_failover_cluster_sequence_across_gateways(tmp_path: Path, ceph: DevCluster,
                                                    rbd_image: Callable[..., str]) -> None:
     need_bindings()
     with two_gateways(tmp_path, ceph, rbd_image("32M")) as gw:
         async def body() -> None:
-            async with Initiator.login(gw.a.host, gw.a.port, target=IQN,
-                                       initiator_name="iqn.2026-12.test:node1") as n1, \
-                    Initiator.login(gw.b.host, gw.b.port, target=IQN,
-                                    initiator_name="iqn.2026-12.test:node2") as n2:
-                await ready(n1)
-                await ready(n2)
-                assert await out(n1, 0, 0, K1) == GOOD  # REGISTER
-                assert await out(n2, 0, 0, K2) == GOOD
-                assert await out(n1, 1, K1, 0, WE_RO) == GOOD  # RESERVE
+            async with reserved_by_node1(gw) as (n1, n2):
                 # node2 reads the reservation through the other gateway
                 d = (await n2.execute(1, prin(1), read_length=1024, timeout=30)).data
                 assert struct.unpack_from(">IQ", d, 4) == (16, K1)
@@ -125,15 +135,7 @@ def test_a_frozen_gateway_is_fenced_and_serves_nothing(tmp_path: Path, ceph: Dev
     need_bindings()
     with two_gateways(tmp_path, ceph, rbd_image("32M")) as gw:
         async def body() -> None:
-            async with Initiator.login(gw.a.host, gw.a.port, target=IQN,
-                                       initiator_name="iqn.2026-12.test:node1") as n1, \
-                    Initiator.login(gw.b.host, gw.b.port, target=IQN,
-                                    initiator_name="iqn.2026-12.test:node2") as n2:
-                await ready(n1)
-                await ready(n2)
-                assert await out(n1, 0, 0, K1) == GOOD
-                assert await out(n2, 0, 0, K2) == GOOD
-                assert await out(n1, 1, K1, 0, WE_RO) == GOOD
+            async with reserved_by_node1(gw) as (n1, n2):
                 os.kill(gw.a.proc.pid, signal.SIGSTOP)  # gateway A stops answering
                 try:
                     assert await out(n2, 4, K2, K1, WE_RO) == GOOD  # fences A

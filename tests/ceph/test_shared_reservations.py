@@ -77,6 +77,14 @@ class Gateway:
         return (await self.run(nexus, *prout(*args))).status
 
 
+async def logged_in(a: Gateway, b: Gateway, name_b: str) -> tuple[ItNexus, ItNexus]:
+    """Host "node1" through gateway A and ``name_b`` through B, unit attentions taken."""
+    host_a, host_b = a.nexus("node1"), b.nexus(name_b)
+    await a.ready(host_a)
+    await b.ready(host_b)
+    return host_a, host_b
+
+
 async def _open(ceph: DevCluster, image_id: str, tpgt: int) -> Gateway:
     import rados
 
@@ -124,9 +132,7 @@ def keys(result: ScsiResult) -> tuple[int, list[int]]:
 def test_preempt_through_b_fences_the_registrant_on_a(ceph: DevCluster) -> None:
     async def body(ceph: DevCluster) -> None:
         async with gateways(ceph, 1, 2) as (a, b):
-            host_a, host_b = a.nexus("node1"), b.nexus("node2")
-            await a.ready(host_a)
-            await b.ready(host_b)
+            host_a, host_b = await logged_in(a, b, "node2")
             assert await a.out(host_a, 0, 0, K_A) == Status.GOOD  # REGISTER
             assert await b.out(host_b, 0, 0, K_B) == Status.GOOD
             assert await a.out(host_a, 1, K_A, 0, PrType.WRITE_EXCLUSIVE) == Status.GOOD
@@ -156,9 +162,7 @@ def test_preempt_through_b_fences_the_registrant_on_a(ceph: DevCluster) -> None:
 def test_spc2_reserve_holds_across_gateways(ceph: DevCluster) -> None:
     async def body(ceph: DevCluster) -> None:
         async with gateways(ceph, 1, 2) as (a, b):
-            host_a, host_b = a.nexus("node1"), b.nexus("node2")
-            await a.ready(host_a)
-            await b.ready(host_b)
+            host_a, host_b = await logged_in(a, b, "node2")
             reserve6, release6 = bytes([0x16, 0, 0, 0, 0, 0]), bytes([0x17, 0, 0, 0, 0, 0])
             assert (await a.run(host_a, reserve6)).status == Status.GOOD
             assert (await b.run(host_b, reserve6)).status == Status.RESERVATION_CONFLICT
@@ -175,9 +179,7 @@ def test_spc2_reserve_holds_across_gateways(ceph: DevCluster) -> None:
 def test_both_gateways_report_the_same_port_groups(ceph: DevCluster) -> None:
     async def body(ceph: DevCluster) -> None:
         async with gateways(ceph, 1, 2) as (a, b):
-            host_a, host_b = a.nexus("node1"), b.nexus("node1")
-            await a.ready(host_a)
-            await b.ready(host_b)
+            host_a, host_b = await logged_in(a, b, "node1")
             via_a = bytes((await a.run(host_a, RTPG)).data)
             assert via_a == bytes((await b.run(host_b, RTPG)).data)
             # group 1 active/optimized (preferred), group 2 active/non-optimized
@@ -231,9 +233,7 @@ def test_a_restarted_gateway_fences_its_crashed_predecessor(ceph: DevCluster) ->
 def test_set_target_port_groups_through_one_gateway_holds_on_both(ceph: DevCluster) -> None:
     async def body(ceph: DevCluster) -> None:
         async with gateways(ceph, 1, 2) as (a, b):
-            host_a, host_b = a.nexus("node1"), b.nexus("node1")
-            await a.ready(host_a)
-            await b.ready(host_b)
+            host_a, host_b = await logged_in(a, b, "node1")
             # group 1 active/non-optimized, group 2 active/optimized (SPC-4 6.44)
             stpg = bytes([0xA4, 0x0A]) + bytes(4) + (12).to_bytes(4, "big") + bytes(2)
             params = bytes(4) + bytes([0x01, 0, 0, 1]) + bytes([0x00, 0, 0, 2])

@@ -94,6 +94,12 @@ def test_monitor_logs_each_refusal_once_without_secrets(
     assert "ACL denial" in warnings[3]
     c = m.counters
     assert (c.auth_fail, c.acl_denied, c.backoff_refused, c.control_refused) == (2, 1, 2, 0)
+    assert c.backoffs == 1  # pytgt_chap_backoffs_total
+    assert c.login_failures == {"authentication_failure": 2, "backoff": 2,
+                                "authorization_failure": 1}
+    refusal = next(r for r in caplog.records if r.getMessage() == warnings[0])
+    assert (refusal.event, refusal.reason, refusal.address) == (  # type: ignore[attr-defined]
+        "login_refused", "authentication_failure", ATTACKER)
     table = m.format().splitlines()
     assert table[0] == SECURITY_HEADER and table[1].split() == ["2", "1", "2", "1", "0"]
 
@@ -101,7 +107,8 @@ def test_monitor_logs_each_refusal_once_without_secrets(
 def test_other_failures_are_neither_logged_nor_counted_here() -> None:
     m = SecurityMonitor()
     m.login_failed(auth_failure(status=LoginStatus.NOT_FOUND))
-    assert m.counters == type(m.counters)()
+    # only the by-reason count of every failure (metrics) moves
+    assert m.counters == type(m.counters)(login_failures={"not_found": 1})
 
 
 def test_pytgtd_backoff_options() -> None:

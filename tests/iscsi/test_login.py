@@ -732,3 +732,38 @@ def test_login_permitted_false_holds_off_before_the_lookup() -> None:
     assert fail_status(lg, req(FIRST)) == LoginStatus.SERVICE_UNAVAILABLE
     ((_target, failure),) = policy.failures
     assert (failure.address, failure.held_off, failure.target_name) == ("192.0.2.9", True, "")
+
+
+# -- redirection (11.13.5: status class 1 with TargetAddress) --------------------------------
+class RedirectingPolicy(FakePolicy):
+    def __init__(self, moved: tuple[str, bool] | None, *targets: FakeTarget,
+                 ready: bool = True) -> None:
+        super().__init__(*targets, ready=ready)
+        self.moved = moved
+
+    def target_redirect(self, target: FakeTarget) -> tuple[str, bool] | None:
+        return self.moved
+
+
+@pytest.mark.parametrize(("permanent", "status"), [
+    (False, LoginStatus.TARGET_MOVED_TEMPORARILY), (True, LoginStatus.TARGET_MOVED_PERMANENTLY)])
+def test_redirected_login_answers_target_address(permanent: bool, status: LoginStatus) -> None:
+    lg = TargetLogin(RedirectingPolicy(("10.0.0.2:3261", permanent), FakeTarget(TNAME),
+                                       ready=False),  # a drained target may be offline too
+                     "127.0.0.1", random_bytes=counter_bytes())
+    request = req(FIRST)
+    with pytest.raises(LoginError) as info:
+        lg.receive(request)
+    rsp = lg.failure(request, info.value)
+    assert rsp.status == status and int(rsp.status) >> 8 == 1
+    assert answers(rsp) == [("TargetAddress", "10.0.0.2:3261")]
+    assert (rsp.transit, rsp.cont, rsp.final_ok) == (False, False, False)
+
+
+def test_redirect_is_not_offered_to_strangers_or_discovery() -> None:
+    policy = RedirectingPolicy(("10.0.0.2:3260", False), FakeTarget(TNAME))
+    stranger = [("InitiatorName", "iqn.2026-11.org.x:other"), *FIRST[1:]]
+    lg = TargetLogin(policy, "127.0.0.1", random_bytes=counter_bytes())
+    assert fail_status(lg, req(stranger)) == LoginStatus.AUTHORIZATION_FAILURE
+    lg = TargetLogin(policy, "127.0.0.1", random_bytes=counter_bytes())
+    assert lg.receive(req(DISCOVERY)).status == LoginStatus.SUCCESS

@@ -182,6 +182,8 @@ def test_non_reading_peer_is_held_at_the_cap_and_served_once_it_reads() -> None:
             t = peer.transport
             assert t.size <= 5 * MiB + 64 * 1024  # the cap plus one command
             assert len(peer.proto._held) >= 14 and not t.reading
+            holds = peer.proto.service.data_in_holds  # pytgt_data_in_holds_total
+            assert 20 >= holds >= len(peer.proto._held)
             peer.receive()
             assert any(isinstance(p, NopIn) and bytes(p.data) == b"ping" for p in peer.other)
             for _ in range(40):  # the peer reads; the rest follow in order

@@ -26,7 +26,7 @@ MODES = {"system": "system", "sys": "system", "target": "target", "tgt": "target
          "lld": "lld", "conn": "conn", "connection": "conn", "session": "session",
          "sess": "session"}
 
-SHORT = "dhVL:o:m:t:s:c:l:n:v:b:E:f:y:Y:T:I:Q:u:p:H:B:P:S:C:FO"
+SHORT = "dhVL:o:m:t:s:c:l:n:v:b:E:f:y:Y:T:I:Q:u:p:H:B:P:S:C:FOJ"
 # long option -> (short letter, request key); a trailing "=" takes an argument
 LONG = {
     "lld=": ("L", "lld"), "op=": ("o", "op"), "mode=": ("m", "mode"), "tid=": ("t", "tid"),
@@ -40,6 +40,7 @@ LONG = {
     "params=": ("P", "params"), "control-port=": ("C", "control_port"),
     "force": ("F", "force"), "outgoing": ("O", "outgoing"), "debug": ("d", "debug"),
     "help": ("h", "help"), "version": ("V", "version"),
+    "json": ("J", "json"),  # pytgt's: --op show as JSON (docs/json.md)
 }
 _BY_LETTER = {letter: key for letter, key in LONG.values()}
 # numeric options: letter -> largest value
@@ -84,6 +85,7 @@ Usage: {PROG} [OPTION]
 --lld <driver> --mode session --op show|delete --tid <id> [--sid <sid>]
 --mode system --op show|update [--name State|debug --value <value>]
 --lld <driver> --mode lld --op show|start
+-J, --json  with --op show (every mode): print a pytgt.show/1 JSON document (docs/json.md)
 --control-port <port> use control port <port>
 --help  display this help and exit
 """
@@ -107,6 +109,7 @@ _HELP = {
     "force": "delete a target even with sessions", "outgoing": "bind the account as "
     "the target's outgoing (mutual CHAP) account", "debug": "debug output",
     "help": "show the usage and exit", "version": "show the version and exit",
+    "json": "with --op show (every mode): a pytgt.show/1 JSON document (docs/json.md)",
 }
 
 
@@ -139,7 +142,7 @@ _ALLOWED: dict[tuple[str, str], str | None] = {
     ("system", "show"): None, ("system", "delete"): None, ("system", "update"): "nv",
     ("lld", "show"): "", ("lld", "start"): "", ("lld", "stop"): "",
 }
-_ALWAYS = set("LomCdhV")
+_ALWAYS = set("LomCdhVJ")
 
 
 class CommandLineError(Exception):
@@ -192,14 +195,14 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], int, set[str]]:
     if rest:
         raise CommandLineError(f"{PROG}: unrecognized option '{rest[0]}'", try_help=True)
     request: dict[str, Any] = {key: None for _letter, key in LONG.values()}
-    request.update(force=False, outgoing=False)
+    request.update(force=False, outgoing=False, json=False)
     given: set[str] = set()
     port = 0
     for flag, value in opts:
         letter = flag[1] if len(flag) == 2 else _long_letter(flag[2:])
         given.add(letter)
         key = _BY_LETTER[letter]
-        if letter in "FOd":
+        if letter in "FOdJ":
             request[key] = True
         elif letter == "C":
             port = _number(letter, value)
@@ -238,6 +241,8 @@ def check_request(req: dict[str, Any], given: set[str]) -> None:
         raise CommandLineError(f"{PROG}: specify the operation type")
     if mode is None:
         raise CommandLineError(f"{PROG}: specify the mode")
+    if "J" in given and op != "show":
+        raise CommandLineError(f"{PROG}: --json applies to --op show only")
     check = _MODE_CHECKS.get(mode)
     if check is not None:
         check(req, given)

@@ -18,10 +18,12 @@ LU_PARAM_DEFAULTS: dict[str, str] = {
     "vendor_id": "IET", "product_id": "VIRTUAL-DISK", "product_rev": "0001",
     "removable": "0", "readonly": "0", "online": "1", "sense_format": "0",
     "thin_provisioning": "auto", "swp": "0",
+    "max_iops": "0", "max_bps": "0",  # QoS limits (scsi/qos.py), 0 = unlimited
 }
 # "auto": thin where the backing store is sparse (LogicalUnit.thin_default); tgt's is "0".
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
+QOS_LU_PARAMS = frozenset({"max_iops", "max_bps"})
 
 # tgt's device-type names (tgtadm -Y, targets.conf device-type) -> the type each one names;
 # "ssc" is tgt's other name for tape.

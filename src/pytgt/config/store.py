@@ -46,6 +46,7 @@ def snapshot_lu(tid: int, lu: Any) -> LunSpec:
         "sense_format": str(int(getattr(lu, "sense_format", 0))),
         "thin_provisioning": _thin(lu),
         "swp": _flag(getattr(lu, "swp", False)),
+        "max_iops": str(getattr(lu, "max_iops", 0)), "max_bps": str(getattr(lu, "max_bps", 0)),
     }
     mode = getattr(lu, "mode", None)
     block_size = int(getattr(lu, "block_size", 512))

@@ -26,12 +26,14 @@ from typing import TypeVar
 from pytgt.config.spec import (
     BOOL_LU_PARAMS,
     LU_PARAMS,
+    QOS_LU_PARAMS,
     TGT_DEVICE_TYPES,
     AccountSpec,
     ConfigSpec,
     LunSpec,
     TargetSpec,
 )
+from pytgt.scsi.qos import parse_limit
 
 T = TypeVar("T")
 
@@ -52,6 +54,7 @@ ISCSI_PARAMS = (
     "DefaultTime2Wait", "DefaultTime2Retain", "OFMarkInt", "IFMarkInt", "MaxConnections",
     "RDMAExtensions", "TargetRecvDataSegmentLength", "InitiatorRecvDataSegmentLength",
     "MaxOutstandingUnexpectedPDUs", "MaxQueueCmd", "nop_interval", "nop_count",
+    "RedirectAddress", "RedirectPort", "RedirectReason",  # login redirection (tgt's names)
 )
 _ISCSI_BY_LOWER = {p.lower(): p for p in ISCSI_PARAMS}
 
@@ -65,7 +68,7 @@ LUN_LEVEL = frozenset({
     "write-cache", "scsi_id", "scsi_sn", "vendor_id", "product_id", "product_rev",
     "sense_format", "removable", "readonly", "online", "thin_provisioning", "mode_page",
     "device-type", "bs-type", "bsopts", "bsoflags", "allow-in-use", "block-size", "params",
-    "lun"})
+    "lun", "max_iops", "max_bps"})
 UNSUPPORTED = frozenset({"path", "lbppbe", "la_lba", "optimal_xfer_gran", "optimal_xfer_len"})
 LUN_KINDS = ("backing-store", "direct-store")
 _MULTI = frozenset({*LUN_KINDS, "initiator-address", "initiator-name", "incominguser",
@@ -486,6 +489,11 @@ class _Builder:
             if flag is None:
                 self.err(where, f"bad value for {key}: {value!r} (0 or 1)")
             spec.params[key] = "1" if flag else "0"
+        elif key in QOS_LU_PARAMS:
+            try:
+                spec.params[key] = str(parse_limit(key, value))
+            except ValueError as exc:
+                self.err(where, str(exc))
         else:
             limit = TEXT_LIMITS[key]
             if not value.isprintable():

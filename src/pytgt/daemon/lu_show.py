@@ -1,4 +1,4 @@
-"""Reservation state under a LU in ``--op show --mode target`` (issue 4).
+"""Reservation and QoS state under a LU in ``--op show --mode target`` (issues 4, 13).
 
 tgtadm's layout is kept line for line for a LU nobody reserved or registered with;
 otherwise the LU block ends with extra lines, as tgt adds "Nop interval" lines only
@@ -54,3 +54,14 @@ def reservation_lines(lu: LogicalUnit) -> list[str]:
         if pr.aptpl:
             lines.append(f"{_INDENT}Persist through power loss: Yes")
     return lines
+
+
+def qos_lines(lu: LogicalUnit) -> list[str]:
+    """``QoS:`` under a LU with a limit (scsi/qos.py); none for an unlimited LU."""
+    qos = lu.qos
+    if qos is None:
+        return []
+    limits = ", ".join(f"{name}={value or 'unlimited'}" for name, value in
+                       (("max_iops", qos.max_iops), ("max_bps", qos.max_bps)))
+    return [f"{_INDENT}QoS: {limits}",
+            f"{_INDENT}QoS delayed: {qos.delayed} of {qos.admitted} commands"]

@@ -12,7 +12,9 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon import logfmt
 from pytgt.daemon.isns import IsnsControl, IsnsSettings, split_isns_options
+from pytgt.daemon.sd_notify import notify
 from pytgt.daemon.security import BackoffSettings
 from pytgt.daemon.server import Daemon
 from pytgt.net.portal import PortalOptions, parse_portal
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-backing-symlinks", action="store_true",
                    help="accept any symbolic link as a backing-store path (by default only "
                         "/dev links to block devices, e.g. /dev/disk/by-id/...)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics ([::1]:PORT for "
+                        "IPv6, port 0: any free port, logged)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one JSON object per log event (docs/operations.md)")
     p.add_argument("-V", "--version", action="version", version="pytgtd 0.1.0")
     return p
 
@@ -123,12 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.isns, iscsi = _split_isns(args.iscsi)
         portals, opts, backoff = parse_all_iscsi_options(iscsi)
+        metrics = _metrics_address(args.metrics)
     except CliError as exc:
         print(f"pytgtd: {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s pytgtd[%(process)d] %(name)s: %(message)s")
+    logfmt.setup(logging.DEBUG if args.debug else logging.INFO, args.log_format)
     if not args.foreground and os.fork() > 0:
         return 0
     try:
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - non-Linux
         runner = asyncio.run
     try:
-        return runner(_run(portals, opts, backoff, args))
+        return runner(_run(portals, opts, backoff, args, metrics))
     except OSError as exc:
         print(f"pytgtd: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -146,9 +152,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT`` / ``[V6]:PORT`` -> (host, port); raises CliError."""
+    if text is None:
+        return None
+    try:
+        host, port = parse_portal(text, default_port=-1)
+    except ValueError:
+        raise CliError(f"bad --metrics address: {text} (HOST:PORT)") from None
+    return host, port
+
+
 async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
-               backoff: BackoffSettings, args: argparse.Namespace) -> int:
-    daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff)
+               backoff: BackoffSettings, args: argparse.Namespace,
+               metrics_at: tuple[str, int] | None = None) -> int:
+    from pytgt.daemon import metrics as prometheus
+
+    daemon = Daemon(portals, control_port=args.control_port, options=opts, backoff=backoff,
+                    timing=prometheus.LATENCY_SAMPLE if metrics_at is not None else 0)
+    metrics = None
+    if metrics_at is not None:  # before the portals: scraped from the first login on
+        metrics = await prometheus.serve_metrics(daemon, *metrics_at)
 
     async def configure(management: Management) -> None:
         """Restore/apply the configuration before the portals and control socket open."""
@@ -169,20 +193,41 @@ async def _run(portals: list[tuple[str, int]], opts: PortalOptions,
         await daemon.start(configure)
     except CliError:
         await daemon.stop()
+        if metrics is not None:
+            metrics.close()
         raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.config:  # SIGHUP applies the changed file (daemon/startup_config.py)
+        loop.add_signal_handler(signal.SIGHUP, _reload, daemon, args.config)
     if args.quickstart:
         await _quickstart(daemon, args.quickstart)
     isns = IsnsControl(daemon, args.isns)
     await isns.start()
+    notify("READY=1", "STATUS=serving on " + ", ".join(f"{h}:{p}" for h, p in daemon.portals))
     await stop.wait()
-    logging.getLogger("pytgt.daemon").info("shutting down")
+    logging.getLogger("pytgt.daemon").info("shutting down",
+                                           extra=logfmt.fields("shutdown"))
+    notify("STOPPING=1", "STATUS=stopping: draining commands, asking sessions to log out")
     await isns.stop()  # deregister while the portals still answer
     await daemon.stop()
+    if metrics is not None:
+        metrics.close()
     return 0
+
+
+def _reload(daemon: Daemon, path: str) -> None:
+    from pytgt.daemon.startup_config import reload_conf_file
+
+    if daemon.management is not None:
+        task = asyncio.ensure_future(reload_conf_file(daemon.management, path))
+        _RELOADS.add(task)  # keep a reference until it ends
+        task.add_done_callback(_RELOADS.discard)
+
+
+_RELOADS: set[asyncio.Future[list[str]]] = set()
 
 
 async def _quickstart(daemon: Daemon, size: str) -> None:

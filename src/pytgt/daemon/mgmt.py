@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
 from pytgt.config.spec import TGT_DEVICE_TYPES
-from pytgt.daemon import alua_admin, show, stats
+from pytgt.daemon import alua_admin, redirect, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
@@ -35,7 +35,7 @@ from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore, SupportsSharedState
+from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ class Management:
     async def _dispatch(self, req: dict[str, Any]) -> str:
         mode, op = req.get("mode"), req.get("op")
         handler = HANDLERS.get((str(mode), str(op)))
+        if op == "show" and req.get("json"):  # --json: docs/json.md
+            handler = show_json.HANDLERS.get(str(mode))
         if handler is None:
             if mode not in MODES:
                 raise MgmtError(TgtadmError.INVALID_REQUEST, f"unknown mode: {mode}", EXIT_USAGE)
@@ -272,6 +274,11 @@ def _acl_remove(rules: list[str], rule: str) -> None:
 
 def check_target_param(name: str, value: str) -> tuple[str, str]:
     """Validate one target parameter; returns (canonical name, canonical value)."""
+    if name.lower() in redirect.PARAMS:  # RedirectAddress/Port/Reason (redirect.py)
+        checked_redirect = redirect.check(name, value)
+        if checked_redirect is None:
+            raise _invalid()
+        return checked_redirect
     canonical = PARAM_BY_LOWER.get(name.lower())
     if canonical is None:
         raise _invalid()
@@ -311,6 +318,7 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
     if name is not None and value is not None:
         params = {str(name): str(value), **params}
     state = None
+    drain: int | None = None
     updates: dict[str, str] = {}
     alua = _alua_change(target, {k: v for k, v in params.items() if k in alua_admin.PARAMS})
     for key, val in params.items():
@@ -320,14 +328,21 @@ async def target_update(m: Management, req: dict[str, Any]) -> str:
             if val not in _STATES:
                 raise _invalid()
             state = val
+        elif key == redirect.DRAIN:  # ask the sessions to log out (redirect.py)
+            drain = redirect.drain_seconds(val)
+            if drain is None:
+                raise _invalid()
         else:
             canonical, checked = check_target_param(key, val)
             updates[canonical] = checked
     target.iscsi_params.update(updates)
+    redirect.prune(target.iscsi_params)
     if state is not None:
         target.state = state
     if alua is not None:
         alua()
+    if drain is not None:
+        redirect.drain(m.sessions_of(target), drain)
     return ""
 
 
@@ -365,7 +380,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
         store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
                                         bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
-    except BackingPathError as exc:
+    except (BackingPathError, StoreUnavailable) as exc:  # the admin needs the reason
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None
     except Exception as exc:  # StoreError, or a plugin's own failure

@@ -7,11 +7,12 @@ target-wide part of task management (SAM-5 7).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytgt.config.model import ConnectionInfo, NexusInfo, Registry, Target
-from pytgt.daemon import stats
+from pytgt.daemon import redirect, stats
 from pytgt.daemon.security import SecurityMonitor
 from pytgt.iscsi.policy import LoginFailure, TargetPolicy
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from pytgt.iscsi.connection import TargetConnection
     from pytgt.iscsi.keys import SessionParams
     from pytgt.iscsi.session import Session
+
+log = logging.getLogger("pytgt.daemon.policy")
 
 _SHOWN_PARAMS = (
     "HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength", "MaxXmitDataSegmentLength",
@@ -60,8 +63,15 @@ class RegistryPolicy(TargetPolicy[Target]):
 
     def login_failed(self, target: Target | None, failure: LoginFailure) -> None:
         """Logged once and counted (per target and daemon-wide)."""
+        if int(failure.status) >> 8 == 1:  # redirected (class 1): not a failure
+            log.debug("login of %s from %s redirected (%s)", failure.initiator_name,
+                      failure.address, failure.reason)
+            return
         stats.count_login_failure(target, int(failure.status))
         self.security.login_failed(failure)
+
+    def target_redirect(self, target: Target) -> tuple[str, bool] | None:
+        return redirect.target_address(target)
 
     def target_ready(self, target: Target | None) -> bool:
         if self.registry.state != "ready":

@@ -32,9 +32,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pytgt.daemon.logfmt import fields
 from pytgt.iscsi.constants import LoginStatus
 
 if TYPE_CHECKING:
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("pytgt.security")
 
 MAX_SOURCES = 4096  # addresses tracked at once; the oldest is dropped beyond that
+
+
+def failure_reason(status: int) -> str:
+    """A failed login's Status-Class/Detail as a lowercase name (``authentication_failure``)."""
+    try:
+        return LoginStatus(status).name.lower()
+    except ValueError:
+        return f"0x{status:04x}"
 
 
 @dataclass
@@ -126,6 +135,9 @@ class SecurityCounters:
     acl_denied: int = 0
     backoff_refused: int = 0
     control_refused: int = 0
+    backoffs: int = 0  # back-off delays started
+    # every failed login by reason (status name, "backoff" for a held-off source)
+    login_failures: dict[str, int] = field(default_factory=dict)
 
 
 SECURITY_HEADER = "auth_fail acl_denied backoff_refused backoff_sources control_refused"
@@ -146,6 +158,7 @@ class SecurityMonitor:
         if left <= 0:
             return True
         self.counters.backoff_refused += 1
+        self._count_failure("backoff")
         log.debug("login from %s (%s) refused: back-off, %.1f s left", address,
                   initiator_name or "?", left)
         return False
@@ -155,6 +168,7 @@ class SecurityMonitor:
         if failure.held_off:
             return  # counted by login_permitted
         status = int(failure.status)
+        self._count_failure(failure_reason(status))
         if status == LoginStatus.AUTHENTICATION_FAILURE:
             self.counters.auth_fail += 1
             self._warn("authentication failure", failure)
@@ -162,17 +176,26 @@ class SecurityMonitor:
                 return  # no CHAP response was checked: nothing guessed, no back-off
             delay = self.backoff.failed(failure.address)
             if delay > 0:
+                self.counters.backoffs += 1
                 log.warning("back-off: logins from %s refused for %g s after %d "
                             "authentication failures", failure.address, delay,
-                            self.backoff.settings.limit)
+                            self.backoff.settings.limit,
+                            extra=fields("chap_backoff", address=failure.address,
+                                         initiator=failure.initiator_name or None,
+                                         reason="authentication_failure"))
         elif status == LoginStatus.AUTHORIZATION_FAILURE:
             self.counters.acl_denied += 1
             self._warn("ACL denial", failure)
 
+    def _count_failure(self, reason: str) -> None:
+        failures = self.counters.login_failures
+        failures[reason] = failures.get(reason, 0) + 1
+
     def control_refused(self, uid: int | None, pid: int | None) -> None:
         self.counters.control_refused += 1
         log.warning("control socket: request from uid %s (pid %s) refused",
-                    "?" if uid is None else uid, "?" if pid is None else pid)
+                    "?" if uid is None else uid, "?" if pid is None else pid,
+                    extra=fields("control_refused"))
 
     def format(self) -> str:
         """The counters as the table appended to ``--op stat --mode system``."""
@@ -186,4 +209,7 @@ class SecurityMonitor:
         target = f.target_name or ("discovery" if f.session_type == "Discovery" else "?")
         user = f" user {f.chap_user!r}" if f.chap_user else ""
         log.warning("login refused (%s): %s initiator %s target %s%s: %s", what, f.address,
-                    f.initiator_name or "?", target, user, f.reason or "-")
+                    f.initiator_name or "?", target, user, f.reason or "-",
+                    extra=fields("login_refused", target=target, address=f.address,
+                                 initiator=f.initiator_name or None,
+                                 reason=failure_reason(int(f.status)), user=f.chap_user or None))

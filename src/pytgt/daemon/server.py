@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from pytgt.config.model import Registry
+from pytgt.daemon.logfmt import fields
 from pytgt.daemon.policy import RegistryPolicy
 from pytgt.daemon.security import BackoffSettings, SecurityMonitor
 from pytgt.daemon.shutdown import ShutdownSettings, graceful
@@ -28,12 +29,13 @@ log = logging.getLogger("pytgt.daemon")
 
 
 class Daemon:
-    """pytgtd's state and servers. ``control_port=None`` runs without a control socket."""
+    """pytgtd's state and servers. ``control_port=None`` runs without a control socket;
+    ``timing`` N > 0 measures the latency of one command in N (``pytgtd --metrics``)."""
 
     def __init__(self, portals: list[tuple[str, int]], *, control_port: int | None = None,
                  options: PortalOptions | None = None, registry: Registry | None = None,
                  backoff: BackoffSettings | None = None,
-                 shutdown: ShutdownSettings | None = None) -> None:
+                 shutdown: ShutdownSettings | None = None, timing: int = 0) -> None:
         self.registry = registry or Registry()
         self.requested_portals = portals
         self.portals: list[tuple[str, int]] = []
@@ -41,6 +43,7 @@ class Daemon:
         self.control_path: str | None = None
         self.security = SecurityMonitor(backoff)
         self.shutdown_settings = shutdown or ShutdownSettings()
+        self.timing = timing
         options = options or PortalOptions()
         self.policy = RegistryPolicy(self.registry, self.portals,
                                      portal_group_tag=options.tpgt, security=self.security)
@@ -60,7 +63,8 @@ class Daemon:
         management = Management(self.registry, portals=self.portals,
                                 control_port=self.control_port or 0,
                                 make_target=functools.partial(
-                                    ScsiTarget, home_group=self.service.portal_group_tag))
+                                    ScsiTarget, home_group=self.service.portal_group_tag,
+                                    timing=self.timing))
         management.service = self.service
         management.security = self.security
         self.management = management
@@ -79,7 +83,8 @@ class Daemon:
             self.control_path = control_socket_path(self.control_port)
             os.makedirs(os.path.dirname(self.control_path), mode=0o700, exist_ok=True)
             self._control = await serve_control(self.control_path, management)
-        log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.portals))
+        shown = ", ".join(f"{h}:{p}" for h, p in self.portals)
+        log.info("listening on %s", shown, extra=fields("listening", portal=shown))
 
     async def stop(self) -> None:
         """Stop accepting; let running commands finish and ask every session to log out

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pytgt.daemon import alua_admin, lu_show
+from pytgt.daemon import alua_admin, lu_show, redirect
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
 from pytgt.stores import available
@@ -134,12 +134,20 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            Backing store path: {lu.path or 'None'}",
         f"            Backing store flags: {lu.bsoflags or ''}",
         *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
+        *lu_show.qos_lines(lu),  # none while unlimited
     ]
 
 
 def format_target_params(t: Target) -> str:
     """``--op show --mode target --tid N``: the target's parameters, key=value."""
-    return _format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
+    return (_format_params(t.iscsi_params) + alua_admin.show_params(t.scsi)
+            + redirect.show_params(t))
+
+
+def target_params(t: Target) -> dict[str, str]:
+    """The target's parameters (tgt's, in show order) as a dict (``--json``)."""
+    pairs = (line.partition("=") for line in _format_params(t.iscsi_params).splitlines())
+    return {name: value for name, sep, value in pairs if sep}
 
 
 def _format_params(overrides: dict[str, str]) -> str:
@@ -157,7 +165,9 @@ def _format_params(overrides: dict[str, str]) -> str:
 def param_defaults() -> dict[str, str]:
     """Target parameters as a new target has them (what --op show --tid N prints)."""
     pairs = (line.partition("=") for line in _format_params({}).splitlines())
-    return {name: value for name, sep, value in pairs if sep}
+    # no redirection: pytgt-admin --update clears one the file no longer has
+    return {**{name: value for name, sep, value in pairs if sep},
+            **{name: "" for name in redirect.PARAMS.values()}}
 
 
 # -- show handlers (mgmt.HANDLERS) ---------------------------------------------------------
@@ -201,7 +211,7 @@ async def lld_show(m: Management, req: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
+def target_sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]:
     """The target's sessions (``--sid`` picks one), in order: (session id, nexus info)."""
     target = m.target(req)
     sid = _opt_int(req, "sid")
@@ -210,7 +220,7 @@ def _sessions(m: Management, req: dict[str, Any]) -> list[tuple[int, NexusInfo]]
 
 async def conn_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         out.append(f"Session: {nexus_id}\n")
         for cid, conn in sorted(info.connections.items()):
             out.append(f"    Connection: {cid}\n        Initiator: {info.initiator_name}\n"
@@ -220,7 +230,7 @@ async def conn_show(m: Management, req: dict[str, Any]) -> str:
 
 async def session_show(m: Management, req: dict[str, Any]) -> str:
     out = []
-    for nexus_id, info in _sessions(m, req):
+    for nexus_id, info in target_sessions(m, req):
         alias = info.initiator_alias or "none"
         out.append(f"Session: {nexus_id}\n"
                    f"    Initiator: {info.initiator_name} alias: {alias}\n")

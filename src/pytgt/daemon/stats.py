@@ -33,9 +33,10 @@ refused by ``SO_PEERCRED``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytgt.daemon.security import failure_reason
 from pytgt.iscsi.constants import LoginStatus
 from pytgt.scsi.lu_stats import commands
 
@@ -57,6 +58,8 @@ class LoginStats:
     login_fail: int = 0
     auth_fail: int = 0
     acl_denied: int = 0
+    # failed logins by reason (failure_reason), ACL denials included: metrics
+    failures: dict[str, int] = field(default_factory=dict)
 
 
 def login_stats(target: Target) -> LoginStats:
@@ -73,12 +76,17 @@ def count_login_failure(target: Target | None, status: int) -> None:
         return
     stats = login_stats(target)
     stats.login_fail += 1
+    reason = failure_reason(status)
+    stats.failures[reason] = stats.failures.get(reason, 0) + 1
     if status == LoginStatus.AUTHENTICATION_FAILURE:
         stats.auth_fail += 1
 
 
 def count_acl_denied(target: Target) -> None:
-    login_stats(target).acl_denied += 1
+    stats = login_stats(target)
+    stats.acl_denied += 1
+    reason = failure_reason(LoginStatus.AUTHORIZATION_FAILURE)
+    stats.failures[reason] = stats.failures.get(reason, 0) + 1
 
 
 def count_login_ok(target: Target) -> None:

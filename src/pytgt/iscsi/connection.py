@@ -293,8 +293,11 @@ class TargetConnection:
         self._discovery = session.session_type == "Discovery"
         self.framer.header_digest = bool(lg.negotiated.header_digest)
         self.framer.data_digest = bool(lg.negotiated.data_digest)
-        self.log.info("login ok: %s -> %s (%s, tsih %d)", lg.initiator_name,
-                      lg.target_name or "discovery", lg.session_type, session.tsih)
+        log.info("login ok: %s -> %s (%s, tsih %d)", lg.initiator_name,
+                 lg.target_name or "discovery", lg.session_type, session.tsih,
+                 extra={"event": "login", "initiator": lg.initiator_name,
+                        "target": lg.target_name or "discovery", "tsih": session.tsih,
+                        "address": self.address, "portal": self.local_address})
         self._events.append(SessionStarted(session, new, reinstated, replaced))
 
     def _join_session(self, req: LoginRequest) -> Session:
@@ -754,7 +757,9 @@ class TargetConnection:
         if self.closed:
             return
         self.closed = True
-        self.log.info("connection closing: %s", reason)
+        log.info("connection closing: %s", reason,
+                 extra={"event": "connection_closed", "reason": reason, "address": self.address,
+                        "portal": self.local_address})
         for task in self.tasks.values():
             task.aborted = True
         self.tasks.clear()

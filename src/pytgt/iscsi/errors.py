@@ -12,9 +12,11 @@ class IscsiError(Exception):
 class LoginError(IscsiError):
     """Fail the login with this Status-Class/Status-Detail, then close (11.13.5)."""
 
-    def __init__(self, status: LoginStatus, message: str = "") -> None:
+    def __init__(self, status: LoginStatus, message: str = "", *,
+                 keys: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message or status.name)
         self.status = status
+        self.keys = keys  # text of the response: TargetAddress for a redirection (11.13.5)
 
     @property
     def status_class(self) -> int:

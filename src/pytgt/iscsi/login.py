@@ -207,7 +207,8 @@ class TargetLogin(Generic[TargetT]):
         self.policy.login_failed(self.target, LoginFailure(  # the daemon logs and counts
             self.address, self.initiator_name, self.target_name, self.session_type,
             err.status, str(err), self._chap.user if self._chap else "", self._held_off))
-        return LoginReply(err.status, False, False, req.csg, req.nsg, b"")
+        return LoginReply(err.status, False, False, req.csg, req.nsg,
+                          encode_text(list(err.keys)) if err.keys else b"")
 
     def _check_header(self, req: LoginRequest) -> None:
         """Version, stage and identity checks that need no text (11.12)."""
@@ -269,6 +270,12 @@ class TargetLogin(Generic[TargetT]):
                 raise LoginError(LoginStatus.NOT_FOUND, self.target_name)
             if not self.policy.target_allows(target, name, self.address):
                 raise LoginError(LoginStatus.AUTHORIZATION_FAILURE, f"{name} not allowed")
+            moved = self.policy.target_redirect(target)
+            if moved is not None:  # 11.13.5: class 1, TargetAddress tells where (even offline)
+                address, permanent = moved
+                raise LoginError(LoginStatus.TARGET_MOVED_PERMANENTLY if permanent
+                                 else LoginStatus.TARGET_MOVED_TEMPORARILY,
+                                 f"redirected to {address}", keys=(("TargetAddress", address),))
         if not self.policy.target_ready(target):
             raise LoginError(LoginStatus.SERVICE_UNAVAILABLE)
         self.target = target

@@ -3,8 +3,8 @@
 :class:`TargetPolicy` declares every hook the core calls; it is generic in the
 policy's own target object (``pytgt.config.model.Target`` in pytgtd, anything in a
 library user's policy), which the core only hands back. :class:`BasePolicy` answers
-each hook neutrally (no targets, tgt's empty ACL refuses, no authentication, every
-login permitted, failures ignored); subclass it and override what you decide.
+each hook neutrally (no targets, tgt's empty ACL refuses, no redirection, no
+authentication, every login permitted, failures ignored); subclass it and override what you decide.
 The hooks are plain calls, never awaited: the core is sans-I/O.
 """
 
@@ -53,6 +53,11 @@ class TargetPolicy(Protocol[TargetT]):
         """Whether the ACL of ``target`` admits this initiator from ``address``."""
         ...
 
+    def target_redirect(self, target: TargetT) -> tuple[str, bool] | None:
+        """Where logins to ``target`` are sent instead, as ``(TargetAddress, permanent)``
+        (``"host:port[,tpgt]"``; 11.13.5 status 0101h or 0102h), or None to log in here."""
+        ...
+
     def target_ready(self, target: TargetT | None) -> bool:
         """False while the daemon or the target is offline (SERVICE_UNAVAILABLE)."""
         ...
@@ -96,14 +101,17 @@ class TargetPolicy(Protocol[TargetT]):
 
 class BasePolicy(TargetPolicy[TargetT]):
     """Neutral answers to every hook: no targets, an ACL that refuses (as tgt's empty
-    ACL does), no overrides or alias, no CHAP, every login permitted, failures ignored,
-    nothing to discover. Override the hooks you decide."""
+    ACL does), no redirection, no overrides or alias, no CHAP, every login permitted,
+    failures ignored, nothing to discover. Override the hooks you decide."""
 
     def find_target(self, name: str) -> TargetT | None:
         return None
 
     def target_allows(self, target: TargetT, initiator_name: str, address: str) -> bool:
         return False
+
+    def target_redirect(self, target: TargetT) -> tuple[str, bool] | None:
+        return None
 
     def target_ready(self, target: TargetT | None) -> bool:
         return True

@@ -94,6 +94,7 @@ class IscsiService:
     portal_group_tag: int = 1
     connections: set[IscsiProtocol] = field(default_factory=set)
     idle_sweep: asyncio.TimerHandle | None = None  # see _sweep_idle
+    data_in_holds: int = 0  # commands held for Data-In back-pressure (metrics)
 
 
 class IscsiProtocol(asyncio.BufferedProtocol):
@@ -274,6 +275,7 @@ class IscsiProtocol(asyncio.BufferedProtocol):
         if self._held or (task.read and (self._reading + self._unsent >= self._data_in_cap
                                          or self._write_paused) and self._data_in_full()):
             self._held.append(task)  # in order: nothing overtakes a held command
+            self.service.data_in_holds += 1
             self._update_reading()
             return
         self._run_command(task)

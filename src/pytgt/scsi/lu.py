@@ -14,8 +14,10 @@ import struct
 
 from pytgt.scsi.alua import TargetPortGroups
 from pytgt.scsi.cdb import Command
+from pytgt.scsi.lu_stats import Latency
 from pytgt.scsi.modepages import ModePages
 from pytgt.scsi.pr import PersistentReservations
+from pytgt.scsi.qos import LIMITED_OPS, QosLimits, make_limits, parse_limit
 from pytgt.scsi.sanitize import SanitizeOperation
 from pytgt.scsi.sense import (
     Asc,
@@ -108,6 +110,9 @@ class LogicalUnit:
         self.stat_other_cmds = self.stat_errors = 0
         self.stat_read_cmds = self.stat_read_bytes = 0
         self.stat_write_cmds = self.stat_write_bytes = 0
+        self.stat_error_kinds: dict[tuple[str, str], int] = {}  # (status, sense key) -> n
+        self.stat_latency: Latency | None = None  # on a timed target, from the first command
+        self.qos: QosLimits | None = None  # max_iops/max_bps (qos.py); None: unlimited
         self._install(sbc.DISK_COMMANDS if disk else spc.CONTROLLER_COMMANDS)
 
     def _install(self, rows: list[Command]) -> None:
@@ -153,6 +158,24 @@ class LogicalUnit:
     def write_protected(self) -> bool:
         return self.readonly or self.swp
 
+    @property
+    def max_iops(self) -> int:
+        """READ/WRITE commands per second (0: unlimited; scsi/qos.py)."""
+        return self.qos.max_iops if self.qos is not None else 0
+
+    @max_iops.setter
+    def max_iops(self, value: int) -> None:
+        self.qos = make_limits(value, self.max_bps)
+
+    @property
+    def max_bps(self) -> int:
+        """READ/WRITE bytes per second (0: unlimited; scsi/qos.py)."""
+        return self.qos.max_bps if self.qos is not None else 0
+
+    @max_bps.setter
+    def max_bps(self, value: int) -> None:
+        self.qos = make_limits(self.max_iops, value)
+
     def update_params(self, params: dict[str, str]) -> None:
         """Apply ``tgtadm --op update --params k=v,...``; raises ValueError, applying nothing."""
         staged: dict[str, object] = {}
@@ -182,6 +205,8 @@ class LogicalUnit:
             if value.strip() not in ("0", "1"):
                 raise ValueError(f"bad value for sense_format: {value!r} (0 or 1)")
             return int(value)
+        if key in ("max_iops", "max_bps"):
+            return parse_limit(key, value)
         if key == "block_size":
             raise ValueError("block_size can only be set when the logical unit is created")
         raise ValueError(f"unknown logical unit parameter: {key}")
@@ -315,6 +340,11 @@ class LogicalUnit:
                 refused = self.preflight(task, row)
                 if refused is not None:
                     return refused
+            qos = self.qos
+            if qos is not None and row.opcode in LIMITED_OPS:
+                wait = qos.reserve(max(task.expected_in, len(task.data_out)))
+                if wait:  # a timer on the loop: other LUs and commands carry on
+                    await asyncio.sleep(wait)
             return await row.handler(self, task)
         except CheckCondition as exc:
             return self.check_condition(exc)

@@ -43,11 +43,18 @@ class ScsiTarget:
     """The logical units of one target, addressed by LUN (SAM-5 4.6).
 
     LUN 0 is a "controller" LU (peripheral type 0Ch, like tgt) until replaced.
+    ``timing`` N > 0: the latency of one command in N is measured (``lu_stats.Latency``;
+    a clock read costs more than the rest of the bookkeeping, so pytgtd samples).
     """
 
-    def __init__(self, name: str, tid: int = 0, *, home_group: int = 1) -> None:
+    def __init__(self, name: str, tid: int = 0, *, home_group: int = 1,
+                 timing: int = 0) -> None:
         self.name = name
         self.tid = tid
+        self.timing = timing
+        self._until_timed = 1  # commands until the next timed one
+        # task management functions answered: (function, service response) -> count
+        self.stat_tmf: dict[tuple[str, str], int] = {}
         self.luns: dict[int, LogicalUnit] = {0: create_lu("controller", 0, None, tid=tid)}
         self.nexuses: dict[str, ItNexus] = {}
         self._lost: dict[str, None] = {}  # ports of ended nexuses, oldest first (bounded)
@@ -138,6 +145,12 @@ class ScsiTarget:
         runs as a coroutine stepped by callbacks (``pytgt.eager``), in its LU's task set.
         """
         lu = self._by_field.get(task.lun)
+        started = 0
+        if self.timing:
+            self._until_timed -= 1
+            if not self._until_timed:
+                self._until_timed = self.timing
+                started = task.started = lu_stats.now_ns()
         if lu is not None and task.attribute <= _SIMPLE and len(task.cdb) >= 16:
             row = lu.commands.get(task.cdb[0])
             if row is not None and row.nowait is not None and lu.task_set.simple_enabled():
@@ -149,8 +162,11 @@ class ScsiTarget:
                     lu_stats.record(lu, task, refused)
                     done(task, refused.status, b"", refused.sense)
                     return None
-                data = row.nowait(lu, task)  # sets transfer_out where it answers
+                # sets transfer_out where it answers; a LU with QoS limits waits in run()
+                data = row.nowait(lu, task) if lu.qos is None else None
                 if data is not None:
+                    if started:
+                        lu_stats.observe(lu, task)
                     return data
                 if row.data_out is not None:  # the Data-Out length asked for (residuals)
                     task.transfer_out = row.data_out(task.cdb, lu.block_size)

@@ -84,12 +84,13 @@ class ScsiTask:
     None if unknown), ``done`` (how it answers, see ``ScsiTarget.submit``), and, while
     the command is in a task set, ``waiter`` (set while it is dormant, SAM-5 8.6) and
     ``runner`` (what steps its coroutine, if it had to wait: task management cancels
-    it). A plain slotted class: one is made per command.
+    it), and ``started`` (when it was submitted, on a target that measures latency).
+    A plain slotted class: one is made per command.
     """
 
     __slots__ = ("nexus", "lun", "cdb", "tag", "attribute", "data_out", "expected_in",
                  "expected_out", "handle", "aborted", "transfer_out", "waiter", "runner",
-                 "done")
+                 "done", "started")
 
     def __init__(self, nexus: ItNexus, lun: int, cdb: bytes, tag: int = 0,
                  attribute: TaskAttribute = TaskAttribute.SIMPLE,
@@ -109,6 +110,7 @@ class ScsiTask:
         self.waiter: asyncio.Future[None] | None = None
         self.runner: Stepper[ScsiResult] | None = None
         self.done: Completion | None = None
+        self.started = 0  # perf_counter_ns() at submit on a timed target (lu_stats.py)
 
     def __repr__(self) -> str:
         return (f"ScsiTask(nexus={self.nexus.key!r}, lun={self.lun:#x}, tag={self.tag:#x}, "

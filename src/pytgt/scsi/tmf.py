@@ -63,8 +63,9 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
     """Carry out ``function`` for ``nexus`` and call ``respond`` once with its outcome.
 
     ``lun`` is a LUN number or raw LUN field (ignored by the target resets); ``tag``
-    names the task for ABORT TASK.
+    names the task for ABORT TASK. Each answer is counted in ``target.stat_tmf``.
     """
+    respond = _counted(target, function, respond)
     lu = target.lu(lun) if function in _LU_SCOPED else None
     if function in _LU_SCOPED and lu is None:
         respond(ServiceResponse.INCORRECT_LOGICAL_UNIT_NUMBER)
@@ -89,6 +90,15 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
         for other in list(target.nexuses.values()):
             if other.port is not None:
                 other.port.drop("target cold reset")
+
+
+def _counted(target: ScsiTarget, function: Function,
+             respond: Callable[[ServiceResponse], None]) -> Callable[[ServiceResponse], None]:
+    def answer(response: ServiceResponse) -> None:
+        key = (function.name.lower(), response.name.lower())
+        target.stat_tmf[key] = target.stat_tmf.get(key, 0) + 1
+        respond(response)
+    return answer
 
 
 def _in_scope(target: ScsiTarget, function: Function, nexus: ItNexus,

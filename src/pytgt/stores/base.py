@@ -30,6 +30,11 @@ class StoreError(Exception):
     """Opening or configuring a store failed (bad path, bad option); message is for the admin."""
 
 
+class StoreUnavailable(StoreError):
+    """The store type cannot work in this process (a missing library); the message says
+    what to install and is shown to the admin as is."""
+
+
 class StoreIOError(Exception):
     """An I/O on an open store failed; ``errno`` tells which way."""
 
@@ -116,6 +121,15 @@ def store_identity(store: object) -> str:
     """``store.identity()`` for a :class:`SupportsIdentity` store, else ``""``."""
     ident = store.identity() if isinstance(store, SupportsIdentity) else ""
     return ident if isinstance(ident, str) else ""
+
+
+@runtime_checkable
+class SupportsPoolStats(Protocol):
+    """Optional: a store that runs blocking I/O in a thread pool (metrics)."""
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(jobs waiting for a thread, jobs submitted and not yet ended)."""
+        ...
 
 
 @runtime_checkable

@@ -21,7 +21,9 @@ not return zeros (LBPRZ=1, SBC-3 4.7.3.6).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
 import errno
 import os
 import threading
@@ -34,6 +36,7 @@ from pytgt.stores.base import (
     StoreCapability,
     StoreError,
     StoreIOError,
+    StoreUnavailable,
     check_range,
     parse_oflags,
     parse_options,
@@ -54,12 +57,12 @@ _MISSING = ("rbd backing store: the Ceph Python bindings are missing: install De
 
 
 def bindings() -> tuple[ModuleType, ModuleType]:
-    """The ``rados`` and ``rbd`` modules; raises :class:`StoreError` when missing."""
+    """The ``rados`` and ``rbd`` modules; raises :class:`StoreUnavailable` when missing."""
     try:
         import rados  # type: ignore[import-not-found]
         import rbd  # type: ignore[import-not-found]
     except ImportError:
-        raise StoreError(_MISSING) from None
+        raise StoreUnavailable(_MISSING) from None
     return rados, rbd
 
 
@@ -131,6 +134,22 @@ def _connect(rados: ModuleType, conf: str, client: str, name: str) -> Any:
     return cluster
 
 
+_pinned = threading.local()  # .done: this thread's state is kept
+
+
+def _pin_thread_state() -> None:
+    """Keep this librbd thread's Python thread state for the thread's life.
+
+    The binding's callbacks run on librbd threads Python did not start: each one makes
+    a thread state on entry and frees it on exit, and CPython 3.11 maps and unmaps a
+    frame stack with it, so every completion cost an mmap/munmap pair and a TLB
+    shoot-down on every core. One extra ``PyGILState_Ensure``, never released, keeps it.
+    """
+    _pinned.done = True
+    with contextlib.suppress(Exception):  # an optimisation: never fail a completion
+        ctypes.pythonapi.PyGILState_Ensure()
+
+
 def _as_buffer(data: bytes | bytearray | memoryview) -> bytes | bytearray:
     """What the binding's ``aio_write`` takes (bytes or bytearray), copying only if needed."""
     if isinstance(data, bytes | bytearray):
@@ -170,6 +189,9 @@ class RbdStore:
         self._shared: RadosSharedState | None = None
         self._next_op = 0
         self._in_flight: set[int] = set()
+        self._done: collections.deque[tuple[int, asyncio.Future[Any], int, bytes | None]] = \
+            collections.deque()  # completions on their way to the loop thread
+        self._drain_pending = False
         self._waiters: list[tuple[set[int], asyncio.Future[None]]] = []
 
     @classmethod
@@ -214,11 +236,16 @@ class RbdStore:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         op = self._next_op = self._next_op + 1
-        ended = self._ended
+        done = self._done
 
         def oncomplete(completion: Any, data: bytes | None = None) -> None:  # librbd thread
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(ended, op, fut, completion.get_return_value(), data)
+            if not getattr(_pinned, "done", False):
+                _pin_thread_state()
+            done.append((op, fut, completion.get_return_value(), data))
+            if not self._drain_pending:  # one loop wake-up for a burst of completions
+                self._drain_pending = True
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(self._drain)
 
         self._in_flight.add(op)
         try:
@@ -227,6 +254,14 @@ class RbdStore:
             self._in_flight.discard(op)
             raise StoreIOError(_errno(exc), f"rbd: {exc}") from None
         return fut
+
+    def _drain(self) -> None:
+        """Finish every completion queued so far (loop thread). The flag is cleared first:
+        a completion queued after that schedules another drain."""
+        self._drain_pending = False
+        done, ended = self._done, self._ended
+        while done:
+            ended(*done.popleft())
 
     def _ended(self, op: int, fut: asyncio.Future[Any], ret: int,
                data: bytes | None) -> None:

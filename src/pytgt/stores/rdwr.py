@@ -239,6 +239,10 @@ class RdwrStore:
         """Wait until every pool job submitted so far has ended (cancelled callers too)."""
         await self._submitter.quiesce()
 
+    def pool_stats(self) -> tuple[int, int]:
+        """(jobs waiting for a pool thread, jobs not yet ended): metrics."""
+        return self._submitter.depth()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -401,6 +405,11 @@ class _Submitter:
         if start:
             self._pool.submit(self._drain)
         return fut
+
+    def depth(self) -> tuple[int, int]:
+        """(jobs waiting for a thread, jobs submitted and not yet ended)."""
+        pending = self._epoch.jobs + sum(e.jobs for e in self._closed_epochs)
+        return len(self._queue), pending
 
     async def quiesce(self) -> None:
         """Return once every job submitted before this call has ended in its thread."""
