@@ -10,8 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 READY = re.compile(r"listening on (\S+):(\d+)")
 
@@ -88,6 +91,19 @@ def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = ()
     proc.kill()
     proc.wait(timeout=10)
     raise AssertionError("pytgtd did not start:\n" + "".join(lines))
+
+
+@contextmanager
+def running_daemon(tmp: Path, *, check: bool = True, **kw: Any) -> Iterator[RunningDaemon]:
+    """``start_daemon(tmp, **kw)`` for the length of a ``with``; stopped (SIGTERM) at
+    the end, and with ``check`` its exit status must be 0."""
+    d = start_daemon(tmp, **kw)
+    try:
+        yield d
+    finally:
+        rc = d.stop()
+        if check:
+            assert rc == 0, "pytgtd did not exit cleanly:\n" + "".join(d.log[-30:])
 
 
 def _drain(proc: subprocess.Popen[str], lines: list[str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 from ceph_dev_cluster import DevCluster
 
 from tests.ceph.conftest import need_bindings
-from tests.helpers import RunningDaemon, start_daemon
+from tests.helpers import RunningDaemon, running_daemon, start_daemon
 from tests.interop.conftest import need
 from tests.interop.test_conformance_full import FULL_RUN, LU_SIZE, assert_clean, iscsi_test_cu
 
@@ -22,12 +22,8 @@ IQN = "iqn.2026-12.org.pytgt:rbd"
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
-    d = start_daemon(tmp_path)
-    try:
+    with running_daemon(tmp_path) as d:
         yield d
-    finally:
-        rc = d.stop()
-        assert rc == 0, "pytgtd did not exit cleanly:\n" + "".join(d.log[-30:])
 
 
 def rbd_target(d: RunningDaemon, tid: int, image: str, conf: Path) -> str:

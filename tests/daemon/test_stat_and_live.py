@@ -14,7 +14,7 @@ import pytest
 
 from pytgt.daemon import stats
 from pytgt.initiator import Initiator, LoginFailed
-from tests.helpers import RunningDaemon, start_daemon
+from tests.helpers import RunningDaemon, running_daemon
 
 IQN = "iqn.2026-11.org.pytgt:live"
 A, B = "iqn.2024-01.test:a", "iqn.2024-01.test:b"
@@ -23,11 +23,8 @@ ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+-" + r"\s+(\d+)" * 9 + r"$")
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
-    d = start_daemon(tmp_path)
-    try:
+    with running_daemon(tmp_path) as d:
         yield d
-    finally:
-        assert d.stop() == 0, "".join(d.log[-30:])
 
 
 def adm(d: RunningDaemon, *args: str, check: bool = True) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RunningDaemon, start_daemon
+from tests.helpers import RunningDaemon, running_daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contrib"))
 import linux_guest  # noqa: E402
@@ -39,11 +39,8 @@ def guest() -> Guest:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
-    d = start_daemon(tmp_path)
-    try:
+    with running_daemon(tmp_path, check=False) as d:  # some tests SIGKILL it
         yield d
-    finally:
-        d.stop()
 
 
 def make_target(d: RunningDaemon, tid: int, iqn: str, backing: Path, size: int = 0) -> None:

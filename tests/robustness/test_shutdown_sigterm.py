@@ -13,7 +13,7 @@ import pytest
 
 from pytgt.initiator import Initiator, InitiatorError, InitiatorSession
 from pytgt.iscsi.constants import AsyncEvent
-from tests.helpers import RunningDaemon, start_daemon
+from tests.helpers import RunningDaemon, running_daemon
 
 IQN = "iqn.2026-11.org.pytgt:shutdown"
 SESSIONS, WRITERS_PER_SESSION = 3, 2
@@ -25,11 +25,8 @@ SYNC_EVERY = 3
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
-    d = start_daemon(tmp_path)
-    try:
+    with running_daemon(tmp_path, check=False) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def pattern(writer: int, seq: int) -> bytes:
