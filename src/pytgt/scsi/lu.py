@@ -408,7 +408,7 @@ def store_error(exc: StoreIOError, writing: bool) -> CheckCondition:
 def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: int,
               path: str = "", bstype: str = "rdwr", bsoflags: str = "", block_size: int = 512,
               params: dict[str, str] | None = None) -> LogicalUnit:
-    """Build a logical unit ("disk" needs a store; "controller" is LUN 0's SPC-only LU).
+    """Build a logical unit ("disk" and "tape" need a store; "controller" is LUN 0's SPC-only LU).
 
     Raises ValueError for an unknown device type, a bad block size or bad params.
     """
@@ -417,7 +417,7 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
                          f"(supported: {', '.join(PERIPHERAL_DEVICE_TYPE)})")
     if device_type in ("disk", "tape") and store is None:
         raise ValueError(f"a {device_type} logical unit needs a backing store")
-    if block_size not in BLOCK_SIZES:
+    if block_size not in BLOCK_SIZES and device_type != "tape":  # tape: MODE SELECT's
         raise ValueError(f"bad block size {block_size} (one of {BLOCK_SIZES})")
     if not 0 <= lun < 16384:
         raise ValueError(f"bad LUN {lun} (0..16383)")
