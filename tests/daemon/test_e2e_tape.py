@@ -48,8 +48,9 @@ def test_tape_records_across_filemark(tmp_path: Path) -> None:
                 r = await s.execute(1, b"\x08\x00" + _c24(100) + b"\0", read_length=100)
                 assert r.status == 2 and r.sense[2] == 0x80  # NO SENSE + FILEMARK
                 assert (r.sense[12], r.sense[13]) == (0x00, 0x01)
-                r = await s.execute(1, b"\x08\x00" + _c24(5) + b"\0", read_length=5)
-                assert (r.status, r.data) == (0, b"third")
+                r = await s.execute(1, b"\x08\x00" + _c24(3) + b"\0", read_length=3)
+                assert (r.status, r.data, r.sense[2]) == (2, b"thi", 0x20)  # ILI, with data
+                assert r.sense[3:7] == (-2).to_bytes(4, "big", signed=True)  # overlength
                 r = await s.execute(1, b"\x08\x00" + _c24(5) + b"\0", read_length=5)
                 assert r.status == 2 and (r.sense[2] & 0x0F, r.sense[12], r.sense[13]) == (
                     0x08, 0x00, 0x05)  # BLANK CHECK, END-OF-DATA DETECTED
