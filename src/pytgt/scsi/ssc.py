@@ -150,6 +150,19 @@ def _bop(residue: int) -> TapeCondition:
     return TapeCondition(SenseKey.NO_SENSE, BEGINNING_OF_PARTITION_MEDIUM_DETECTED, EOM, residue)
 
 
+# INQUIRY (SPC-4 6.6.2): the standard data names SSC-3 instead of SBC-3.
+SSC3_VERSION = 0x0400  # version descriptor: SSC-3 (no version claimed)
+
+
+async def inquiry(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    evpd, _, alloc = spc.check_inquiry_cdb(task.cdb)
+    if evpd:
+        return await spc.inquiry(lu, task)
+    data = bytearray(spc.standard_inquiry(lu))
+    struct.pack_into(">H", data, 64, SSC3_VERSION)  # the fourth version descriptor
+    return spc.data_in(data, alloc)
+
+
 # READ BLOCK LIMITS (SSC-3 7.4), REWIND (7.6), LOAD UNLOAD (7.2).
 async def read_block_limits(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if task.cdb[1] & 0x01:
@@ -381,6 +394,8 @@ def _pages(lu: LogicalUnit, cdb: bytes) -> bytes:
     if subpage not in (0x00, 0xFF):
         raise invalid_field(3)
     codes = lu.mode.pages(False)
+    if page == 0x00:  # "no page": the header and block descriptor (Linux st asks this)
+        return b""
     if page == 0x3F:
         return b"".join(lu.mode.page(p, pc) for p in codes)
     if page not in codes:
@@ -451,9 +466,11 @@ def _mode_select(lu: LogicalUnit, task: ScsiTask, length: int, header: int) -> S
 
 def _rows() -> list[Command]:
     O, W, R, A = OperationCode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
-    replaced = {O.MODE_SENSE_6, O.MODE_SENSE_10, O.MODE_SELECT_6, O.MODE_SELECT_10}
+    replaced = {O.INQUIRY, O.MODE_SENSE_6, O.MODE_SENSE_10, O.MODE_SELECT_6, O.MODE_SELECT_10}
     return [
         *(row for row in spc.SPC_COMMANDS if row.opcode not in replaced),
+        Command(O.INQUIRY, "INQUIRY", inquiry, skip_ua=True, medium=False, conflicts=False,
+                pr_access=A),
         Command(O.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
         Command(O.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False, pr_access=R),
         Command(O.MODE_SELECT_6, "MODE SELECT(6)", mode_select_6, c.param_len_6, medium=False),
