@@ -25,6 +25,9 @@ def test_tape_records_across_filemark(tmp_path: Path) -> None:
         d.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
               "-Y", "tape", "-b", str(tape))
         d.adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+        shown = d.adm("--op", "show", "--mode", "target").stdout
+        assert "            Type: tape\n" in shown
+        assert "            Removable media: Yes\n" in shown
 
         async def scenario() -> None:
             s = await Initiator.login(d.host, d.port, target=IQN,
