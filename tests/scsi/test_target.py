@@ -128,7 +128,8 @@ def test_thin_provisioning_defaults_to_the_store_being_sparse(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("args", "kwargs", "match"), [
-    (("tape", 1, None), {}, "device type"),
+    (("bogus", 1, None), {}, "device type"),
+    (("tape", 1, None), {}, "backing store"),
     (("disk", 1, None), {}, "backing store"),
     (("disk", 1, MemoryStore(4096)), {"block_size": 1000}, "block size"),
     (("disk", 1, MemoryStore(4096)), {"params": {"bogus": "1"}}, "unknown"),

@@ -34,7 +34,8 @@ from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
-PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
+# INQUIRY byte 0 (SPC-4 6.6.2)
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "tape": 0x01, "controller": 0x0C}
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
@@ -407,21 +408,26 @@ def store_error(exc: StoreIOError, writing: bool) -> CheckCondition:
 def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: int,
               path: str = "", bstype: str = "rdwr", bsoflags: str = "", block_size: int = 512,
               params: dict[str, str] | None = None) -> LogicalUnit:
-    """Build a logical unit ("disk" needs a store; "controller" is LUN 0's SPC-only LU).
+    """Build a logical unit ("disk" and "tape" need a store; "controller" is LUN 0's SPC-only LU).
 
     Raises ValueError for an unknown device type, a bad block size or bad params.
     """
     if device_type not in PERIPHERAL_DEVICE_TYPE:
         raise ValueError(f"unsupported device type: {device_type} "
                          f"(supported: {', '.join(PERIPHERAL_DEVICE_TYPE)})")
-    if device_type == "disk" and store is None:
-        raise ValueError("a disk logical unit needs a backing store")
-    if block_size not in BLOCK_SIZES:
+    if device_type in ("disk", "tape") and store is None:
+        raise ValueError(f"a {device_type} logical unit needs a backing store")
+    if block_size not in BLOCK_SIZES and device_type != "tape":  # tape: MODE SELECT's
         raise ValueError(f"bad block size {block_size} (one of {BLOCK_SIZES})")
     if not 0 <= lun < 16384:
         raise ValueError(f"bad LUN {lun} (0..16383)")
-    lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
-                     bsoflags=bsoflags, block_size=block_size)
+    lu: LogicalUnit
+    if device_type == "tape" and store is not None:
+        from pytgt.scsi.ssc import TapeUnit  # SSC-3 (ssc.py); block_size: MODE SELECT's
+        lu = TapeUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
+    else:
+        lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
+                         bsoflags=bsoflags, block_size=block_size)
     if params:
         lu.update_params(params)
     return lu

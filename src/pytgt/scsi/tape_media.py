@@ -1,0 +1,145 @@
+"""The tape medium on a byte-level backing store (format in docs/tape.md).
+
+A 512-byte header (``PYTGTAPE``, version 1), then records, each a 16-byte record
+header (kind, payload length, offset of the previous record header) and its payload;
+an END OF DATA record header ends the written part. A zero-filled file is a blank
+tape. The medium keeps an index of the records (built on first use by reading the
+record headers through the store, off the event loop) and the current position as a
+logical object identifier (SSC-3 4.2.4: blocks and marks are numbered from 0 at BOP;
+the identifier of EOD is the number of records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytgt.stores.base import BackingStore
+
+MAGIC = b"PYTGTAPE"
+VERSION = 1
+HEADER = struct.Struct(">8sII")  # magic, version, header length; zero-padded to 512
+HEADER_SIZE = 512
+RECORD = struct.Struct(">B3xIQ")  # kind, payload length, previous record header offset
+Payload = bytes | bytearray | memoryview
+EARLY_WARNING = 1 << 20  # bytes before the end of the medium that start early warning
+
+
+class Kind(enum.IntEnum):
+    """Record kinds (docs/tape.md)."""
+
+    EOD = 0
+    DATA = 1
+    FILEMARK = 2
+    SETMARK = 3
+
+
+class MediumFormatError(Exception):
+    """The file is neither a pytgt tape nor blank."""
+
+
+class MediumFull(Exception):
+    """The records do not fit before the end of the medium (nothing was written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: Kind
+    offset: int  # of the record header
+    length: int  # payload bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + RECORD.size + self.length
+
+
+class TapeMedium:
+    """Records and position of one tape; callers hold ``lock`` around each command."""
+
+    def __init__(self, store: BackingStore) -> None:
+        self.store = store
+        self.lock = asyncio.Lock()
+        self.position = 0
+        self._records: list[Record] | None = None
+        self._formatted = False
+
+    @property
+    def capacity(self) -> int:
+        return self.store.size
+
+    async def records(self) -> list[Record]:
+        """The record index, read from the medium the first time."""
+        if self._records is None:
+            self._records = await self._scan()
+        return self._records
+
+    async def _scan(self) -> list[Record]:
+        size = self.store.size
+        if size < HEADER_SIZE + RECORD.size:
+            raise MediumFormatError(f"medium too small ({size} bytes)")
+        head = bytes(await self.store.read(0, HEADER.size))
+        magic, version, hlen = HEADER.unpack(head)
+        if head == bytes(HEADER.size):
+            return []  # blank: formatted on the first write
+        if magic != MAGIC or version != VERSION or hlen != HEADER_SIZE:
+            raise MediumFormatError("not a pytgt tape image")
+        self._formatted = True
+        out: list[Record] = []
+        off = HEADER_SIZE
+        while off + RECORD.size <= size:
+            kind, length, _ = RECORD.unpack(bytes(await self.store.read(off, RECORD.size)))
+            if kind == Kind.EOD:
+                break
+            if kind not in (Kind.DATA, Kind.FILEMARK, Kind.SETMARK) \
+                    or off + RECORD.size + length > size:
+                raise MediumFormatError(f"bad record header at offset {off}")
+            out.append(Record(Kind(kind), off, length))
+            off += RECORD.size + length
+        return out
+
+    async def end_offset(self, index: int) -> int:
+        """Where the record at ``index`` starts (after the one before it)."""
+        recs = await self.records()
+        return recs[index - 1].end if index else HEADER_SIZE
+
+    async def past_early_warning(self) -> bool:
+        """True when the position is in the early-warning zone (SSC-3 4.2.5)."""
+        return await self.end_offset(self.position) > self.capacity - EARLY_WARNING
+
+    async def write(self, items: Sequence[tuple[Kind, Payload]]) -> bool:
+        """Write records at the position, ending the data there (SSC-3 4.2.6).
+
+        Returns True if the data now ends in the early-warning zone; raises MediumFull
+        (writing nothing) when the records and the EOD header do not fit.
+        """
+        recs = await self.records()
+        off = await self.end_offset(self.position)
+        prev = recs[self.position - 1].offset if self.position else 0
+        parts: list[Payload] = []
+        new: list[Record] = []
+        at = off
+        for kind, payload in items:
+            parts += [RECORD.pack(kind, len(payload), prev), payload]
+            new.append(Record(kind, at, len(payload)))
+            prev, at = at, at + RECORD.size + len(payload)
+        parts.append(RECORD.pack(Kind.EOD, 0, prev))
+        if at + RECORD.size > self.capacity:
+            raise MediumFull
+        if not self._formatted:
+            await self.store.write(0, HEADER.pack(MAGIC, VERSION, HEADER_SIZE))
+            self._formatted = True
+        await self.store.write(off, b"".join(parts))
+        del recs[self.position:]
+        recs.extend(new)
+        self.position = len(recs)
+        return at > self.capacity - EARLY_WARNING
+
+    async def erase(self) -> None:
+        """ERASE: the data ends at the position (SSC-3 6.2)."""
+        await self.write([])
+
+    async def payload(self, rec: Record) -> Payload:
+        return await self.store.read(rec.offset + RECORD.size, rec.length)
