@@ -23,6 +23,9 @@ MAGIC = b"PYTGTAPE"
 VERSION = 1
 HEADER = struct.Struct(">8sII")  # magic, version, header length; zero-padded to 512
 HEADER_SIZE = 512
+# version 1's reserved bytes from offset 16, written by pytgtimg (zero in older images)
+LABEL = struct.Struct(">32sBxxxxxxxQ")  # barcode (NUL-padded), media type, created (Unix s)
+LABEL_OFFSET = 16
 RECORD = struct.Struct(">B3xIQ")  # kind, payload length, previous record header offset
 Payload = bytes | bytearray | memoryview
 EARLY_WARNING = 1 << 20  # bytes before the end of the medium that start early warning
@@ -35,6 +38,50 @@ class Kind(enum.IntEnum):
     DATA = 1
     FILEMARK = 2
     SETMARK = 3
+
+
+class MediaType(enum.IntEnum):
+    """The media type of a pytgtimg-made tape (``--type``), as tgtimg names them."""
+
+    DATA = 0
+    CLEAN = 1
+    WORM = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """The header's barcode, media type and creation time (docs/tape.md)."""
+
+    barcode: str = ""
+    media_type: MediaType = MediaType.DATA
+    created: int = 0
+
+
+def format_header(label: Label) -> bytes:
+    """A full 512-byte header followed by an END OF DATA record: an empty tape."""
+    head = HEADER.pack(MAGIC, VERSION, HEADER_SIZE) + LABEL.pack(
+        label.barcode.encode("ascii"), label.media_type, label.created)
+    return head.ljust(HEADER_SIZE, b"\0") + RECORD.pack(Kind.EOD, 0, 0)
+
+
+def parse_label(header: bytes) -> Label:
+    """The label of a header (at least ``LABEL_OFFSET + LABEL.size`` bytes)."""
+    barcode, mtype, created = LABEL.unpack_from(header, LABEL_OFFSET)
+    try:
+        media_type = MediaType(mtype)
+    except ValueError:
+        raise MediumFormatError(f"unknown media type {mtype}") from None
+    return Label(barcode.rstrip(b"\0").decode("ascii", "replace"), media_type, created)
+
+
+def check_header(header: bytes) -> bool:
+    """True for a pytgt tape header, False for a blank tape; else MediumFormatError."""
+    if header[:HEADER.size] == bytes(HEADER.size):
+        return False
+    magic, version, hlen = HEADER.unpack_from(header)
+    if magic != MAGIC or version != VERSION or hlen != HEADER_SIZE:
+        raise MediumFormatError("not a pytgt tape image")
+    return True
 
 
 class MediumFormatError(Exception):
@@ -80,12 +127,8 @@ class TapeMedium:
         size = self.store.size
         if size < HEADER_SIZE + RECORD.size:
             raise MediumFormatError(f"medium too small ({size} bytes)")
-        head = bytes(await self.store.read(0, HEADER.size))
-        magic, version, hlen = HEADER.unpack(head)
-        if head == bytes(HEADER.size):
+        if not check_header(bytes(await self.store.read(0, HEADER.size))):
             return []  # blank: formatted on the first write
-        if magic != MAGIC or version != VERSION or hlen != HEADER_SIZE:
-            raise MediumFormatError("not a pytgt tape image")
         self._formatted = True
         out: list[Record] = []
         off = HEADER_SIZE
