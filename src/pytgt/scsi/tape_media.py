@@ -26,6 +26,10 @@ HEADER_SIZE = 512
 # version 1's reserved bytes from offset 16, written by pytgtimg (zero in older images)
 LABEL = struct.Struct(">32sBxxxxxxxQ")  # barcode (NUL-padded), media type, created (Unix s)
 LABEL_OFFSET = 16
+# tgt's tgtimg images start with a block header whose type (big-endian, bytes 12..15)
+# is 10h, beginning of tape: recognized only to name them in the error
+TGT_BOT_TYPE = slice(12, 16)
+TGT_BOT = b"\0\0\0\x10"
 RECORD = struct.Struct(">B3xIQ")  # kind, payload length, previous record header offset
 Payload = bytes | bytearray | memoryview
 EARLY_WARNING = 1 << 20  # bytes before the end of the medium that start early warning
@@ -80,6 +84,9 @@ def check_header(header: bytes) -> bool:
         return False
     magic, version, hlen = HEADER.unpack_from(header)
     if magic != MAGIC or version != VERSION or hlen != HEADER_SIZE:
+        if header[TGT_BOT_TYPE] == TGT_BOT:
+            raise MediumFormatError("a tgt (tgtimg) tape image, which pytgt does not "
+                                    "read (docs/tape.md)")
         raise MediumFormatError("not a pytgt tape image")
     return True
 

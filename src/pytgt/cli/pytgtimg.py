@@ -1,0 +1,214 @@
+"""``pytgtimg``: make and show tape and CD/DVD image files (tgtimg's command line).
+
+``--op new --device-type tape`` writes an empty pytgt tape (docs/tape.md: the header
+with the barcode, media type and creation time, then END OF DATA) of ``--size``
+megabytes; ``--op show`` prints its label and records laid out as tgtimg prints its
+own. ``--device-type cd`` makes a zero-filled image of the size, and shows its size.
+Errors are one line on stderr, ``pytgtimg: ...``; a bad command line exits 22 (as
+tgtimg), a file that cannot be made or read exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pytgt.scsi.tape_media import (
+    HEADER_SIZE,
+    LABEL,
+    LABEL_OFFSET,
+    RECORD,
+    Kind,
+    Label,
+    MediaType,
+    MediumFormatError,
+    check_header,
+    format_header,
+    parse_label,
+)
+
+PROG = "pytgtimg"
+VERSION = "0.1.0"
+EXIT_OK = 0
+EXIT_FAILED = 1  # the file could not be made or read
+EXIT_EINVAL = errno.EINVAL  # 22: bad command line
+MB = 1 << 20
+MEDIA_TYPES = {"data": MediaType.DATA, "clean": MediaType.CLEAN, "worm": MediaType.WORM}
+TYPE_NAMES = {MediaType.DATA: "Data", MediaType.CLEAN: "Cleaning", MediaType.WORM: "WORM"}
+RECORD_NAMES = {Kind.DATA: "Data block", Kind.FILEMARK: "Filemark",
+                Kind.SETMARK: "Setmark", Kind.EOD: "End of Data"}
+MAX_BARCODE = LABEL.size - 9  # the 32-byte barcode field
+
+
+class ImgError(Exception):
+    """A one-line error and the exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with tgtimg's habits: one line, 'Try --help', status 22."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: {message}\nTry `{PROG} --help' for more information.",
+              file=sys.stderr)
+        raise SystemExit(EXIT_EINVAL)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="create (--op new) or show (--op show) a tape or "
+                "CD/DVD image file for pytgtd's -Y tape and -Y cd logical units, with "
+                "tgtimg's command line",
+                epilog="exit status: 0 success; 1 the file could not be made or read; "
+                "22 bad command line")
+    p.add_argument("-o", "--op", required=True, choices=["new", "show"],
+                   help="new: create the image file; show: print its details")
+    p.add_argument("-m", "--device-type", required=True, choices=["tape", "cd"],
+                   help="the kind of image")
+    p.add_argument("-b", "--barcode", metavar="CODE",
+                   help=f"the tape's barcode (new, tape; up to {MAX_BARCODE} characters)")
+    p.add_argument("-s", "--size", type=int, metavar="MB",
+                   help="the medium's size in megabytes (new)")
+    p.add_argument("-t", "--type", metavar="TYPE",
+                   help="media type: data, clean or worm for tapes; dvd+r for cd (new)")
+    p.add_argument("-f", "--file", required=True, metavar="PATH",
+                   help="the image file (new: it must not exist)")
+    p.add_argument("-T", "--thin-provisioning", "--thin", action="store_true",
+                   dest="thin", help="create a sparse file (new)")
+    p.add_argument("-V", "--version", action="version", version=f"{PROG} {VERSION}")
+    return p
+
+
+def _bad(message: str) -> ImgError:
+    return ImgError(f"{message}\nTry `{PROG} --help' for more information.", EXIT_EINVAL)
+
+
+def _create(path: str, size: int, head: bytes, thin: bool) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    except OSError as exc:
+        raise ImgError(f"can't create {path}, {exc.strerror}") from None
+    try:
+        if thin:
+            os.ftruncate(fd, size)
+        else:
+            chunk = bytes(MB)
+            for off in range(0, size, MB):
+                os.write(fd, chunk[:min(MB, size - off)])
+        if head:
+            os.pwrite(fd, head, 0)
+        os.fsync(fd)
+    except OSError as exc:
+        os.unlink(path)
+        raise ImgError(f"can't write {path}, {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def new_image(args: argparse.Namespace) -> str:
+    if args.size is None:
+        raise _bad("Missing the size param")
+    if args.size <= 0:
+        raise _bad(f"bad size: {args.size}")
+    if args.device_type == "cd":
+        if args.type is not None and args.type.lower() != "dvd+r":
+            raise _bad("Media type must be DVD+R for cd devices")
+        _create(args.file, args.size * MB, b"", args.thin)
+        return f"Created blank DVD+R image file : {args.file}"
+    if not args.barcode:
+        raise _bad("Missing the barcode param")
+    if len(args.barcode) > MAX_BARCODE or not args.barcode.isascii():
+        raise _bad(f"bad barcode: {args.barcode!r} (up to {MAX_BARCODE} ASCII characters)")
+    if args.type is None:
+        raise _bad("Missing the media type param")
+    mtype = MEDIA_TYPES.get(args.type.lower())
+    if mtype is None:
+        raise _bad("Media type must be WORM, CLEAN or DATA for tape devices")
+    size = args.size * MB
+    if size < HEADER_SIZE + RECORD.size:
+        raise _bad(f"bad size: {args.size}")
+    head = format_header(Label(args.barcode, mtype, int(time.time())))
+    _create(args.file, size, head, args.thin)
+    return f"Created tape image file : {args.file}"
+
+
+def _read_tape(path: str) -> tuple[int, Label, list[tuple[Kind, int, int, int]]]:
+    """Capacity, label and records (kind, offset, length, previous offset) of a tape."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(HEADER_SIZE)
+            if len(head) < HEADER_SIZE:
+                raise MediumFormatError(f"medium too small ({size} bytes)")
+            if not check_header(head):
+                return size, Label(), [(Kind.EOD, HEADER_SIZE, 0, 0)]
+            label = parse_label(head)
+            recs: list[tuple[Kind, int, int, int]] = []
+            off = HEADER_SIZE
+            while off + RECORD.size <= size:
+                f.seek(off)
+                kind, length, prev = RECORD.unpack(f.read(RECORD.size))
+                if kind not in RECORD_NAMES or off + RECORD.size + length > size:
+                    raise MediumFormatError(f"bad record header at offset {off}")
+                recs.append((Kind(kind), off, length, prev))
+                if kind == Kind.EOD:
+                    break
+                off += RECORD.size + length
+            return size, label, recs
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+    except MediumFormatError as exc:
+        raise ImgError(f"{path}: {exc}") from None
+
+
+def show_tape(path: str) -> str:
+    size, label, recs = _read_tape(path)
+    created = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
+        if label.created else "unknown"
+    out = [f"Media     : {label.barcode:<31}",
+           f" type     : {TYPE_NAMES[label.media_type]}",
+           f"Media serial number : {label.barcode}_{label.created}, created {created}",
+           "",
+           f"Beginning of Tape: Capacity {size // MB} MB, Blk No.: 0, prev 0, curr 0, "
+           f"next {recs[0][1] if recs else HEADER_SIZE}"]
+    for n, (kind, off, length, prev) in enumerate(recs, 1):
+        nxt = off if kind == Kind.EOD else off + RECORD.size + length
+        out.append(f"{RECORD_NAMES[kind]:>17}: Blk No. {n}, prev {prev}, curr {off},  "
+                   f"next {nxt}, sz {length}")
+    return "\n".join(out)
+
+
+def show_cd(path: str) -> str:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+    return f"Media     : DVD+R\nSize      : {size // MB} MB ({size} bytes)"
+
+
+def run(args: argparse.Namespace) -> str:
+    if args.op == "new":
+        return new_image(args)
+    return show_tape(args.file) if args.device_type == "tape" else show_cd(args.file)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run pytgtimg; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        print(run(args))
+    except ImgError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.status
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
