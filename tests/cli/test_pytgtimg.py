@@ -1,0 +1,145 @@
+"""``pytgtimg``: tape and cd images, their display, errors, and tgt's own tgtimg images."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytgt.cli.pytgtimg import EXIT_EINVAL, EXIT_FAILED, MB, main
+from pytgt.scsi.tape_media import Kind, MediaType, TapeMedium, parse_label
+from pytgt.stores.memory import MemoryStore
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:  # argparse
+            status = int(exc.code or 0)
+    return status, out.getvalue(), err.getvalue()
+
+
+def new_tape(path: Path, *extra: str, barcode: str = "A1", size: str = "2",
+             mtype: str = "data") -> tuple[int, str, str]:
+    return run("--op", "new", "--device-type", "tape", "--barcode", barcode,
+               "--size", size, "--type", mtype, "--file", str(path), *extra)
+
+
+def test_new_tape_is_an_empty_pytgt_tape(tmp_path: Path) -> None:
+    img = tmp_path / "t.img"
+    assert new_tape(img, mtype="worm") == (0, f"Created tape image file : {img}\n", "")
+    data = img.read_bytes()
+    assert len(data) == 2 * MB
+    label = parse_label(data[:512])
+    assert (label.barcode, label.media_type) == ("A1", MediaType.WORM)
+    assert label.created > 0
+
+    async def use() -> list[int]:
+        store = MemoryStore(len(data))
+        await store.write(0, data)
+        medium = TapeMedium(store)
+        assert await medium.records() == []
+        await medium.write([(Kind.DATA, b"x" * 100), (Kind.FILEMARK, b"")])
+        head = bytes(await store.read(0, 512))
+        assert parse_label(head) == label  # writing keeps the label
+        img.write_bytes(bytes(await store.read(0, store.size)))
+        return [r.length for r in await medium.records()]
+
+    assert asyncio.run(use()) == [100, 0]
+    status, out, _ = run("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "Media     : A1" + " " * 29
+    assert lines[1] == " type     : WORM"
+    assert lines[2].startswith(f"Media serial number : A1_{label.created}, created ")
+    assert lines[4] == "Beginning of Tape: Capacity 2 MB, Blk No.: 0, prev 0, curr 0, next 512"
+    assert lines[5:] == [
+        "       Data block: Blk No. 1, prev 0, curr 512,  next 628, sz 100",
+        "         Filemark: Blk No. 2, prev 512, curr 628,  next 644, sz 0",
+        "      End of Data: Blk No. 3, prev 628, curr 644,  next 644, sz 0",
+    ]
+
+
+def test_thin_tape_is_sparse(tmp_path: Path) -> None:
+    img = tmp_path / "t.img"
+    assert new_tape(img, "-T", size="64")[0] == 0
+    assert img.stat().st_size == 64 * MB
+    assert img.stat().st_blocks * 512 < 64 * MB
+
+
+def test_show_blank_file(tmp_path: Path) -> None:
+    img = tmp_path / "blank.img"
+    img.write_bytes(bytes(MB))
+    status, out, _ = run("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert status == 0 and " type     : Data" in out and "End of Data: Blk No. 1" in out
+
+
+def test_cd_new_and_show(tmp_path: Path) -> None:
+    img = tmp_path / "cd.img"
+    assert run("--op", "new", "--device-type", "cd", "--type", "dvd+r", "--size", "3",
+               "--file", str(img))[0] == 0
+    assert img.read_bytes() == bytes(3 * MB)
+    assert run("--op", "show", "--device-type", "cd", "--file", str(img)) == (
+        0, f"Media     : DVD+R\nSize      : 3 MB ({3 * MB} bytes)\n", "")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--barcode", "A1", "--size", "2", "--type", "data"), None),
+    (("--size", "2", "--type", "data"), "pytgtimg: Missing the barcode param"),
+    (("--barcode", "A1", "--type", "data"), "pytgtimg: Missing the size param"),
+    (("--barcode", "A1", "--size", "2", "--type", "foo"),
+     "pytgtimg: Media type must be WORM, CLEAN or DATA for tape devices"),
+    (("--barcode", "A1", "--size", "0", "--type", "data"), "pytgtimg: bad size: 0"),
+    (("--barcode", "A" * 40, "--size", "2", "--type", "data"), None),
+])
+def test_bad_command_lines(tmp_path: Path, args: tuple[str, ...],
+                           message: str | None) -> None:
+    img = tmp_path / "t.img"
+    if message is None and args[1] == "A1":  # a good one, to make the file exist
+        assert run("--op", "new", "--device-type", "tape", *args, "--file", str(img))[0] == 0
+        status, _, err = run("--op", "new", "--device-type", "tape", *args,
+                             "--file", str(img))
+        assert (status, err) == (EXIT_FAILED,
+                                 f"pytgtimg: can't create {img}, File exists\n")
+        return
+    status, _, err = run("--op", "new", "--device-type", "tape", *args, "--file", str(img))
+    assert status == EXIT_EINVAL
+    if message:
+        assert err.splitlines()[0] == message
+    assert err.splitlines()[-1] == "Try `pytgtimg --help' for more information."
+    assert not img.exists()
+
+
+def test_bad_op_and_missing_file(tmp_path: Path) -> None:
+    assert run("--op", "del", "--device-type", "tape", "--file", "x")[0] == EXIT_EINVAL
+    status, _, err = run("--op", "show", "--device-type", "tape",
+                         "--file", str(tmp_path / "none"))
+    assert status == EXIT_FAILED
+    assert err == f"pytgtimg: can't open {tmp_path / 'none'}, No such file or directory\n"
+
+
+@pytest.mark.skipif(shutil.which("tgtimg") is None, reason="tgt's tgtimg not installed")
+def test_tgtimg_images_are_named_and_refused(tmp_path: Path) -> None:
+    """pytgt does not read tgt's format (docs/tape.md); it says so, and the LU refuses it."""
+    img = tmp_path / "tgt.img"
+    subprocess.run(["tgtimg", "--op", "new", "--device-type", "tape", "--barcode", "A1",
+                    "--size", "10", "--type", "data", "--file", str(img)],
+                   check=True, capture_output=True)
+    status, _, err = run("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert status == EXIT_FAILED
+    assert "a tgt (tgtimg) tape image, which pytgt does not read" in err
+    tgt_show = subprocess.run(["tgtimg", "--op", "show", "--device-type", "tape",
+                               "--file", str(img)], check=True, capture_output=True,
+                              text=True).stdout.splitlines()
+    ours = tmp_path / "ours.img"
+    assert new_tape(ours, size="10")[0] == 0
+    mine = run("--op", "show", "--device-type", "tape", "--file", str(ours))[1].splitlines()
+    assert mine[:2] == tgt_show[:2]  # the same label layout
+    assert mine[2].split(",")[0].split("_")[0] == tgt_show[2].split(",")[0].split("_")[0]
