@@ -120,7 +120,7 @@ def _paragraphs(body: str) -> list[str]:
 
 
 def pages() -> list[Page]:
-    """The four commands (imported lazily: building a parser imports its command)."""
+    """The commands (imported lazily: building a parser imports its command)."""
     from pytgt.manpage_text import PAGES
 
     return PAGES

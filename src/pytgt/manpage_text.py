@@ -31,6 +31,12 @@ def _pytgt_iscsi() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def _pytgtimg() -> argparse.ArgumentParser:
+    from pytgt.cli.pytgtimg import build_parser
+
+    return build_parser()
+
+
 def _iscsi_exit_statuses() -> str:
     from pytgt.cli.iscsi_status import EXIT_STATUSES
 
@@ -100,6 +106,18 @@ iSNSAccessControl and then iSNS --value On does the same at run time.""",
                     "iscsi://127.0.0.1/iqn.2026-11.org.pytgt:default/1",
         "SEE ALSO": "pytgtd(8), iscsi-ls(1), iscsi-inq(1), iscsi-readcapacity16(1), "
                     "qemu-img(1)",
+    }),
+    Page("pytgtimg", 8, _pytgtimg, "create and show tape and CD/DVD image files", {
+        "EXIT STATUS": "0: success\n\n1: the file could not be created or read (it "
+                       "exists, or is not a pytgt tape)\n\n22: a bad command line",
+        "NOTES": "Tape images are pytgt's format (docs/tape.md); tgt's tgtimg images "
+                 "are not read. The barcode and media type are recorded in the image "
+                 "and shown; pytgtd treats every tape as a data tape.",
+        "EXAMPLES": "$ pytgtimg --op new --device-type tape --barcode A0001 --size 1024 "
+                    "--type data --file tape0.img\n"
+                    "pytgtimg --op show --device-type tape --file tape0.img\n"
+                    "pytgtimg --op new --device-type cd --size 700 -T --file cd0.img",
+        "SEE ALSO": "pytgtadm(8), pytgtd(8), tgtimg(8)",
     }),
 ]
 PAGES[3].sections["EXIT STATUS"] = _iscsi_exit_statuses()
