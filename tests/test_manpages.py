@@ -30,7 +30,8 @@ def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def test_the_pages_are_installed_and_cover_every_command() -> None:
-    assert sorted(PAGES) == ["pytgt-admin.8", "pytgt-iscsi.1", "pytgtadm.8", "pytgtd.8", "pytgtimg.8"]
+    assert sorted(PAGES) == ["pytgt-admin.8", "pytgt-iscsi.1", "pytgtadm.8", "pytgtd.8",
+                             "pytgtimg.8"]
     pyproject = (ROOT / "pyproject.toml").read_text()
     for name, page in PAGES.items():
         assert f'"man/{name}"' in pyproject and f"man{page.section}" in pyproject

@@ -21,7 +21,6 @@ from typing import NoReturn
 from pytgt.scsi.tape_media import (
     HEADER_SIZE,
     LABEL,
-    LABEL_OFFSET,
     RECORD,
     Kind,
     Label,
