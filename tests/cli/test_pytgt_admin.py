@@ -433,3 +433,35 @@ def test_pretend_without_a_daemon_and_help(tmp_path: Path) -> None:
         "pytgtadm -C 9 --lld iscsi --op bind --mode target --tid 1 -I ALL"]
     res = subprocess.run([*cmd, "-h"], env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and "--update" in res.stdout and "--dump" in res.stdout
+
+
+def test_tape_lu_round_trip(tmp_path: Path) -> None:
+    """A -Y tape LU (a pytgtimg image): --dump writes device-type tape, the dump loads
+    back with -e, and it survives a --persist restart."""
+    from pytgt.cli.pytgtimg import main as pytgtimg
+
+    tape = tmp_path / "tape0.img"
+    assert pytgtimg(["--op", "new", "--device-type", "tape", "--barcode", "T0001",
+                     "--size", "4", "--type", "data", "--file", str(tape)]) == 0
+    d = start_daemon(tmp_path, extra=("--persist",))
+    try:
+        d.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", f"{IQN}tape")
+        d.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
+              "-Y", "tape", "-b", str(tape))
+        before = dump(d)
+    finally:
+        d.stop()
+    assert f"\t<backing-store {tape}>\n\t\tlun 1\n\t\tdevice-type tape\n" in before
+    d = start_daemon(tmp_path, extra=("--persist",))
+    try:
+        wait_log(d, "configuration restored")
+        assert dump(d) == before
+        assert "Type: tape" in d.adm("--op", "show", "--mode", "target").stdout
+    finally:
+        d.stop()
+    other = start_daemon(tmp_path / "other")
+    try:
+        admin(other, "-c", write(tmp_path, before, "tape.conf"), "-e")
+        assert dump(other) == before
+    finally:
+        other.stop()

@@ -213,6 +213,8 @@ def check_supported(config: ConfigSpec) -> None:
 
     errors = []
     stores = available()
+    supported = ", ".join(k for k, v in TGT_DEVICE_TYPES.items()
+                          if v in PERIPHERAL_DEVICE_TYPE)
     for t in config.targets:
         for key, value in t.iscsi_params.items():
             try:
@@ -225,7 +227,7 @@ def check_supported(config: ConfigSpec) -> None:
                               f"(available: {', '.join(stores)})")
             if TGT_DEVICE_TYPES.get(lu.device_type) not in PERIPHERAL_DEVICE_TYPE:
                 errors.append(f"{lu.where}: device-type {lu.device_type} is not supported "
-                              f"by pytgt (supported: disk)")
+                              f"by pytgt (supported: {supported})")
     if errors:
         raise AdminError("\n".join(errors), EXIT_CONFIG)
 
