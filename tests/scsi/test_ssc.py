@@ -217,6 +217,24 @@ def test_corrupt_medium(t: Harness) -> None:
     assert decode_sense(read(t, 1).sense) == (MEDIUM_ERROR, 0x31, 0)
 
 
+def test_tgtimg_medium_refused_pytgtimg_label_kept(t: Harness) -> None:
+    """A tgt tgtimg image (BOT block header type 10h at bytes 12..15) is a format error;
+    a pytgtimg-made header keeps its label through writes (docs/tape.md)."""
+    from pytgt.scsi.tape_media import Label, MediaType, format_header, parse_label
+
+    t.store._buf[:16] = bytes.fromhex("4f20100c000000000000000a00000010")
+    assert decode_sense(read(t, 1).sense) == (MEDIUM_ERROR, 0x31, 0)
+    loop = asyncio.new_event_loop()
+    store = MemoryStore(SIZE)
+    label = Label("T0001", MediaType.WORM, 1796603189)
+    store._buf[:528] = format_header(label)
+    t2 = make_tape(loop, store)
+    write(t2, b"data")
+    assert read(t2, 4).status == Status.CHECK_CONDITION  # at EOD after the write
+    assert parse_label(bytes(store._buf[:512])) == label
+    loop.close()
+
+
 def test_write_protect(t: Harness) -> None:
     write(t, b"a")
     t.lu.update_params({"readonly": "1"})
