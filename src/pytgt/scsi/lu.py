@@ -34,7 +34,7 @@ from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
-PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C}  # INQUIRY byte 0 (SPC-4 6.6.2)
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C, "cd": 0x05}  # INQUIRY byte 0 (SPC-4 6.6.2)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
@@ -420,8 +420,13 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
         raise ValueError(f"bad block size {block_size} (one of {BLOCK_SIZES})")
     if not 0 <= lun < 16384:
         raise ValueError(f"bad LUN {lun} (0..16383)")
-    lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
-                     bsoflags=bsoflags, block_size=block_size)
+    lu: LogicalUnit
+    if device_type == "cd":  # MMC-6: 2048-byte blocks, the medium may be absent
+        from pytgt.scsi.mmc import CdLogicalUnit
+        lu = CdLogicalUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
+    else:
+        lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
+                         bsoflags=bsoflags, block_size=block_size)
     if params:
         lu.update_params(params)
     return lu
