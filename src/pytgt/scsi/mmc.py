@@ -184,7 +184,8 @@ async def get_configuration(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.data_in(head + body, alloc)
 
 
-# GET EVENT STATUS NOTIFICATION (MMC-6 6.7): polled only, media class.
+# GET EVENT STATUS NOTIFICATION (MMC-6 6.7): polled only, media class. Like GET
+# CONFIGURATION it neither reports nor clears a unit attention (MMC-6 4.1.6.1).
 async def get_event_status(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
     if not cdb[1] & 0x01:
@@ -310,9 +311,9 @@ def _rows() -> list[Command]:
                 pr_access=A),
         Command(READ_TOC_PMA_ATIP, "READ TOC/PMA/ATIP", read_toc, pr_access=R),
         Command(GET_CONFIGURATION, "GET CONFIGURATION", get_configuration, medium=False,
-                conflicts=False, pr_access=A),
+                skip_ua=True, conflicts=False, pr_access=A),
         Command(GET_EVENT_STATUS_NOTIFICATION, "GET EVENT STATUS NOTIFICATION",
-                get_event_status, medium=False, conflicts=False, pr_access=A),
+                get_event_status, medium=False, skip_ua=True, conflicts=False, pr_access=A),
         Command(READ_DISC_INFORMATION, "READ DISC INFORMATION", read_disc_information,
                 pr_access=R),
         Command(READ_TRACK_INFORMATION, "READ TRACK INFORMATION", read_track_information,
