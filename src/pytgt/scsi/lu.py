@@ -34,7 +34,8 @@ from pytgt.scsi.taskset import TaskSet
 from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
-PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C, "cd": 0x05}  # INQUIRY byte 0 (SPC-4 6.6.2)
+# INQUIRY byte 0 (SPC-4 6.6.2)
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "controller": 0x0C, "cd": 0x05}
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on

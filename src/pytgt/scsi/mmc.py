@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import struct
 
-from pytgt.scsi import sbc, spc
 from pytgt.scsi import cdb as c
 from pytgt.scsi import modepages as mp
+from pytgt.scsi import sbc, spc
 from pytgt.scsi.cdb import Command, OperationCode
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
 from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field
-from pytgt.scsi.task import ScsiResult, ScsiTask, Status
+from pytgt.scsi.task import ScsiResult, ScsiTask
 from pytgt.stores.base import BackingStore
 
 BLOCK_SIZE = 2048
@@ -295,7 +295,7 @@ async def write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 
 def _rows() -> list[Command]:
-    O, R, A = OperationCode, PR_READ, PR_ALLOWED  # noqa: N806
+    O, R, A = OperationCode, PR_READ, PR_ALLOWED  # noqa: N806, E741
     keep = {O.TEST_UNIT_READY, O.REQUEST_SENSE, O.INQUIRY, O.REPORT_LUNS, O.MODE_SELECT_6,
             O.MODE_SELECT_10, O.RESERVE_6, O.RESERVE_10, O.RELEASE_6, O.RELEASE_10,
             O.PERSISTENT_RESERVE_IN, O.PERSISTENT_RESERVE_OUT, O.MAINTENANCE_IN}
