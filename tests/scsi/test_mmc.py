@@ -114,6 +114,8 @@ def test_dvd_profile_by_size() -> None:
 def test_eject_and_load(h: Harness) -> None:
     assert h.run(EJECT).status == Status.GOOD
     assert h.sense(TUR) == (NOT_READY, 0x3A, 0x02)  # tray open
+    sense = h.run([0x03, 0, 0, 0, 18, 0]).data
+    assert (sense[2] & 0x0F, sense[12], sense[13]) == (NOT_READY, 0x3A, 0x02)
     assert h.sense(read10(16, 1)) == (NOT_READY, 0x3A, 0x02)
     gc = h.run(alloc10(0x46)).data
     assert struct.unpack_from(">H", gc, 6)[0] == 0  # no current profile

@@ -16,7 +16,7 @@ from pytgt.scsi import sbc, spc
 from pytgt.scsi.cdb import Command, OperationCode
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
-from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, invalid_field
+from pytgt.scsi.sense import Asc, CheckCondition, SenseKey, build_sense, invalid_field
 from pytgt.scsi.task import ScsiResult, ScsiTask
 from pytgt.stores.base import BackingStore
 
@@ -244,6 +244,15 @@ async def start_stop_unit(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.good()
 
 
+async def request_sense(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """REQUEST SENSE (SPC-4 6.29): with no unit attention, an absent medium is reported."""
+    if lu.loaded or not lu.online or lu.ua.get(task.nexus.key):
+        return await spc.request_sense(lu, task)
+    exc = _cd(lu)._not_ready()
+    sense = build_sense(exc.key, exc.asc, exc.ascq, descriptor=bool(task.cdb[1] & 0x01))
+    return spc.data_in(sense, task.cdb[4])
+
+
 async def prevent_allow(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     lu.set_prevent(task.nexus.key, bool(task.cdb[4] & 0x01))  # bit 1: persistent prevent
     return spc.good()
@@ -296,11 +305,13 @@ async def write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 def _rows() -> list[Command]:
     O, R, A = OperationCode, PR_READ, PR_ALLOWED  # noqa: N806, E741
-    keep = {O.TEST_UNIT_READY, O.REQUEST_SENSE, O.INQUIRY, O.REPORT_LUNS, O.MODE_SELECT_6,
+    keep = {O.TEST_UNIT_READY, O.INQUIRY, O.REPORT_LUNS, O.MODE_SELECT_6,
             O.MODE_SELECT_10, O.RESERVE_6, O.RESERVE_10, O.RELEASE_6, O.RELEASE_10,
             O.PERSISTENT_RESERVE_IN, O.PERSISTENT_RESERVE_OUT, O.MAINTENANCE_IN}
     return [
         *(row for row in spc.SPC_COMMANDS if row.opcode in keep),
+        Command(O.REQUEST_SENSE, "REQUEST SENSE", request_sense, skip_ua=True, medium=False,
+                conflicts=False, pr_access=A),
         Command(O.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
         Command(O.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False, pr_access=R),
         Command(O.READ_10, "READ(10)", sbc.read_10, pr_access=R),
