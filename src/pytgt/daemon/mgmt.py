@@ -33,6 +33,7 @@ from pytgt.daemon.show import (
 )
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
+from pytgt.scsi.mmc import CdLogicalUnit
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
 from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
@@ -456,6 +457,7 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     _target, lu = _lu(m, req)
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
+    medium = params.pop("path", None) if isinstance(lu, CdLogicalUnit) else None
     try:
         resize = prepare_resize(lu, params)  # size=, rescan=1 (capacity.py)
     except ValueError as exc:
@@ -477,7 +479,25 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
             resize()
         except (OSError, MemoryError) as exc:
             raise _invalid(f"resizing: {exc or 'out of memory'}") from None
+    if medium is not None and isinstance(lu, CdLogicalUnit):
+        await _change_medium(m, lu, medium)
     return ""
+
+
+async def _change_medium(m: Management, lu: CdLogicalUnit, path: str) -> None:
+    """tgt's ``--params path=FILE`` on a CD LU: swap the medium (empty: eject it)."""
+    if lu.prevent_removal:
+        raise _err(TgtadmError.PREVENT_REMOVAL)
+    store: BackingStore | None = None
+    if path:
+        try:  # in a thread, as for a new LU: opening may block
+            store = await asyncio.to_thread(m.open_store, lu.bstype, _open_path(m, path),
+                                            bsoflags=lu.bsoflags)
+        except Exception as exc:
+            log.warning("LUN %d: new medium %s: %s", lu.lun, path, exc)
+            raise _invalid(str(exc)) from None
+    await _close_store(lu.change_medium(store, path), flush=False)
+    log.info("LUN %d: medium %s", lu.lun, path or "ejected")
 
 
 # -- account mode -------------------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""``-Y cd`` through Management: creation, show, and media changes with ``path=``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytgt.scsi.mmc import CdLogicalUnit
+from tests.daemon.conftest import IQN, Admin
+from tests.iso import iso_image
+
+
+def _cd(admin: Admin, tmp_path: Path) -> CdLogicalUnit:
+    iso = tmp_path / "a.iso"
+    iso.write_bytes(iso_image("A", 32))
+    admin.ok(mode="target", op="new", tid=1, targetname=IQN)
+    admin.ok(mode="logicalunit", op="new", tid=1, lun=1, device_type="cd",
+             backing_store=str(iso))
+    lu = admin.mgmt.registry.targets[1].scsi.luns[1]
+    assert isinstance(lu, CdLogicalUnit)
+    return lu
+
+
+def test_cd_created_and_shown(admin: Admin, tmp_path: Path) -> None:
+    lu = _cd(admin, tmp_path)
+    assert (lu.peripheral_type, lu.block_size, lu.num_blocks) == (5, 2048, 32)
+    shown = admin.ok(mode="target", op="show")
+    assert "            Type: cd/dvd\n" in shown
+    assert "            Removable media: Yes\n" in shown
+
+
+def test_media_change_and_refusals(admin: Admin, tmp_path: Path) -> None:
+    lu = _cd(admin, tmp_path)
+    new = tmp_path / "b.iso"
+    new.write_bytes(iso_image("B", 24))
+    admin.ok(mode="logicalunit", op="update", tid=1, lun=1, params=f"path={new}")
+    assert lu.path == str(new) and lu.num_blocks == 24
+    rc, _ = admin(mode="logicalunit", op="update", tid=1, lun=1,
+                  params=f"path={tmp_path / 'missing.iso'}")
+    assert rc != 0 and lu.path == str(new)  # a bad file leaves the medium in
+    lu.set_prevent("n1", True)
+    rc, _ = admin(mode="logicalunit", op="update", tid=1, lun=1, params="path=")
+    assert rc != 0 and lu.loaded  # PREVENT MEDIUM REMOVAL holds the disc
+    lu.set_prevent("n1", False)
+    admin.ok(mode="logicalunit", op="update", tid=1, lun=1, params="path=")
+    assert not lu.loaded and lu.store is None and lu.path == ""
