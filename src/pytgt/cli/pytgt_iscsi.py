@@ -13,11 +13,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from pytgt.cli import scsi_text
+from pytgt.cli.argparse_style import OneLineErrorParser
 from pytgt.cli.iscsi_status import (
-    EXIT_EINVAL,
     EXIT_ENODEV,
     EXIT_OK,
     EXIT_STATUSES,
@@ -32,20 +32,13 @@ PROG = "pytgt-iscsi"
 VERSION = "0.1.0"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with pytgtadm's habits: one line, 'Try --help', status 22."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message}\nTry `{PROG} --help' for more information.",
-              file=sys.stderr)
-        raise SystemExit(EXIT_EINVAL)
-
 
 def build_parser() -> argparse.ArgumentParser:
     from pytgt.cli import iscsi_copy
 
     epilog = "exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_STATUSES.items())
-    p = _Parser(prog=PROG, description="iSCSI initiator commands (pytgt.initiator) on "
+    p = OneLineErrorParser(
+        prog=PROG, description="iSCSI initiator commands (pytgt.initiator) on "
                 "libiscsi's iscsi://[user%secret@]host[:port]/IQN/LUN URLs",
                 epilog=epilog)
     p.add_argument("-i", "--initiator-name", default=DEFAULT_INITIATOR_NAME, metavar="IQN",
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each login and command (default 30)")
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {VERSION}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                           parser_class=_Parser)
+                           parser_class=OneLineErrorParser)
     c = sub.add_parser("discover", help="list the targets of a portal (SendTargets), "
                        "as iscsiadm -m discovery does")
     c.add_argument("url", metavar="iscsi://HOST[:PORT]/", help="the portal")

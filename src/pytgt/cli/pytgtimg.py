@@ -16,8 +16,8 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
 
+from pytgt.cli.argparse_style import OneLineErrorParser
 from pytgt.scsi.tape_media import (
     HEADER_SIZE,
     LABEL,
@@ -52,17 +52,10 @@ class ImgError(Exception):
         self.status = status
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with tgtimg's habits: one line, 'Try --help', status 22."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message}\nTry `{PROG} --help' for more information.",
-              file=sys.stderr)
-        raise SystemExit(EXIT_EINVAL)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="create (--op new) or show (--op show) a tape or "
+    p = OneLineErrorParser(
+        prog=PROG, description="create (--op new) or show (--op show) a tape or "
                 "CD/DVD image file for pytgtd's -Y tape and -Y cd logical units, with "
                 "tgtimg's command line",
                 epilog="exit status: 0 success; 1 the file could not be made or read; "
