@@ -459,7 +459,9 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     mode_page = params.pop("mode_page", None)
     medium = params.pop("path", None) if isinstance(lu, CdLogicalUnit) else None
     try:
-        resize = prepare_resize(lu, params)  # size=, rescan=1 (capacity.py)
+        # size=, rescan=1 (capacity.py); in a thread: reading the size may block (fstat,
+        # librbd's image.size())
+        resize = await asyncio.to_thread(prepare_resize, lu, params)
     except ValueError as exc:
         raise _invalid(str(exc)) from None
     if mode_page is not None:  # tgt's bare "invalid request"; the reason is logged
