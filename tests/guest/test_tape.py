@@ -41,7 +41,8 @@ tape_of() {{
 }}
 poll 30 tape_of 1
 poll 30 tape_of 2
-N=$(tape_of 1); W=$(tape_of 2)
+poll 30 tape_of 3
+N=$(tape_of 1); W=$(tape_of 2); M=$(tape_of 3)
 mark TAPES $N $W $(cat /sys/class/scsi_tape/${{N#/dev/}}/device/type)
 # st_of: "FILE BLOCK FLAGS..." from mt status
 st_of() {{
@@ -78,6 +79,7 @@ mark AFTER3 $(st_of)
 mt -f $N weof
 mark AFTER-WEOF $(st_of)
 mark TELL $(mt -f $N tell)
+B4=$(mt -f $N tell | tr -dc 0-9)  # where file 4 (dd, fixed blocks) begins
 
 mt -f $N rewind
 mt -f $N eod
@@ -139,6 +141,27 @@ mt -f $N bsr 3
 dd if=$N of=/tmp/fixed bs=4096 count=1 2>/tmp/dd.err && mark FIXED-READ-OK
 mark FIXED-ILI $(tail -n 1 /tmp/dd.err | sed 's/.*: //')
 mt -f $N setblk 0
+# LOCATE (mt seek) to file 4's first block
+mt -f $N rewind
+mt -f $N seek $B4
+mark SEEK-TELL $(mt -f $N tell)
+mt -f $N setblk 4096
+mark SEEK-BLOCK $(dd if=$N bs=4096 count=1 2>/dev/null | sha256sum) \
+  $(head -c 4096 /tmp/fx | sha256sum)
+mt -f $N setblk 0
+# data compression (st's MTCOMPRESSION: the data compression mode page's DCE)
+mt -f $N compression 1
+mark COMPRESSION $(sg_raw -r 64 $N 1a 08 0f 00 40 00 2>&1 | sed -n 's/^ *00  *//p')
+mt -f $N compression 0
+
+# a WORM medium: appending works, overwriting does not
+dd if=/tmp/fx of=$M bs=4096 count=2 2>/dev/null
+mt -f $M rewind
+dd if=/tmp/fx of=$M bs=4096 count=1 2>/tmp/err && mark WORM-OVERWRITTEN
+mark WORM-OVERWRITE $(head -n 1 /tmp/err | sed 's/.*: //')
+mt -f $M eod
+dd if=/tmp/fx of=$M bs=4096 count=1 2>/dev/null
+mark WORM-APPENDED $(mt -f $M tell)
 
 mt -f $W status > /tmp/st
 cat /tmp/st >&2
@@ -190,7 +213,7 @@ def _write_protected_tape(path: Path) -> None:
 
 def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
                                    tmp_path: Path) -> None:
-    tape, wp = tmp_path / "tape0.img", tmp_path / "wp.img"
+    tape, wp, worm = tmp_path / "tape0.img", tmp_path / "wp.img", tmp_path / "worm.img"
     subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtimg", "--op", "new",
                     "--device-type", "tape", "--barcode", "A0001", "--size", str(SIZE >> 20),
                     "--type", "data", "--file", str(tape)], env=daemon.env, check=True)
@@ -198,7 +221,10 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
     wp_before = wp.read_bytes()
     adm = ("--lld", "iscsi", "--op")
     daemon.adm(*adm, "new", "--mode", "target", "--tid", "1", "-T", IQN)
-    for lun, path in ((1, tape), (2, wp)):
+    subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtimg", "--op", "new",
+                    "--device-type", "tape", "--barcode", "W0001", "--size", "8",
+                    "--type", "worm", "--file", str(worm)], env=daemon.env, check=True)
+    for lun, path in ((1, tape), (2, wp), (3, worm)):
         daemon.adm(*adm, "new", "--mode", "logicalunit", "--tid", "1", "--lun", str(lun),
                    "-Y", "tape", "-b", str(path))
     daemon.adm(*adm, "update", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
@@ -235,6 +261,13 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
         block3 = run.marker("BLOCK3", 60).split()
         assert block3[0] == "65536"
         assert run.marker("FIXED-ILI", 60) == "Input/output error"
+        seek_tell = run.marker("SEEK-TELL", 60)
+        got, _, want, _ = run.marker("SEEK-BLOCK", 60).split()
+        assert got == want
+        compression = run.marker("COMPRESSION", 60).split()
+        assert compression[4:8] == ["0f", "0e", "c0", "80"], compression  # DCE, DCC, DDE
+        assert run.marker("WORM-OVERWRITE", 60) == "Input/output error"
+        worm_tell = run.marker("WORM-APPENDED", 60)
         wp_status = run.marker("WP-STATUS", 60).split()
         assert {"BOT", "ONLINE", "WR_PROT"} <= set(wp_status), wp_status
         assert run.marker("WP-READ", 60).split()[:2] == [
@@ -262,6 +295,9 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
     assert tape_files[6] == []
     # mt tell: the logical object identifier (blocks and filemarks before the position)
     records = sum(len(f) for f in tape_files[:4]) + 4
-    assert tell == f"At block {records}."
+    assert tell == seek_tell == f"At block {records}."
     assert tell_fsf1 == f"At block {sum(len(f) for f in tape_files[:3]) + 3}."
+    worm_files = _files(worm)  # 4096-byte blocks; the overwrite left nothing behind
+    assert [[len(b) for b in f] for f in worm_files] == [[4096, 4096], [4096], []]
+    assert worm_tell == "At block 5."
     assert wp.read_bytes() == wp_before  # the write-protected medium is untouched
