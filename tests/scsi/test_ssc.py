@@ -7,6 +7,8 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytgt.scsi import ItNexus, ScsiResult, ScsiTarget, create_lu
 from pytgt.scsi.sense import decode_sense
@@ -485,3 +487,39 @@ def test_cleaning_cartridge() -> None:
         assert decode_sense(read(t, 1).sense) == (NOT_READY, 0x30, 0x03)
         assert decode_sense(write(t, b"x").sense) == (NOT_READY, 0x30, 0x03)
         assert mode_page(t, 0x1D)[2] == 0  # MODE SENSE still answers
+
+
+TAPE_OPCODES = [0x00, 0x01, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x15, 0x19, 0x1A, 0x1B,
+                0x1E, 0x2B, 0x34, 0x55, 0x5A, 0x91, 0x92]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from(TAPE_OPCODES), st.binary(min_size=15,
+                                                                          max_size=15),
+                                st.integers(0, 15), st.binary(max_size=600)),
+                      min_size=1, max_size=12),
+       worm=st.booleans())
+def test_any_tape_command_sequence_gets_an_answer(
+        steps: list[tuple[int, bytes, int, bytes]], worm: bool) -> None:
+    """Random stream commands in sequence on one (small) medium: a status and, with
+    CHECK CONDITION, decodable sense; never an exception."""
+    from pytgt.scsi.tape_media import Label, MediaType, format_header
+
+    loop = asyncio.new_event_loop()
+    try:
+        store = MemoryStore((1 << 20) + 4096)  # early warning from the start
+        if worm:
+            store._buf[:528] = format_header(Label("F0001", MediaType.WORM))
+        t = make_tape(loop, store)
+        for op, rest, n, data in steps:
+            cdb = bytes([op]) + rest[:n]
+            if op in (0x0A, 0x15, 0x55) and n >= 5:  # keep transfers small
+                cdb = cdb[:2] + bytes((0, 0, min(cdb[4], len(data)))) + cdb[5:]
+            r = t.run(cdb, data)
+            assert r.status in {s.value for s in Status}
+            if r.status == Status.CHECK_CONDITION:
+                assert 0 <= decode_sense(r.sense)[0] <= 0xE
+            else:
+                assert not r.sense
+    finally:
+        loop.close()
