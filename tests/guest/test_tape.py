@@ -15,7 +15,14 @@ import sys
 import tarfile
 from pathlib import Path
 
-from pytgt.scsi.tape_media import RECORD, Kind, Label, TapeMedium, format_header
+from pytgt.scsi.tape_media import (
+    EARLY_WARNING,
+    RECORD,
+    Kind,
+    Label,
+    TapeMedium,
+    format_header,
+)
 from pytgt.stores.memory import MemoryStore
 from tests.guest.conftest import PORTAL, Guest, booted
 from tests.helpers import RunningDaemon
@@ -42,7 +49,8 @@ tape_of() {{
 poll 30 tape_of 1
 poll 30 tape_of 2
 poll 30 tape_of 3
-N=$(tape_of 1); W=$(tape_of 2); M=$(tape_of 3)
+poll 30 tape_of 4
+N=$(tape_of 1); W=$(tape_of 2); M=$(tape_of 3); E=$(tape_of 4)
 mark TAPES $N $W $(cat /sys/class/scsi_tape/${{N#/dev/}}/device/type)
 # st_of: "FILE BLOCK FLAGS..." from mt status
 st_of() {{
@@ -163,6 +171,12 @@ mt -f $M eod
 dd if=/tmp/fx of=$M bs=4096 count=1 2>/dev/null
 mark WORM-APPENDED $(mt -f $M tell)
 
+# a small tape written to its end: st stops at the early warning (EOM) with ENOSPC
+dd if=/dev/zero of=$E bs=65536 2>/tmp/err && mark EOM-NOT-REACHED
+mark EOM $(grep -i 'error' /tmp/err | sed 's/.*: //')
+mt -f $E rewind
+mark EOM-READ $(dd if=$E bs=65536 2>/dev/null | wc -c)
+
 mt -f $W status > /tmp/st
 cat /tmp/st >&2
 mark WP-STATUS $(tail -n 1 /tmp/st)
@@ -214,6 +228,7 @@ def _write_protected_tape(path: Path) -> None:
 def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
                                    tmp_path: Path) -> None:
     tape, wp, worm = tmp_path / "tape0.img", tmp_path / "wp.img", tmp_path / "worm.img"
+    small = tmp_path / "small.img"
     subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtimg", "--op", "new",
                     "--device-type", "tape", "--barcode", "A0001", "--size", str(SIZE >> 20),
                     "--type", "data", "--file", str(tape)], env=daemon.env, check=True)
@@ -224,7 +239,10 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
     subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtimg", "--op", "new",
                     "--device-type", "tape", "--barcode", "W0001", "--size", "8",
                     "--type", "worm", "--file", str(worm)], env=daemon.env, check=True)
-    for lun, path in ((1, tape), (2, wp), (3, worm)):
+    subprocess.run([sys.executable, "-m", "pytgt.cli.pytgtimg", "--op", "new",
+                    "--device-type", "tape", "--barcode", "E0001", "--size", "3",
+                    "--type", "data", "--file", str(small)], env=daemon.env, check=True)
+    for lun, path in ((1, tape), (2, wp), (3, worm), (4, small)):
         daemon.adm(*adm, "new", "--mode", "logicalunit", "--tid", "1", "--lun", str(lun),
                    "-Y", "tape", "-b", str(path))
     daemon.adm(*adm, "update", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
@@ -270,6 +288,8 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
         assert compression[4:8] == ["0f", "0e", "c0", "80"], compression  # DCE, DCC, DDE
         assert run.marker("WORM-OVERWRITE", 60) == "Input/output error"
         worm_tell = run.marker("WORM-APPENDED", 60)
+        assert run.marker("EOM", 60) == "No space left on device"
+        eom_read = int(run.marker("EOM-READ", 60))
         wp_status = run.marker("WP-STATUS", 60).split()
         assert {"BOT", "ONLINE", "WR_PROT"} <= set(wp_status), wp_status
         assert run.marker("WP-READ", 60).split()[:2] == [
@@ -302,4 +322,11 @@ def test_st_mt_tar_dd_on_a_tape_lu(guest: Guest, daemon: RunningDaemon,
     worm_files = _files(worm)  # 4096-byte blocks; the overwrite left nothing behind
     assert [[len(b) for b in f] for f in worm_files] == [[4096, 4096], [4096], []]
     assert worm_tell == "At block 5."
+    # the block that crossed the early-warning point (1 MiB before the end) is the last
+    small_files = _files(small)
+    blocks = small_files[0]
+    assert {bytes(b) for b in blocks} == {bytes(65536)} and small_files[1:] == [[]]
+    end = 512 + len(blocks) * (16 + 65536)
+    assert end > (3 << 20) - EARLY_WARNING >= end - 16 - 65536
+    assert eom_read == len(blocks) * 65536
     assert wp.read_bytes() == wp_before  # the write-protected medium is untouched
