@@ -1,6 +1,7 @@
 """The Linux kernel's SCSI tape driver (st) on a pytgt tape LU (``-Y tape``), in a QEMU
-guest: mt (status, rewind, weof, fsf, bsf, eod, tell, setblk), busybox tar archives as
-tape files, dd in fixed- and variable-block mode with block-length mismatches, and a
+guest: mt (status, rewind, weof, fsf, bsf, fsr, bsr, eod, tell, seek, setblk,
+compression), busybox tar archives as tape files, dd in fixed- and variable-block mode
+with block-length mismatches, a WORM medium, a tape written to its early warning, and a
 write-protected medium. The host checks each step's marker and, after the guest is done,
 the records on the media file (tape_media) against what the guest wrote.
 """
