@@ -462,7 +462,7 @@ def labelled(media_type: int) -> Iterator[Harness]:
 
 def test_worm_medium() -> None:
     """WORM (pytgtimg --type worm): append only; filemarks just before EOD may be
-    overwritten (SSC-3 4.2.21, medium configuration page 1Dh)."""
+    overwritten (SSC-3 WORM mode, medium configuration page 1Dh)."""
     for t in labelled(2):
         assert mode_page(t, 0x1D)[2:6] == bytes((0x01, 0, 0, 0x03))  # WORMM
         assert not t.run([0x1A, 0, 0, 0, 255, 0]).data[2] & 0x80  # not write-protected
