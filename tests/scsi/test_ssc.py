@@ -7,6 +7,8 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytgt.scsi import ItNexus, ScsiResult, ScsiTarget, create_lu
 from pytgt.scsi.sense import decode_sense
@@ -273,7 +275,7 @@ def test_early_warning_and_overflow() -> None:
 
 def test_bad_fields(t: Harness) -> None:
     invalid = (ILLEGAL, 0x24, 0)
-    assert decode_sense(t.run([0x34, 6, 0, 0, 0, 0, 0, 0, 0, 0]).sense) == invalid
+    assert decode_sense(t.run([0x34, 7, 0, 0, 0, 0, 0, 0, 0, 0]).sense) == invalid
     assert decode_sense(t.run([0x0A, 0x02, 0, 0, 1, 0], b"x").sense) == invalid
     assert decode_sense(t.run([0x2B, 2, 0, 0, 0, 0, 0, 0, 1, 0]).sense) == invalid
     assert decode_sense(t.run([0x1B, 0, 0, 0, 5, 0]).sense) == invalid
@@ -296,3 +298,228 @@ def test_descriptor_sense_stream_bits(t: Harness) -> None:
     read(t, 1)
     r = read(t, 5)
     assert r.sense[-4:] == b"\x04\x02\x00\x80"  # FILEMARK in the stream descriptor
+
+
+def pointer(r: ScsiResult) -> tuple[bool, int]:
+    """(C/D, FIELD POINTER) of fixed sense's sense-key specific bytes."""
+    s = r.sense
+    assert s[15] & 0x80  # SKSV
+    return bool(s[15] & 0x40), struct.unpack_from(">H", s, 16)[0]
+
+
+def mode_page(t: Harness, code: int, pc: int = 0) -> bytes:
+    """One page from MODE SENSE(6) with DBD."""
+    r = t.run([0x1A, 0x08, pc << 6 | code, 0, 255, 0])
+    assert r.status == Status.GOOD and r.data[3] == 0
+    return bytes(r.data[4:])
+
+
+def mode_select_page(t: Harness, page: bytes) -> ScsiResult:
+    """MODE SELECT(6), PF=1, as Linux st sends it: the header's buffered mode kept."""
+    param = bytes((0, 0, 0x10, 0)) + page
+    return t.run([0x15, 0x10, 0, 0, len(param), 0], param)
+
+
+def test_mode_pages_tgt_set(t: Harness) -> None:
+    """MODE SENSE 3Fh: tgt's tape pages 01h 02h 0Ah 0Fh 10h 1Ch 1Dh (SSC-3 8.3)."""
+    r = t.run([0x5A, 0x08, 0x3F, 0, 0, 0, 0, 0x10, 0, 0])
+    data, pos, codes = bytes(r.data), 8, []
+    while pos < len(data):
+        codes.append((data[pos], data[pos + 1]))
+        pos += 2 + data[pos + 1]
+    assert codes == [(0x01, 10), (0x02, 14), (0x0A, 10), (0x0F, 14), (0x10, 14),
+                     (0x1C, 10), (0x1D, 30)]
+    assert mode_page(t, 0x01) == bytes((0x01, 10)) + bytes(10)  # no retries, no flags
+    # data compression: DCC=1, DCE=0, DDE=1, the default algorithm; DCE changeable
+    assert mode_page(t, 0x0F) == bytes.fromhex("0f0e 4080 00000001 00000000 00000000")
+    assert mode_page(t, 0x0F, pc=1) == bytes.fromhex("0f0e 80") + bytes(13)
+    # device configuration: LOIS, RSMK; EOD format-defined, EEG, SEW; SWP changeable
+    dc = mode_page(t, 0x10)
+    assert dc == bytes.fromhex("100e 00 00 00 00 0000 60 00 38 000000 00 00")
+    assert mode_page(t, 0x10, pc=1)[10::4] == b"\x04\x01"  # bytes 10 (SWP) and 14
+    assert mode_page(t, 0x1D) == bytes((0x1D, 30)) + bytes(30)  # WORMM=0: a data tape
+
+
+def test_data_compression_enable(t: Harness) -> None:
+    """st's MTCOMPRESSION: DCE set through page 0Fh, mirrored in page 10h byte 14."""
+    page = bytearray(mode_page(t, 0x0F))
+    page[2] |= 0x80
+    assert mode_select_page(t, bytes(page)).status == Status.GOOD
+    assert mode_page(t, 0x0F)[2] == 0xC0 and mode_page(t, 0x10)[14] == 1
+    assert mode_page(t, 0x0F, pc=2)[2] == 0x40  # the default: off
+    write(t, b"stored as written")
+    rewind(t)
+    assert bytes(read(t, 17).data) == b"stored as written"
+    page[4:8] = b"\0\0\0\x10"  # another algorithm: not changeable
+    r = mode_select_page(t, bytes(page))
+    assert decode_sense(r.sense) == (ILLEGAL, 0x26, 0) and pointer(r) == (False, 4 + 7)
+    dc = bytearray(mode_page(t, 0x10))
+    dc[14] = 0
+    assert mode_select_page(t, bytes(dc)).status == Status.GOOD
+    assert mode_page(t, 0x0F)[2] == 0x40
+    dc[14] = 2
+    r = mode_select_page(t, bytes(dc))
+    assert decode_sense(r.sense) == (ILLEGAL, 0x26, 0) and pointer(r) == (False, 4 + 14)
+
+
+def test_device_configuration_swp(t: Harness) -> None:
+    """SWP of the device configuration page write-protects the LU, as the control page's."""
+    write(t, b"a")
+    dc = bytearray(mode_page(t, 0x10))
+    dc[10] |= 0x04
+    assert mode_select_page(t, bytes(dc)).status == Status.GOOD
+    assert t.run([0x1A, 0, 0x10, 0, 255, 0]).data[2] & 0x80  # WP in the header
+    assert mode_page(t, 0x0A)[4] & 0x08  # the control page's SWP too
+    assert decode_sense(write(t, b"b").sense) == (DATA_PROTECT, 0x27, 0)
+    dc[10] &= ~0x04
+    assert mode_select_page(t, bytes(dc)).status == Status.GOOD
+    assert write(t, b"b").status == Status.GOOD
+    dc[8] = 0  # LOIS is not changeable
+    r = mode_select_page(t, bytes(dc))
+    assert decode_sense(r.sense) == (ILLEGAL, 0x26, 0) and pointer(r) == (False, 4 + 8)
+
+
+def read_position(t: Harness, sa: int, alloc: int = 0) -> ScsiResult:
+    return t.run([0x34, sa, 0, 0, 0, 0, 0, *alloc.to_bytes(2, "big"), 0])
+
+
+def test_read_position_long_and_extended(t: Harness) -> None:
+    write(t, b"a")
+    weof(t)
+    write(t, b"b")
+    weof(t, setmark=True)
+    write(t, b"c")
+    weof(t)  # 0:a 1:FM 2:b 3:SM 4:c 5:FM, EOD at 6
+    rewind(t)
+    long = bytes(read_position(t, 6).data)
+    assert long == bytes((0x80, 0, 0, 0)) + bytes(28)  # BOP, partition 0, all at 0
+    space(t, 1, 2)  # past both filemarks (the setmark is not one)
+    long = bytes(read_position(t, 6).data)
+    assert len(long) == 32 and long[0] == 0
+    assert struct.unpack(">IQQQ", long[4:]) == (0, 6, 2, 1)  # object 6, 2 files, 1 set
+    ext = bytes(read_position(t, 8, 32).data)
+    assert ext[:4] == bytes((0, 0, 0, 0x1C)) and ext[4:8] == bytes(4)
+    assert struct.unpack(">QQQ", ext[8:]) == (6, 6, 0)  # first, last, bytes buffered
+    assert bytes(read_position(t, 8, 10).data) == ext[:10]  # ALLOCATION LENGTH
+    rewind(t)
+    assert read_position(t, 8, 32).data[0] == 0x80  # BOP
+    r = read_position(t, 0, 20)  # the short form takes no allocation length
+    assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == (True, 7)
+    r = read_position(t, 6, 32)
+    assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == (True, 7)
+
+
+def space16(t: Harness, code: int, n: int, plen: int = 0) -> ScsiResult:
+    return t.run([0x91, code, 0, 0, *n.to_bytes(8, "big", signed=True),
+                  *plen.to_bytes(2, "big"), 0, 0])
+
+
+def locate16(t: Harness, ident: int, dest: int = 0, cp: bool = False,
+             partition: int = 0) -> ScsiResult:
+    return t.run([0x92, dest << 3 | (2 if cp else 0), 0, partition,
+                  *ident.to_bytes(8, "big"), 0, 0, 0, 0])
+
+
+def test_space_16_and_locate_16(t: Harness) -> None:
+    for i in range(3):  # 0:a0 1:FM 2:a1 3:FM 4:a2 5:FM  (EOD at 6)
+        write(t, bytes([i]) * 4)
+        weof(t)
+    rewind(t)
+    assert space16(t, 1, 2).status == Status.GOOD and position(t)[1] == 4
+    assert space16(t, 1, -1).status == Status.GOOD and position(t)[1] == 3
+    assert space16(t, 0, -1).status == Status.GOOD and position(t)[1] == 2
+    r = space16(t, 1, 1 << 40)  # to EOD: BLANK CHECK, residue (low 32 bits)
+    assert info(r)[:3] == (BLANK, 0, 5) and position(t)[1] == 6
+    assert space16(t, 3, 0).status == Status.GOOD
+    r = space16(t, 1, 1, plen=8)
+    assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == (True, 12)
+    assert locate16(t, 2).status == Status.GOOD and position(t)[1] == 2
+    assert bytes(read(t, 4).data) == b"\1" * 4
+    assert locate16(t, 2, dest=1).status == Status.GOOD and position(t)[1] == 4  # file 2
+    assert bytes(read(t, 4).data) == b"\2" * 4
+    assert locate16(t, 0, dest=1).status == Status.GOOD and position(t) == (0x80, 0)
+    assert locate16(t, 0, dest=3).status == Status.GOOD and position(t)[1] == 6  # EOD
+    r = locate16(t, 4, dest=1)  # only 3 filemarks: EOD
+    assert info(r)[:3] == (BLANK, 0, 5) and position(t)[1] == 6
+    r = locate16(t, 9)
+    assert info(r)[:3] == (BLANK, 0, 5) and position(t)[1] == 6
+    r = locate16(t, 0, dest=2)
+    assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == (True, 1)
+    r = locate16(t, 0, cp=True, partition=1)
+    assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == (True, 3)
+    assert locate16(t, 1, cp=True).status == Status.GOOD  # partition 0 is fine
+
+
+def labelled(media_type: int) -> Iterator[Harness]:
+    from pytgt.scsi.tape_media import Label, MediaType, format_header
+
+    loop = asyncio.new_event_loop()
+    store = MemoryStore(SIZE)
+    store._buf[:528] = format_header(Label("L0001", MediaType(media_type)))
+    yield make_tape(loop, store)
+    loop.close()
+
+
+def test_worm_medium() -> None:
+    """WORM (pytgtimg --type worm): append only; filemarks just before EOD may be
+    overwritten (SSC-3 WORM mode, medium configuration page 1Dh)."""
+    for t in labelled(2):
+        assert mode_page(t, 0x1D)[2:6] == bytes((0x01, 0, 0, 0x03))  # WORMM
+        assert not t.run([0x1A, 0, 0, 0, 255, 0]).data[2] & 0x80  # not write-protected
+        write(t, b"one")
+        weof(t, 2)
+        space(t, 1, -2)  # before both filemarks: they may be overwritten
+        assert write(t, b"two").status == Status.GOOD
+        weof(t)
+        rewind(t)
+        r = write(t, b"over")
+        assert decode_sense(r.sense) == (DATA_PROTECT, 0x30, 0x0C)
+        assert decode_sense(weof(t).sense) == (DATA_PROTECT, 0x30, 0x0C)
+        assert decode_sense(t.run([0x19, 0, 0, 0, 0, 0]).sense) == (DATA_PROTECT, 0x30, 0x0C)
+        assert bytes(read(t, 3).data) == b"one"
+        assert bytes(read(t, 3).data) == b"two"
+        assert space(t, 3, 0).status == Status.GOOD
+        assert t.run([0x19, 0, 0, 0, 0, 0]).status == Status.GOOD  # nothing after EOD
+
+
+def test_cleaning_cartridge() -> None:
+    for t in labelled(1):
+        assert decode_sense(read(t, 1).sense) == (NOT_READY, 0x30, 0x03)
+        assert decode_sense(write(t, b"x").sense) == (NOT_READY, 0x30, 0x03)
+        assert mode_page(t, 0x1D)[2] == 0  # MODE SENSE still answers
+
+
+TAPE_OPCODES = [0x00, 0x01, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x15, 0x19, 0x1A, 0x1B,
+                0x1E, 0x2B, 0x34, 0x55, 0x5A, 0x91, 0x92]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from(TAPE_OPCODES), st.binary(min_size=15,
+                                                                          max_size=15),
+                                st.integers(0, 15), st.binary(max_size=600)),
+                      min_size=1, max_size=12),
+       worm=st.booleans())
+def test_any_tape_command_sequence_gets_an_answer(
+        steps: list[tuple[int, bytes, int, bytes]], worm: bool) -> None:
+    """Random stream commands in sequence on one (small) medium: a status and, with
+    CHECK CONDITION, decodable sense; never an exception."""
+    from pytgt.scsi.tape_media import Label, MediaType, format_header
+
+    loop = asyncio.new_event_loop()
+    try:
+        store = MemoryStore((1 << 20) + 4096)  # early warning from the start
+        if worm:
+            store._buf[:528] = format_header(Label("F0001", MediaType.WORM))
+        t = make_tape(loop, store)
+        for op, rest, n, data in steps:
+            cdb = bytes([op]) + rest[:n]
+            if op in (0x0A, 0x15, 0x55) and n >= 5:  # keep transfers small
+                cdb = cdb[:2] + bytes((0, 0, min(cdb[4], len(data)))) + cdb[5:]
+            r = t.run(cdb, data)
+            assert r.status in {s.value for s in Status}
+            if r.status == Status.CHECK_CONDITION:
+                assert 0 <= decode_sense(r.sense)[0] <= 0xE
+            else:
+                assert not r.sense
+    finally:
+        loop.close()

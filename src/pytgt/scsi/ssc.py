@@ -11,6 +11,7 @@ residue in INFORMATION (SSC-3 4.2.x); the data read before the condition is retu
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,8 +29,17 @@ from pytgt.scsi.sense import (
     invalid_field,
     invalid_param,
 )
-from pytgt.scsi.tape_media import Kind, MediumFormatError, MediumFull, Payload, TapeMedium
+from pytgt.scsi.ssc_mode import TapeModePages
+from pytgt.scsi.tape_media import (
+    CleaningCartridge,
+    Kind,
+    MediumFormatError,
+    MediumFull,
+    Payload,
+    TapeMedium,
+)
 from pytgt.scsi.task import ScsiResult, ScsiTask, Status
+from pytgt.scsi.taskset import TaskSet
 
 if TYPE_CHECKING:
     from pytgt.stores.base import BackingStore
@@ -43,6 +53,8 @@ ERASE_6 = 0x19
 LOAD_UNLOAD = 0x1B
 LOCATE_10 = 0x2B
 READ_POSITION = 0x34
+SPACE_16 = 0x91
+LOCATE_16 = 0x92
 
 MAX_BLOCK = 0xFFFFFF  # READ BLOCK LIMITS: MAXIMUM BLOCK LENGTH LIMIT (24 bits)
 DENSITY = 0x00  # default density (the only one)
@@ -55,6 +67,8 @@ BEGINNING_OF_PARTITION_MEDIUM_DETECTED = (0x00, 0x04)
 END_OF_DATA_DETECTED = (0x00, 0x05)
 MEDIUM_FORMAT_CORRUPTED = (0x31, 0x00)
 SEQUENTIAL_POSITIONING_ERROR = (0x3B, 0x00)
+CLEANING_CARTRIDGE_INSTALLED = (0x30, 0x03)
+WORM_MEDIUM_OVERWRITE_ATTEMPTED = (0x30, 0x0C)
 
 # Sense byte 2 flags (fixed format) / stream commands sense descriptor (SPC-4 4.5.2.3).
 FILEMARK, EOM, ILI = 0x80, 0x40, 0x20
@@ -101,6 +115,8 @@ class TapeUnit(LogicalUnit):
         self.removable = True
         self.medium = TapeMedium(store)
         self._block_length = 0  # variable-block mode until MODE SELECT sets a length
+        self.mode = TapeModePages(lambda: self.medium.worm)  # SSC-3 8.3 (ssc_mode.py)
+        self.task_set = TaskSet(self.mode)
 
     @property
     def block_size(self) -> int:
@@ -121,6 +137,9 @@ class TapeUnit(LogicalUnit):
         except MediumFormatError:
             return self.check_condition(CheckCondition(SenseKey.MEDIUM_ERROR,
                                                        MEDIUM_FORMAT_CORRUPTED))
+        except CleaningCartridge:
+            return self.check_condition(CheckCondition(SenseKey.NOT_READY,
+                                                       CLEANING_CARTRIDGE_INSTALLED))
 
 
 def _unit(lu: LogicalUnit) -> TapeUnit:
@@ -297,9 +316,18 @@ async def write_filemarks_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return await _write(unit, [(kind, b"")] * count, count)
 
 
+async def _worm_check(tape: TapeMedium) -> None:
+    """On a WORM medium only EOD, or filemarks just before it, may be overwritten
+    (SSC-3 WORM mode; the medium configuration page's restrictions, ssc_mode.py)."""
+    if tape.worm and any(rec.kind != Kind.FILEMARK
+                         for rec in (await tape.records())[tape.position:]):
+        raise CheckCondition(SenseKey.DATA_PROTECT, WORM_MEDIUM_OVERWRITE_ATTEMPTED)
+
+
 async def _write(unit: TapeUnit, items: Sequence[tuple[Kind, Payload]],
                  count: int) -> ScsiResult:
     async with unit.medium.lock:
+        await _worm_check(unit.medium)
         try:
             early_warning = await unit.medium.write(items)
         except MediumFull:  # VOLUME OVERFLOW, nothing written (SSC-3 4.2.5)
@@ -316,6 +344,7 @@ async def erase_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         raise invalid_field(1)
     unit = _unit(lu)
     async with unit.medium.lock:
+        await _worm_check(unit.medium)
         await unit.medium.erase()
     return spc.good()
 
@@ -326,8 +355,21 @@ async def space_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     code = cdb[1] & 0x0F
     if cdb[1] & 0xF0 or code not in (0, 1, 3, 4):
         raise invalid_field(1, 0)  # 2 (sequential filemarks) is not supported
-    count = int.from_bytes(cdb[2:5], "big", signed=True)
-    unit = _unit(lu)
+    return await _space(_unit(lu), code, int.from_bytes(cdb[2:5], "big", signed=True))
+
+
+async def space_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """SPACE(16) (SSC-3 6.7): SPACE(6) with a 64-bit COUNT; no parameter list."""
+    cdb = task.cdb
+    code = cdb[1] & 0x0F
+    if cdb[1] & 0xF0 or code not in (0, 1, 3, 4):
+        raise invalid_field(1, 0)
+    if _U16.unpack_from(cdb, 12)[0]:
+        raise invalid_field(12)  # PARAMETER LENGTH: no parameter list is defined
+    return await _space(_unit(lu), code, int.from_bytes(cdb[4:12], "big", signed=True))
+
+
+async def _space(unit: TapeUnit, code: int, count: int) -> ScsiResult:
     tape = unit.medium
     async with tape.lock:
         recs = await tape.records()
@@ -360,7 +402,45 @@ async def locate_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         raise invalid_field(1)
     if cdb[1] & 0x02 and cdb[8]:
         raise invalid_field(8)  # CP: one partition only
-    target = struct.unpack_from(">I", cdb, 3)[0]
+    return await _locate(lu, struct.unpack_from(">I", cdb, 3)[0])
+
+
+# LOCATE(16) DEST_TYPE (SSC-3 7.3): logical object, logical file, end of data
+DEST_OBJECT, DEST_FILE, DEST_EOD = 0, 1, 3
+
+
+async def locate_16(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """LOCATE(16) (SSC-3 7.3): to a logical object identifier, to the start of a
+    logical file (after its filemark), or to EOD."""
+    cdb = task.cdb
+    dest = (cdb[1] >> 3) & 0x07
+    if cdb[1] & 0xC4:
+        raise invalid_field(1)
+    if dest not in (DEST_OBJECT, DEST_FILE, DEST_EOD):
+        raise invalid_field(1, 5)
+    if cdb[1] & 0x02 and cdb[3]:  # IMMED (bit 0) is taken: the locate ends at once
+        raise invalid_field(3)  # CP: one partition only
+    ident = struct.unpack_from(">Q", cdb, 4)[0]
+    if dest == DEST_OBJECT:
+        return await _locate(lu, ident)
+    tape = _unit(lu).medium
+    async with tape.lock:
+        recs = await tape.records()
+        if dest == DEST_EOD:
+            tape.position = len(recs)
+            return spc.good()
+        target, marks = 0, 0
+        while marks < ident:  # logical file N starts after the N-th filemark
+            if target == len(recs):
+                tape.position = target
+                return _condition(lu, _eod(0))
+            marks += recs[target].kind == Kind.FILEMARK
+            target += 1
+        tape.position = target
+    return spc.good()
+
+
+async def _locate(lu: LogicalUnit, target: int) -> ScsiResult:
     tape = _unit(lu).medium
     async with tape.lock:
         recs = await tape.records()
@@ -371,17 +451,34 @@ async def locate_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.good()
 
 
+# READ POSITION service actions (SSC-3 7.5)
+SHORT_FORM_BLOCK_ID, SHORT_FORM_VENDOR, LONG_FORM, EXTENDED_FORM = 0x00, 0x01, 0x06, 0x08
+BOP, BPEW = 0x80, 0x01
+
+
 async def read_position(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """READ POSITION (SSC-3 7.5): short (00h, 01h: 20 bytes), long (06h: 32 bytes,
+    with the logical file and set identifiers) and extended (08h: 32 bytes, 64-bit
+    identifiers) forms. The object buffer is always empty (writes are synchronous)."""
     cdb = task.cdb
-    if cdb[1] & 0x1F not in (0, 1):
-        raise invalid_field(1, 4)  # only the short forms
-    if _U16.unpack_from(cdb, 7)[0]:
-        raise invalid_field(7)  # short form: ALLOCATION LENGTH shall be zero
+    sa = cdb[1] & 0x1F
+    if cdb[1] & 0xE0 or sa not in (SHORT_FORM_BLOCK_ID, SHORT_FORM_VENDOR, LONG_FORM,
+                                   EXTENDED_FORM):
+        raise invalid_field(1, 4)
+    alloc = _U16.unpack_from(cdb, 7)[0]
+    if alloc and sa != EXTENDED_FORM:
+        raise invalid_field(7)  # ALLOCATION LENGTH shall be zero but for the extended form
     tape = _unit(lu).medium
     async with tape.lock:
         pos = tape.position
         bpew = await tape.past_early_warning()
-    flags = (0x80 if pos == 0 else 0) | (0x01 if bpew else 0)  # BOP, BPEW
+        files, sets = await tape.marks_before(pos) if sa == LONG_FORM else (0, 0)
+    flags = (BOP if pos == 0 else 0) | (BPEW if bpew else 0)
+    if sa == LONG_FORM:  # MPU=0, LONU=0: the identifiers are known; partition 0
+        return ScsiResult(Status.GOOD, struct.pack(">B3xIQQQ", flags, 0, pos, files, sets))
+    if sa == EXTENDED_FORM:  # additional length 1Ch; no objects or bytes buffered
+        data = struct.pack(">BBHxBHQQQ", flags, 0, 0x1C, 0, 0, pos, pos, 0)
+        return spc.data_in(data, alloc)
     return ScsiResult(Status.GOOD, struct.pack(">BB2xIIxBBBI", flags, 0, pos, pos, 0, 0, 0, 0))
 
 
@@ -411,8 +508,18 @@ def _descriptor(lu: LogicalUnit) -> bytes:
     return struct.pack(">I", DENSITY << 24) + struct.pack(">I", lu.block_size & 0xFFFFFF)
 
 
+async def _read_label(lu: LogicalUnit) -> None:
+    """The medium's label (WORM: the medium configuration page) before MODE SENSE."""
+    unit = _unit(lu)
+    if unit.loaded:
+        with contextlib.suppress(MediumFormatError, CleaningCartridge):
+            async with unit.medium.lock:
+                await unit.medium.records()
+
+
 async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
+    await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
     body = bytes((0, _device_specific(lu), len(bd))) + bd + pages
@@ -421,6 +528,7 @@ async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 
 async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
+    await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
     body = struct.pack(">BBBBH", 0, _device_specific(lu), 0, 0, len(bd)) + bd + pages
@@ -487,6 +595,8 @@ def _rows() -> list[Command]:
         Command(LOAD_UNLOAD, "LOAD UNLOAD", load_unload, medium=False, pr_access=R),
         Command(LOCATE_10, "LOCATE(10)", locate_10, pr_access=R),
         Command(READ_POSITION, "READ POSITION", read_position, pr_access=R),
+        Command(SPACE_16, "SPACE(16)", space_16, pr_access=R),
+        Command(LOCATE_16, "LOCATE(16)", locate_16, pr_access=R),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
                 prevent_allow_medium_removal, medium=False, pr_access=R),
     ]

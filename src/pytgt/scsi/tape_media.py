@@ -95,6 +95,10 @@ class MediumFormatError(Exception):
     """The file is neither a pytgt tape nor blank."""
 
 
+class CleaningCartridge(Exception):
+    """The medium is a cleaning cartridge (``pytgtimg --type clean``): no data."""
+
+
 class MediumFull(Exception):
     """The records do not fit before the end of the medium (nothing was written)."""
 
@@ -119,6 +123,7 @@ class TapeMedium:
         self.position = 0
         self._records: list[Record] | None = None
         self._formatted = False
+        self.label = Label()  # read with the records (a blank tape: a data tape)
 
     @property
     def capacity(self) -> int:
@@ -128,14 +133,18 @@ class TapeMedium:
         """The record index, read from the medium the first time."""
         if self._records is None:
             self._records = await self._scan()
+        if self.label.media_type == MediaType.CLEAN:
+            raise CleaningCartridge
         return self._records
 
     async def _scan(self) -> list[Record]:
         size = self.store.size
         if size < HEADER_SIZE + RECORD.size:
             raise MediumFormatError(f"medium too small ({size} bytes)")
-        if not check_header(bytes(await self.store.read(0, HEADER.size))):
+        head = bytes(await self.store.read(0, LABEL_OFFSET + LABEL.size))
+        if not check_header(head):
             return []  # blank: formatted on the first write
+        self.label = parse_label(head)
         self._formatted = True
         out: list[Record] = []
         off = HEADER_SIZE
@@ -149,6 +158,17 @@ class TapeMedium:
             out.append(Record(Kind(kind), off, length))
             off += RECORD.size + length
         return out
+
+    @property
+    def worm(self) -> bool:
+        """A write-once medium (``pytgtimg --type worm``): data is only appended."""
+        return self.label.media_type == MediaType.WORM
+
+    async def marks_before(self, index: int) -> tuple[int, int]:
+        """(filemarks, setmarks) among the records before ``index``."""
+        recs = (await self.records())[:index]
+        return (sum(r.kind == Kind.FILEMARK for r in recs),
+                sum(r.kind == Kind.SETMARK for r in recs))
 
     async def end_offset(self, index: int) -> int:
         """Where the record at ``index`` starts (after the one before it)."""
