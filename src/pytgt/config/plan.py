@@ -78,6 +78,7 @@ def lun_requests(tid: int, lu: LunSpec) -> list[Request]:
     out = [req]
     if not lu.write_cache:
         out.append(_lu_update(tid, lu.lun, {"mode_page": WRITE_CACHE_OFF_PAGE}))
+    out += [_lu_update(tid, lu.lun, dict(e)) for e in lu.elements]  # a changer's elements
     return out
 
 
