@@ -146,6 +146,10 @@ class MediumChanger(LogicalUnit):
     def size(self) -> int:
         return 0  # the backing file holds nothing (tgt shows 0 MB)
 
+    @property
+    def thin_default(self) -> bool:
+        return False  # no blocks to provision
+
     # Configuration (tgtadm --params element_type=..., SMC-3 elements).
     def of_type(self, etype: ElementType) -> list[Element]:
         return sorted((e for e in self.elements.values() if e.type == etype),
