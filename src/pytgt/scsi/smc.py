@@ -392,9 +392,7 @@ def _descriptor(ch: MediumChanger, elem: Element, voltag: bool, ident_len: int |
 async def read_element_status(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
     voltag, code = bool(cdb[1] & 0x10), cdb[1] & 0x0F
-    if cdb[1] & 0xE0:
-        raise invalid_field(1, 5)
-    if code > 4:
+    if code > 4:  # bits 7-5: SCSI-2's LUN field, which mtx still fills; ignored
         raise invalid_field(1, 3)
     start, count = _U16.unpack_from(cdb, 2)[0], _U16.unpack_from(cdb, 4)[0]
     dvcid, alloc = bool(cdb[6] & 0x01), int.from_bytes(cdb[7:10], "big")
@@ -480,7 +478,7 @@ async def initialize_element_status(lu: LogicalUnit, task: ScsiTask) -> ScsiResu
 
 async def initialize_element_status_with_range(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
-    if cdb[1] & 0xFC:
+    if cdb[1] & 0x1C:  # bits 7-5: SCSI-2's LUN field, ignored
         raise invalid_field(1, 2)
     if cdb[1] & 0x01:  # RANGE: the starting address must name an element
         _changer(lu).element(_U16.unpack_from(cdb, 2)[0])
