@@ -108,8 +108,6 @@ def move(src: int, dst: int, transport: int = 0, invert: int = 0) -> list[int]:
 
 def parse(data: bytes) -> list[tuple[int, int, list[bytes]]]:
     """READ ELEMENT STATUS data -> [(type, flags, [descriptors])], checking the counts."""
-    first, count, total = struct.unpack_from(">HHxI", b"\0" + data[:7] + b"\0")[0:3]
-    del first
     total = int.from_bytes(data[5:8], "big")
     assert total == len(data) - 8
     pages, pos = [], 8
@@ -121,7 +119,6 @@ def parse(data: bytes) -> list[tuple[int, int, list[bytes]]]:
         pages.append((etype, flags, [body[i:i + dlen] for i in range(0, blen, dlen)]))
         pos += 8 + blen
     assert sum(len(p[2]) for p in pages) == struct.unpack_from(">H", data, 2)[0]
-    del count
     return pages
 
 
@@ -268,6 +265,7 @@ def test_mode_sense_pages(h: Harness) -> None:
     assert r.data[4:] == bytes((0x1E, 2, 0, 0))
     r = h.run([0x5A, 0, 0x1F, 0, 0, 0, 0, 0, 255, 0], lun=CHANGER)
     assert r.data[8:14] == bytes((0x1F, 0x12, 0x0F, 0, 0x0F, 0x0F))
+    assert r.data[20:24] == bytes((0x0F,) * 4)  # exchanges
     r = h.run([0x1A, 0, 0x3F, 0, 255, 0], lun=CHANGER)
     assert [p for p in (0x0A, 0x1D, 0x1E, 0x1F) if bytes((p,)) in r.data[4:]]
     assert r.data[0] == len(r.data) - 1 == 3 + 12 + 20 + 4 + 20
@@ -298,3 +296,59 @@ def test_configuration_errors() -> None:
     run(lu.configure({"element_type": "2", "address": "1", "clear_slot": "1"}))
     assert lu.elements[1].medium is None
     assert lu.state() == [{"element_type": "2", "start_address": "1", "quantity": "3"}]
+
+
+def exchange(src: int, first: int, second: int, inv: int = 0) -> list[int]:
+    return [0xA6, 0, 0, 0, *src.to_bytes(2, "big"), *first.to_bytes(2, "big"),
+            *second.to_bytes(2, "big"), inv, 0]
+
+
+def _tags(h: Harness) -> dict[int, bytes]:
+    out = {}
+    for _, _, descs in parse(h.run(res(b1=0x10), lun=CHANGER).data):
+        for d in descs:
+            out[struct.unpack_from(">H", d)[0]] = d[12:44].rstrip()
+    return out
+
+
+def test_exchange_medium_swaps_and_rotates(h: Harness) -> None:
+    assert h.run(exchange(1000, 1001, 1000), lun=CHANGER).status == 0  # swap
+    tags = _tags(h)
+    assert (tags[1000], tags[1001]) == (b"second tape", b"A0000001")
+    assert h.run(exchange(1001, 1000, 1002), lun=CHANGER).status == 0  # a rotation
+    tags = _tags(h)
+    assert (tags[1000], tags[1001], tags[1002]) == (b"A0000001", b"", b"second tape")
+    # into a drive: the tape LU gets the cartridge; out of it: it is unloaded
+    tape = h.target.luns[1]
+    assert h.run(move(1000, 500), lun=CHANGER).status == 0
+    assert h.run(exchange(1002, 500, 1000), lun=CHANGER).status == 0
+    assert tape.path == f"{HOME}/A0000002" and _tags(h)[1000] == b"A0000001"
+
+
+def test_exchange_medium_errors(h: Harness) -> None:
+    assert h.sense(exchange(1002, 1000, 1002), lun=CHANGER) == (ILLEGAL, 0x3B, 0x0E)
+    assert h.sense(exchange(1000, 1002, 1000), lun=CHANGER) == (ILLEGAL, 0x3B, 0x0E)
+    assert h.sense(exchange(1000, 1001, 10), lun=CHANGER) == (ILLEGAL, 0x3B, 0x0D)
+    assert h.sense(exchange(1000, 1000, 1001), lun=CHANGER) == (ILLEGAL, 0x24, 0)
+    assert h.sense(exchange(1000, 1001, 1001), lun=CHANGER) == (ILLEGAL, 0x24, 0)
+    assert h.sense(exchange(1000, 1001, 1000, inv=2), lun=CHANGER) == (ILLEGAL, 0x24, 0)
+    assert h.sense(exchange(1000, 9999, 1000), lun=CHANGER) == (ILLEGAL, 0x21, 1)
+    handler = _changer(h).handler
+    assert isinstance(handler, FakeHandler)
+    del handler.files[f"{HOME}/A0000002"]
+    assert h.run(move(1000, 500), lun=CHANGER).status == 0
+    assert h.sense(exchange(1001, 500, 1001), lun=CHANGER) == (MEDIUM_ERROR, 0x30, 0)
+    tape = h.target.luns[1]
+    assert tape.path == f"{HOME}/A0000001" and tape.loaded  # put back
+    assert _tags(h)[1001] == b"second tape"
+
+
+def test_operator_changes_are_unit_attentions(h: Harness) -> None:
+    changer = _changer(h)
+    h.loop.run_until_complete(changer.configure(
+        {"element_type": "2", "address": "1003", "barcode": "A0000009"}))
+    assert h.sense(TUR, lun=CHANGER) == (UNIT_ATTENTION, 0x28, 0)
+    h.loop.run_until_complete(changer.configure(
+        {"element_type": "3", "address": "10", "clear_slot": "1"}))
+    assert h.sense(TUR, lun=CHANGER) == (UNIT_ATTENTION, 0x28, 1)  # IMPORT OR EXPORT ...
+    assert h.run(TUR, lun=CHANGER).status == 0

@@ -47,6 +47,7 @@ INCOMPATIBLE_MEDIUM_INSTALLED = (0x30, 0x00)
 MEDIUM_DESTINATION_ELEMENT_FULL = (0x3B, 0x0D)
 MEDIUM_SOURCE_ELEMENT_EMPTY = (0x3B, 0x0E)
 NOT_READY_TO_READY_CHANGE = (0x28, 0x00)  # MEDIUM MAY HAVE CHANGED
+IMPORT_OR_EXPORT_ELEMENT_ACCESSED = (0x28, 0x01)
 
 # Mode pages of SMC-3 7.3.
 ELEMENT_ADDRESS_ASSIGNMENT = 0x1D
@@ -230,6 +231,7 @@ class MediumChanger(LogicalUnit):
             if elem.medium is not None and etype == ElementType.DATA_TRANSFER:
                 await self._unload(elem)
             elem.medium, elem.source = None, None
+            self._inventory_changed(etype)
             return
         if not keys or not keys <= {"barcode", "volume_tag", "sides"} or "barcode" not in keys:
             raise ValueError("an element takes barcode (with volume_tag, sides), tid and lun, "
@@ -253,6 +255,13 @@ class MediumChanger(LogicalUnit):
                 elem.medium = None
             await self._load(elem, medium)
         elem.medium, elem.source = medium, None
+        self._inventory_changed(etype)
+
+    def _inventory_changed(self, etype: ElementType) -> None:
+        """An operator changed the media (tgtadm): every nexus is told (SMC-3 5.3)."""
+        asc = IMPORT_OR_EXPORT_ELEMENT_ACCESSED if etype == ElementType.IMPORT_EXPORT \
+            else NOT_READY_TO_READY_CHANGE
+        self.ua_add_all(self.nexus_keys, asc)
 
     # Moving media (MOVE MEDIUM and the drive link).
     def medium_path(self, medium: Medium) -> str:
@@ -290,10 +299,35 @@ class MediumChanger(LogicalUnit):
                     await self._reload(src, medium)
                 raise CheckCondition(SenseKey.MEDIUM_ERROR, INCOMPATIBLE_MEDIUM_INSTALLED) \
                     from exc
-        home = src.address if src.type in (ElementType.STORAGE, ElementType.IMPORT_EXPORT) \
-            else src.source
-        dst.medium, dst.source = medium, home
+        dst.medium, dst.source = medium, _home(src)
         src.medium, src.source = None, None
+
+    async def exchange(self, src: Element, first: Element, second: Element) -> None:
+        """EXCHANGE MEDIUM: ``src``'s cartridge to ``first``, ``first``'s to ``second``
+        (which may be ``src``); checked by the caller. A drive that cannot take its
+        cartridge leaves every cartridge where it was."""
+        a, b = src.medium, first.medium
+        assert a is not None and b is not None
+        drives = [e for e in (src, first) if e.type == ElementType.DATA_TRANSFER]
+        for elem in drives:
+            await self._unload(elem)
+        loaded: list[Element] = []
+        try:
+            for elem, medium in ((first, a), (second, b)):
+                if elem.type == ElementType.DATA_TRANSFER:
+                    await self._load(elem, medium)
+                    loaded.append(elem)
+        except (MediumLoadError, OSError, ValueError) as exc:
+            for elem in loaded:
+                await self._unload(elem)
+            for elem, medium in ((src, a), (first, b)):
+                if elem in drives:
+                    await self._reload(elem, medium)
+            raise CheckCondition(SenseKey.MEDIUM_ERROR, INCOMPATIBLE_MEDIUM_INSTALLED) from exc
+        homes = (_home(src), _home(first))
+        src.medium, src.source = None, None
+        first.medium, first.source = a, homes[0]
+        second.medium, second.source = b, homes[1]
 
     def state(self) -> list[dict[str, str]]:
         """The element configuration as ``--params`` sets, in the order that rebuilds it:
@@ -319,6 +353,14 @@ class MediumChanger(LogicalUnit):
                     item["sides"] = str(elem.medium.sides)
                 out.append(item)
         return out
+
+
+def _home(elem: Element) -> int | None:
+    """The source address a cartridge leaving ``elem`` carries (SVALID, SMC-3 6.12.3):
+    ``elem`` itself if it is a storage or import/export element, else where it came from."""
+    if elem.type in (ElementType.STORAGE, ElementType.IMPORT_EXPORT):
+        return elem.address
+    return elem.source
 
 
 def _runs(addresses: Iterable[int]) -> list[tuple[int, int]]:
@@ -454,10 +496,32 @@ async def move_medium(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         return spc.good()
     if dst.medium is not None:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, MEDIUM_DESTINATION_ELEMENT_FULL)
-    if (src.type == ElementType.IMPORT_EXPORT and ch.prevent_removal) \
-            or _removal_prevented(ch, src) or _removal_prevented(ch, dst):
+    if _removal_prevented(ch, src) or _removal_prevented(ch, dst):
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.MEDIUM_REMOVAL_PREVENTED)
     await ch.move(src, dst)
+    return spc.good()
+
+
+async def exchange_medium(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """EXCHANGE MEDIUM (SMC-3 6.2): source to first destination, first destination to
+    second destination (the source, for a swap)."""
+    cdb = task.cdb
+    ch = _changer(lu)
+    if cdb[10] & 0x03:
+        raise invalid_field(10, 1 if cdb[10] & 0x02 else 0)  # INV1, INV2: no rotation
+    _transport(ch, _U16.unpack_from(cdb, 2)[0])
+    src = ch.element(_U16.unpack_from(cdb, 4)[0])
+    first = ch.element(_U16.unpack_from(cdb, 6)[0])
+    second = ch.element(_U16.unpack_from(cdb, 8)[0])
+    if first is src or second is first:
+        raise invalid_field(6 if first is src else 8)  # three places, at most two the same
+    if src.medium is None or first.medium is None:
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, MEDIUM_SOURCE_ELEMENT_EMPTY)
+    if second is not src and second.medium is not None:
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, MEDIUM_DESTINATION_ELEMENT_FULL)
+    if any(_removal_prevented(ch, e) for e in (src, first, second)):
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.MEDIUM_REMOVAL_PREVENTED)
+    await ch.exchange(src, first, second)
     return spc.good()
 
 
@@ -510,9 +574,9 @@ def _changer_pages(lu: LogicalUnit, page: int, subpage: int, pc: int) -> bytes:
         raise invalid_field(3)
     changeable = pc == mp.PC_CHANGEABLE
     ch = _changer(lu)
-    # device capabilities: every element type stores media, and the transport moves
-    # between every pair of types; no exchange (EXCHANGE MEDIUM is not supported)
-    caps = bytes((0x0F, 0, 0x0F, 0x0F, 0x0F, 0x0F)) + bytes(12)
+    # device capabilities: every element type stores media, and the transport moves and
+    # exchanges between every pair of types
+    caps = bytes((0x0F, 0, 0x0F, 0x0F, 0x0F, 0x0F)) + bytes(4) + bytes((0x0F,) * 4) + bytes(4)
     pages = {
         mp.CONTROL: lu.mode.page(mp.CONTROL, pc),
         ELEMENT_ADDRESS_ASSIGNMENT: bytes((ELEMENT_ADDRESS_ASSIGNMENT, 0x12)) + bytes(18)
@@ -559,6 +623,7 @@ def _rows() -> list[Command]:
                 initialize_element_status_with_range, pr_access=R),
         Command(POSITION_TO_ELEMENT, "POSITION TO ELEMENT", position_to_element, pr_access=R),
         Command(MOVE_MEDIUM, "MOVE MEDIUM", move_medium),
+        Command(EXCHANGE_MEDIUM, "EXCHANGE MEDIUM", exchange_medium),
         Command(READ_ELEMENT_STATUS, "READ ELEMENT STATUS", read_element_status, pr_access=R),
     ]
 
