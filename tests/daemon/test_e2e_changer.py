@@ -2,7 +2,8 @@
 
 tgt's own VTL examples (targets.conf.vtl.L700 and .MSL2024) load unchanged but for the
 media directory; a cartridge made by pytgtimg moves into a drive, is written and read
-through the tape LU, and moves back; the element state survives --dump and --persist.
+through the tape LU, and moves back; the element state survives --dump and --persist;
+tgtadm's DVD jukebox example moves an ISO into a cd LU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from pytgt.initiator import Initiator
 from pytgt.initiator.client import InitiatorSession
 from tests.helpers import RunningDaemon, start_daemon
+from tests.iso import iso_image
 
 EXAMPLES = Path("/usr/share/doc/tgt/examples")
 IQN = "iqn.2008-09.com.example:server.tape"  # the examples' target
@@ -206,5 +208,48 @@ def test_persist_keeps_elements_and_cartridges(tmp_path: Path) -> None:
         assert after == before
         shown = d.adm("--op", "show", "--mode", "target").stdout
         assert f"Backing store path: {tapes}/B2\n" in shown
+    finally:
+        assert d.stop() == 0, "".join(d.log[-30:])
+
+
+def test_dvd_jukebox_moves_an_iso_into_a_cd_drive(tmp_path: Path) -> None:
+    media = tmp_path / "vtl"
+    media.mkdir()
+    (media / "first.iso").write_bytes(iso_image("FIRST"))
+    (media / "DISK_002").write_bytes(iso_image("SECOND", 80))
+    (tmp_path / "smc").write_bytes(bytes(1024))
+    lu = ("--mode", "logicalunit", "--tid", "1")
+    d = start_daemon(tmp_path / "d")
+    try:
+        d.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
+        d.adm("--op", "new", *lu, "--lun", "1", "-Y", "cd", "-b", str(media / "first.iso"))
+        d.adm("--op", "new", *lu, "--lun", "2", "-Y", "changer", "-b", str(tmp_path / "smc"))
+        for params in (f"media_home={media}", "element_type=4,start_address=1,quantity=1",
+                       "element_type=4,address=1,tid=1,lun=1",
+                       "element_type=1,start_address=16,quantity=1",
+                       "element_type=2,start_address=1024,quantity=8",
+                       "element_type=2,address=1025,barcode=DISK_002,"
+                       "volume_tag=My second blank disk,sides=1"):
+            d.adm("--op", "update", *lu, "--lun", "2", "--params", params)
+        d.adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+
+        async def scenario() -> None:
+            s = await Initiator.login(d.host, d.port, target=IQN, initiator_name=ININAME)
+            try:
+                assert await ready(s, 2) == 0
+                r = await s.execute(2, res(0x12), read_length=0xFFFF)
+                assert elements(r.data)[2][1] == (1025, 0x09, b"My second blank disk")
+                assert await ready(s, 1) == 0
+                assert (await s.execute(2, move(1025, 1))).status == 0
+                assert await ready(s, 1) == 0
+                cap = await s.execute(1, bytes((0x25,)) + bytes(9), read_length=8)
+                assert struct.unpack(">II", cap.data) == (79, 2048)  # the second disc
+                assert (await s.execute(2, move(1, 1024))).status == 0
+                assert await ready(s, 1) == 0x02  # NOT READY: no disc
+            finally:
+                with contextlib.suppress(Exception):
+                    await s.logout(timeout=5)
+
+        asyncio.run(scenario())
     finally:
         assert d.stop() == 0, "".join(d.log[-30:])
