@@ -690,3 +690,14 @@ def test_changer_elements_render_and_round_trip() -> None:
     # a disk knows no element keys nor the changer's pages
     assert errors(f"<target {IQN}>\nbacking-store /a\nparams element_type=2\n</target>\n") \
         == ["t.conf:3: unknown logical unit parameter: element_type"]
+
+
+def test_moved_cartridges_are_state_not_a_changer_to_recreate() -> None:
+    head = (f"<target {IQN}>\n<backing-store /vtl/smc>\nlun 2\ndevice-type changer\n"
+            "params element_type=2,start_address=1000,quantity=4,media_home=/vtl\n")
+    tail = "</backing-store>\n</target>\n"
+    want = parse(head + "params element_type=2,address=1000,barcode=B1\n" + tail).targets[0]
+    have = parse(head + "params element_type=2,address=1003,barcode=B1\n" + tail).targets[0]
+    assert diff_target(have, want, 1, {}, {}, []) == []
+    bigger = parse(head.replace("quantity=4", "quantity=8") + tail).targets[0]
+    assert [r["op"] for r in diff_target(have, bigger, 1, {}, {}, [])][:2] == ["delete", "new"]

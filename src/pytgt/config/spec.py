@@ -70,7 +70,8 @@ class LunSpec:
         """What can only be set when the LU is created."""
         return (self.path, self.bstype, self.bsopts, self.bsoflags,
                 self.blocksize or 512, self.device_type,
-                tuple(tuple(sorted(e.items())) for e in self.elements))
+                tuple(tuple(sorted(e.items())) for e in self.elements  # a changer's layout;
+                      if "barcode" not in e and "clear_slot" not in e))  # cartridges: state
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lun": self.lun, "path": self.path, "bstype": self.bstype}
