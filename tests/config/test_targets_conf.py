@@ -701,3 +701,16 @@ def test_moved_cartridges_are_state_not_a_changer_to_recreate() -> None:
     assert diff_target(have, want, 1, {}, {}, []) == []
     bigger = parse(head.replace("quantity=4", "quantity=8") + tail).targets[0]
     assert [r["op"] for r in diff_target(have, bigger, 1, {}, {}, [])][:2] == ["delete", "new"]
+
+
+def test_a_changer_is_created_after_its_drives() -> None:
+    text = (f"<target {IQN}>\n<backing-store /vtl/smc>\nlun 1\ndevice-type changer\n"
+            "params element_type=4,start_address=1,quantity=1\n"
+            "params element_type=4,address=1,tid=1,lun=2\n</backing-store>\n"
+            "<backing-store /vtl/notape>\nlun 2\ndevice-type tape\n</backing-store>\n"
+            "</target>\n")
+    config = parse(text)
+    config.targets[0].tid = 1
+    news = [r["lun"] for r in restore_requests(config) if r.get("op") == "new"
+            and r.get("mode") == "logicalunit"]
+    assert news == [2, 1]

@@ -81,7 +81,7 @@ def h() -> Iterator[Harness]:
                     "sides": "1"},
                    {"element_type": "2", "address": "1001", "barcode": "A0000002",
                     "volume_tag": "second tape"},
-                   {"element_type": "3", "address": "10", "barcode": "A0000003"}):
+                   {"element_type": "3", "address": "10", "barcode": "A0000004"}):
         loop.run_until_complete(changer.configure(params))
     harness = Harness(target, changer, MemoryStore(1), ItNexus("n1", "iqn.2024-01.test:n1"),
                       loop)
@@ -352,3 +352,14 @@ def test_operator_changes_are_unit_attentions(h: Harness) -> None:
         {"element_type": "3", "address": "10", "clear_slot": "1"}))
     assert h.sense(TUR, lun=CHANGER) == (UNIT_ATTENTION, 0x28, 1)  # IMPORT OR EXPORT ...
     assert h.run(TUR, lun=CHANGER).status == 0
+
+
+def test_a_missing_cartridge_put_in_a_drive_is_refused(h: Harness) -> None:
+    changer = _changer(h)
+    with pytest.raises(ValueError, match="NOPE"):
+        h.loop.run_until_complete(changer.configure(
+            {"element_type": "4", "address": "500", "barcode": "NOPE"}))
+    assert changer.elements[500].medium is None
+    h.loop.run_until_complete(changer.configure(
+        {"element_type": "4", "address": "500", "barcode": "A0000003"}))
+    assert h.target.luns[1].path == f"{HOME}/A0000003"

@@ -253,7 +253,10 @@ class MediumChanger(LogicalUnit):
             if elem.medium is not None:
                 await self._unload(elem)
                 elem.medium = None
-            await self._load(elem, medium)
+            try:
+                await self._load(elem, medium)
+            except (MediumLoadError, OSError) as exc:
+                raise ValueError(f"cartridge {barcode}: {exc}") from None
         elem.medium, elem.source = medium, None
         self._inventory_changed(etype)
 
