@@ -12,6 +12,8 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytgt.scsi import ItNexus, ScsiTarget, create_lu
 from pytgt.scsi.lu import LogicalUnit
@@ -363,3 +365,29 @@ def test_a_missing_cartridge_put_in_a_drive_is_refused(h: Harness) -> None:
     h.loop.run_until_complete(changer.configure(
         {"element_type": "4", "address": "500", "barcode": "A0000003"}))
     assert h.target.luns[1].path == f"{HOME}/A0000003"
+
+
+_CHANGER_OPCODES = [0x00, 0x03, 0x07, 0x12, 0x1A, 0x1E, 0x2B, 0x37, 0x5A, 0xA5, 0xA6, 0xB8]
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(op=st.sampled_from(_CHANGER_OPCODES), rest=st.binary(min_size=11, max_size=11),
+       addresses=st.lists(st.sampled_from([0, 1, 10, 11, 500, 501, 1000, 1001, 1004, 7]),
+                          min_size=4, max_size=4))
+def test_any_changer_cdb_gets_an_answer(h: Harness, op: int, rest: bytes,
+                                        addresses: list[int]) -> None:
+    """Random CDBs (with addresses that exist more often than not) never break the
+    changer: an answer with sense on CHECK CONDITION, and a consistent inventory."""
+    cdb = bytearray(bytes((op,)) + rest)
+    for i, addr in enumerate(addresses):  # the element address fields of A5h/A6h/2Bh/B8h
+        struct.pack_into(">H", cdb, 2 + 2 * i, addr)
+    r = h.run(bytes(cdb), lun=CHANGER)
+    assert r.status in (0, 2)
+    assert bool(r.sense) == (r.status == 2)
+    barcodes = [e.medium.barcode for e in _changer(h).elements.values() if e.medium]
+    assert sorted(barcodes) == ["A0000001", "A0000002", "A0000004"]
+    tape = h.target.luns[1]
+    drive = _changer(h).elements[500].medium
+    assert tape.path == (f"{HOME}/{drive.barcode}" if drive else
+                         tape.path if tape.path.endswith("notape") else "")
