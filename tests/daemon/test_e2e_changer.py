@@ -208,6 +208,18 @@ def test_persist_keeps_elements_and_cartridges(tmp_path: Path) -> None:
         assert after == before
         shown = d.adm("--op", "show", "--mode", "target").stdout
         assert f"Backing store path: {tapes}/B2\n" in shown
+        # the admin empties the drive: LUN 1 has no medium, its own path is still saved
+        d.adm("--op", "update", *lu, "--lun", "2", "--params",
+              "element_type=4,address=10,clear_slot=1")
+        shown = d.adm("--op", "show", "--mode", "target").stdout
+        assert shown.split("LUN: 2")[0].split("LUN: 1")[1].count("Backing store path: None")
+        emptied = admin(d, "--dump").stdout
+        assert "barcode=B2" not in emptied and f"<backing-store {tapes}/notape>" in emptied
+    finally:
+        assert d.stop() == 0, "".join(d.log[-30:])
+    d = start_daemon(tmp_path, extra=("--persist",))
+    try:
+        assert admin(d, "--dump").stdout == emptied
     finally:
         assert d.stop() == 0, "".join(d.log[-30:])
 

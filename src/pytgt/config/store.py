@@ -28,6 +28,8 @@ def _flag(value: Any) -> str:
 
 def _thin(lu: Any) -> str:
     """``auto`` while the LU's thin provisioning is its store's default, else 0 or 1."""
+    if getattr(lu, "store", True) is None:  # a drive without medium: nothing to provision
+        return "auto"
     thin = bool(getattr(lu, "thin_provisioning", False))
     return "auto" if thin == bool(getattr(lu, "thin_default", False)) else _flag(thin)
 
