@@ -3,8 +3,9 @@ mtx drives the changer through sg, mt and dd use the drive through st, in a QEMU
 
 The target: LUN 1 a tape drive (holding the empty "notape" cartridge tgt's examples use),
 LUN 2 a changer with one transport, five slots and one drive bound to LUN 1; slot 1 holds
-a pytgtimg cartridge. The guest loads it, writes and reads it back, unloads it, moves it
-to slot 2, loads it from there and reads the same data again.
+a pytgtimg cartridge. The guest asks mtx for inquiry, inventory and position, then loads
+the cartridge, writes and reads it back, unloads it, moves it to slot 2, loads it from
+there and reads the same data again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ MT=$(command -v mt-st || echo mt)  # mt-st's, not busybox's (no status)
 mark MTPROG $MT
 mark TYPES $(cat /sys/class/scsi_generic/${{G#/dev/}}/device/type) \\
   $(cat /sys/class/scsi_tape/${{S#/dev/}}/device/type)
+mark INQUIRY "$(mtx -f $G inquiry 2>&1 | tr '\\n' '|')"
+mtx -f $G inventory
+mtx -f $G position 3
 mark STATUS1 "$(mtx -f $G status 2>&1 | tr '\\n' '|')"
 mtx -f $G load 1 0
 mark LOADED "$(mtx -f $G status | tr '\\n' '|')"
@@ -107,7 +111,10 @@ def test_mtx_load_write_read_unload_transfer(guest: Guest, daemon: RunningDaemon
     tapes = _vtl(daemon, tmp_path)
     with booted(guest, SCRIPT, {PORTAL: daemon.port}, tmp_path / "boot.log") as run:
         assert run.marker("TYPES", 120).split() == ["8", "1"]  # medium changer, tape
-        status = run.marker("STATUS1", 60).split("|")
+        inquiry = run.marker("INQUIRY", 60)
+        assert "Product Type: Medium Changer" in inquiry and "VIRTUAL-CHANGER" in inquiry
+        status = run.marker("STATUS1", 60).split("|")  # after INITIALIZE ELEMENT STATUS and
+        # POSITION TO ELEMENT (mtx inventory, position)
         assert "  Storage Changer" in status[0] and "1 Drives, 5 Slots" in status[0]
         assert "Data Transfer Element 0:Empty" in status
         assert any(line.strip() == "Storage Element 1:Full :VolumeTag=A0000001"
