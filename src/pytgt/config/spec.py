@@ -24,9 +24,6 @@ LU_PARAM_DEFAULTS: dict[str, str] = {
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
 QOS_LU_PARAMS = frozenset({"max_iops", "max_bps"})
-# a changer's element parameters (scsi/smc.py): each ``params`` line is one update
-ELEMENT_PARAMS = frozenset({"element_type", "start_address", "quantity", "address", "barcode",
-                            "volume_tag", "sides", "clear_slot", "tid", "lun", "media_home"})
 # mode pages a changer accepts and ignores (tgt's targets.conf.vtl.* set them): "page 0",
 # disconnect-reconnect, power condition, informational exceptions, and SMC-3's element
 # address assignment, transport geometry and device capabilities, built from its elements

@@ -26,7 +26,6 @@ from typing import TypeVar
 from pytgt.config.spec import (
     BOOL_LU_PARAMS,
     CHANGER_MODE_PAGES,
-    ELEMENT_PARAMS,
     LU_PARAMS,
     QOS_LU_PARAMS,
     TGT_DEVICE_TYPES,
@@ -36,6 +35,7 @@ from pytgt.config.spec import (
     TargetSpec,
 )
 from pytgt.scsi.qos import parse_limit
+from pytgt.scsi.smc import ELEMENT_KEYS
 
 T = TypeVar("T")
 
@@ -482,7 +482,7 @@ class _Builder:
             if not sep:
                 self.err(d.where, f"params: {item!r} is not key=value")
                 continue
-            if changer and key.strip() in ELEMENT_PARAMS:  # checked by the changer
+            if changer and key.strip() in ELEMENT_KEYS:  # checked by the changer
                 elements[key.strip()] = _unquote(value)
                 continue
             self.param(spec, key.strip(), _unquote(value), d.where)

@@ -111,13 +111,13 @@ class MediaHandler(Protocol):
     async def unload(self, drive: LogicalUnit) -> None: ...
 
 
-_ELEMENT_KEYS = frozenset({"element_type", "start_address", "quantity", "address", "barcode",
-                           "volume_tag", "sides", "clear_slot", "tid", "lun", "media_home"})
+ELEMENT_KEYS = frozenset({"element_type", "start_address", "quantity", "address", "barcode",
+                          "volume_tag", "sides", "clear_slot", "tid", "lun", "media_home"})
 
 
 def element_params(params: dict[str, str]) -> dict[str, str]:
     """The changer's own keys of a ``--params`` set (removed from ``params``)."""
-    return {k: params.pop(k) for k in list(params) if k in _ELEMENT_KEYS}
+    return {k: params.pop(k) for k in list(params) if k in ELEMENT_KEYS}
 
 
 def _number(params: dict[str, str], key: str, lo: int, hi: int) -> int:
