@@ -16,6 +16,7 @@ from pytgt.config.plan import (
     WRITE_CACHE_OFF_PAGE,
     Running,
     diff_target,
+    lun_requests,
     plan_delete,
     plan_execute,
     plan_state,
@@ -648,3 +649,68 @@ def test_render_escapes_hash_in_chap_secrets() -> None:
     assert again.targets[0].incoming == [("u", "se#cret")]
     assert again.targets[0].outgoing == ("o", "#x")
     assert again.discovery_incoming == [("d", "p#1")]
+
+
+# -- a changer (tgt's VTL examples) ----------------------------------------------------------
+VTL = Path("/usr/share/doc/tgt/examples")
+
+
+@pytest.mark.skipif(not VTL.is_dir(), reason="tgt's examples are not installed")
+@pytest.mark.parametrize("name", ["targets.conf.vtl.L700", "targets.conf.vtl.MSL2024"])
+def test_tgt_vtl_examples_parse_with_their_elements(name: str) -> None:
+    config, warnings = parse_file(str(VTL / name))
+    assert warnings == []
+    (target,) = config.targets
+    changer = next(lu for lu in target.luns if lu.device_type == "changer")
+    assert changer.lun == 4 and changer.params["product_rev"]
+    assert changer.elements[0] == {"element_type": "1", "start_address": "1", "quantity": "1",
+                                   "media_home": "/root/tapes"}
+    assert all("element_type" in e for e in changer.elements)
+    assert "mode_page" not in changer.params  # the SMC pages are built, not configured
+    updates = [r for r in lun_requests(1, changer) if r["op"] == "update"]
+    assert [r["params"] for r in updates] == changer.elements
+
+
+def test_changer_elements_render_and_round_trip() -> None:
+    text = (f"<target {IQN}>\n<backing-store /vtl/smc>\nlun 2\ndevice-type changer\n"
+            "mode_page \"0:0:0\"\nmode_page \"0x1d:0:0x12:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0\"\n"
+            "params element_type=2,start_address=1000,quantity=4,media_home=/vtl\n"
+            "params element_type=2,address=1000,barcode=B1,volume_tag=\"a tape\"\n"
+            "</backing-store>\n</target>\n")
+    config = parse(text)
+    lu = config.targets[0].luns[0]
+    assert lu.elements == [{"element_type": "2", "start_address": "1000", "quantity": "4",
+                            "media_home": "/vtl"},
+                           {"element_type": "2", "address": "1000", "barcode": "B1",
+                            "volume_tag": "a tape"}]
+    again = parse(render(config))
+    assert again.targets[0].luns[0].elements == lu.elements
+    assert ConfigSpec.from_dict(json.loads(json.dumps(config.to_dict()))).to_dict() \
+        == config.to_dict()
+    # a disk knows no element keys nor the changer's pages
+    assert errors(f"<target {IQN}>\nbacking-store /a\nparams element_type=2\n</target>\n") \
+        == ["t.conf:3: unknown logical unit parameter: element_type"]
+
+
+def test_moved_cartridges_are_state_not_a_changer_to_recreate() -> None:
+    head = (f"<target {IQN}>\n<backing-store /vtl/smc>\nlun 2\ndevice-type changer\n"
+            "params element_type=2,start_address=1000,quantity=4,media_home=/vtl\n")
+    tail = "</backing-store>\n</target>\n"
+    want = parse(head + "params element_type=2,address=1000,barcode=B1\n" + tail).targets[0]
+    have = parse(head + "params element_type=2,address=1003,barcode=B1\n" + tail).targets[0]
+    assert diff_target(have, want, 1, {}, {}, []) == []
+    bigger = parse(head.replace("quantity=4", "quantity=8") + tail).targets[0]
+    assert [r["op"] for r in diff_target(have, bigger, 1, {}, {}, [])][:2] == ["delete", "new"]
+
+
+def test_a_changer_is_created_after_its_drives() -> None:
+    text = (f"<target {IQN}>\n<backing-store /vtl/smc>\nlun 1\ndevice-type changer\n"
+            "params element_type=4,start_address=1,quantity=1\n"
+            "params element_type=4,address=1,tid=1,lun=2\n</backing-store>\n"
+            "<backing-store /vtl/notape>\nlun 2\ndevice-type tape\n</backing-store>\n"
+            "</target>\n")
+    config = parse(text)
+    config.targets[0].tid = 1
+    news = [r["lun"] for r in restore_requests(config) if r.get("op") == "new"
+            and r.get("mode") == "logicalunit"]
+    assert news == [2, 1]

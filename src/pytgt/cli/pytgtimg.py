@@ -114,7 +114,7 @@ def new_image(args: argparse.Namespace) -> str:
             raise _bad("Media type must be DVD+R for cd devices")
         _create(args.file, args.size * MB, b"", args.thin)
         return f"Created blank DVD+R image file : {args.file}"
-    if not args.barcode:
+    if args.barcode is None:  # "" is a tape without a barcode (tgt's "notape")
         raise _bad("Missing the barcode param")
     if len(args.barcode) > MAX_BARCODE or not args.barcode.isascii():
         raise _bad(f"bad barcode: {args.barcode!r} (up to {MAX_BARCODE} ASCII characters)")

@@ -11,10 +11,11 @@ configuration, the tids with live sessions, and the default target parameters.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytgt.config.spec import ConfigSpec, LunSpec, TargetSpec, lu_defaults
+from pytgt.config.spec import TGT_DEVICE_TYPES, ConfigSpec, LunSpec, TargetSpec, lu_defaults
 
 Request = dict[str, Any]
 # tgt-admin's caching mode page for "write-cache off" (WCE clear), sent verbatim.
@@ -78,7 +79,13 @@ def lun_requests(tid: int, lu: LunSpec) -> list[Request]:
     out = [req]
     if not lu.write_cache:
         out.append(_lu_update(tid, lu.lun, {"mode_page": WRITE_CACHE_OFF_PAGE}))
+    out += [_lu_update(tid, lu.lun, dict(e)) for e in lu.elements]  # a changer's elements
     return out
+
+
+def _changers_last(luns: Iterable[LunSpec]) -> list[LunSpec]:
+    """LUs in creation order: a changer after the drives its elements load (scsi/smc.py)."""
+    return sorted(luns, key=lambda lu: TGT_DEVICE_TYPES.get(lu.device_type) == "changer")
 
 
 def _lu_update(tid: int, lun: int, params: dict[str, str]) -> Request:
@@ -110,7 +117,7 @@ def target_requests(t: TargetSpec, tid: int, accounts: dict[str, str],
     if t.iscsi_params:
         out.append({"mode": "target", "op": "update", "tid": tid,
                     "params": dict(t.iscsi_params)})
-    for lu in t.luns:
+    for lu in _changers_last(t.luns):
         out += lun_requests(tid, lu)
     for user, password in t.incoming:
         out += _account_requests(user, password, tid, False, accounts, warnings)
@@ -381,8 +388,8 @@ def _diff_luns(have: TargetSpec, want: TargetSpec, tid: int) -> list[Request]:
     for lun, lu in old.items():
         if lun not in new or new[lun].creation_key() != lu.creation_key():
             out.append({"mode": "logicalunit", "op": "delete", "tid": tid, "lun": lun})
-    for lun, lu in new.items():
-        before = old.get(lun)
+    for lu in _changers_last(new.values()):
+        lun, before = lu.lun, old.get(lu.lun)
         if before is None or before.creation_key() != lu.creation_key():
             out += lun_requests(tid, lu)
             continue

@@ -24,6 +24,10 @@ LU_PARAM_DEFAULTS: dict[str, str] = {
 LU_PARAMS = (*LU_PARAM_DEFAULTS, "scsi_id", "scsi_sn")
 BOOL_LU_PARAMS = frozenset({"removable", "readonly", "online", "thin_provisioning", "swp"})
 QOS_LU_PARAMS = frozenset({"max_iops", "max_bps"})
+# mode pages a changer accepts and ignores (tgt's targets.conf.vtl.* set them): "page 0",
+# disconnect-reconnect, power condition, informational exceptions, and SMC-3's element
+# address assignment, transport geometry and device capabilities, built from its elements
+CHANGER_MODE_PAGES = frozenset({0x00, 0x02, 0x1A, 0x1C, 0x1D, 0x1E, 0x1F})
 
 # tgt's device-type names (tgtadm -Y, targets.conf device-type) -> the type each one names;
 # "ssc" is tgt's other name for tape.
@@ -56,11 +60,15 @@ class LunSpec:
     direct: bool = False  # declared with direct-store
     allow_in_use: bool = False
     where: str = ""  # "file:line" of its declaration, for messages
+    # a changer's element settings, one ``--params`` set each, in order (scsi/smc.py)
+    elements: list[dict[str, str]] = field(default_factory=list)
 
     def creation_key(self) -> tuple[Any, ...]:
         """What can only be set when the LU is created."""
         return (self.path, self.bstype, self.bsopts, self.bsoflags,
-                self.blocksize or 512, self.device_type)
+                self.blocksize or 512, self.device_type,
+                tuple(tuple(sorted(e.items())) for e in self.elements  # a changer's layout;
+                      if "barcode" not in e and "clear_slot" not in e))  # cartridges: state
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lun": self.lun, "path": self.path, "bstype": self.bstype}
@@ -76,6 +84,8 @@ class LunSpec:
             out["params"] = dict(self.params)
         if not self.write_cache:
             out["write_cache"] = False
+        if self.elements:
+            out["elements"] = [dict(e) for e in self.elements]
         return out
 
     @classmethod
@@ -85,7 +95,9 @@ class LunSpec:
                    blocksize=int(d["blocksize"]) if d.get("blocksize") else None,
                    device_type=str(d.get("device_type", "disk")),
                    params={str(k): str(v) for k, v in d.get("params", {}).items()},
-                   write_cache=bool(d.get("write_cache", True)))
+                   write_cache=bool(d.get("write_cache", True)),
+                   elements=[{str(k): str(v) for k, v in e.items()}
+                             for e in d.get("elements", [])])
 
 
 @dataclass

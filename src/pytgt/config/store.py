@@ -28,6 +28,8 @@ def _flag(value: Any) -> str:
 
 def _thin(lu: Any) -> str:
     """``auto`` while the LU's thin provisioning is its store's default, else 0 or 1."""
+    if getattr(lu, "store", True) is None:  # a drive without medium: nothing to provision
+        return "auto"
     thin = bool(getattr(lu, "thin_provisioning", False))
     return "auto" if thin == bool(getattr(lu, "thin_default", False)) else _flag(thin)
 
@@ -50,13 +52,17 @@ def snapshot_lu(tid: int, lu: Any) -> LunSpec:
     }
     mode = getattr(lu, "mode", None)
     block_size = int(getattr(lu, "block_size", 512))
+    changer = getattr(lu, "device_type", "") == "changer"
     return LunSpec(
-        lun=int(lu.lun), path=str(lu.path), bstype=str(lu.bstype),
+        # a changer's drive: the path it was created with, not the cartridge it holds
+        lun=int(lu.lun), path=str(getattr(lu, "config_path", None) or lu.path),
+        bstype=str(lu.bstype),
         bsopts=str(getattr(lu, "bsopts", "") or ""), bsoflags=str(lu.bsoflags or ""),
         blocksize=block_size if block_size != 512 else None,
         device_type=str(lu.device_type),
         params={k: values[k] for k in LU_PARAMS if values[k] != defaults[k]},
-        write_cache=bool(getattr(mode, "DEFAULT_WCE", True)))
+        write_cache=bool(getattr(mode, "DEFAULT_WCE", True)),
+        elements=lu.state() if changer else [])  # a changer's elements (scsi/smc.py)
 
 
 def snapshot_target(t: Target, registry: Registry,

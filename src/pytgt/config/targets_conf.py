@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from pytgt.config.spec import (
     BOOL_LU_PARAMS,
+    CHANGER_MODE_PAGES,
     LU_PARAMS,
     QOS_LU_PARAMS,
     TGT_DEVICE_TYPES,
@@ -34,6 +35,7 @@ from pytgt.config.spec import (
     TargetSpec,
 )
 from pytgt.scsi.qos import parse_limit
+from pytgt.scsi.smc import ELEMENT_KEYS
 
 T = TypeVar("T")
 
@@ -473,12 +475,19 @@ class _Builder:
             spec.allow_in_use = bool(flag)
 
     def params(self, spec: LunSpec, d: Directive) -> None:
+        changer = TGT_DEVICE_TYPES.get(spec.device_type) == "changer"
+        elements: dict[str, str] = {}
         for item in filter(None, (x.strip() for x in d.value.split(","))):
             key, sep, value = item.partition("=")
             if not sep:
                 self.err(d.where, f"params: {item!r} is not key=value")
                 continue
+            if changer and key.strip() in ELEMENT_KEYS:  # checked by the changer
+                elements[key.strip()] = _unquote(value)
+                continue
             self.param(spec, key.strip(), _unquote(value), d.where)
+        if elements:
+            spec.elements.append(elements)
 
     def param(self, spec: LunSpec, key: str, value: str, where: str) -> None:
         if key not in LU_PARAMS:
@@ -506,6 +515,10 @@ class _Builder:
 
     def mode_page(self, spec: LunSpec, d: Directive) -> None:
         fields = [_int(x) for x in d.value.split(":")]
+        if TGT_DEVICE_TYPES.get(spec.device_type) == "changer" and len(fields) >= 3 \
+                and fields[0] in CHANGER_MODE_PAGES \
+                and all(f is not None and 0 <= f <= 255 for f in fields):
+            return  # tgt's VTL examples' pages: a changer builds its own (scsi/smc.py)
         if len(fields) < 4 or any(f is None or not 0 <= f <= 255 for f in fields):
             self.err(d.where, f"bad mode_page: {d.value!r}")
             return
@@ -621,5 +634,7 @@ def _render_lun(lu: LunSpec) -> list[str]:
     if not lu.write_cache:
         lines.append("\t\twrite-cache off")
     lines += [f"\t\t{k} {_quote(v)}" for k, v in lu.params.items()]
+    lines += ["\t\tparams " + ",".join(f"{k}={_quote(v)}" for k, v in e.items())
+              for e in lu.elements]  # a changer's elements, one update each
     lines.append(f"\t</{kind}>")
     return lines

@@ -20,6 +20,7 @@ from pytgt.daemon import alua_admin, redirect, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
 from pytgt.daemon.capacity import prepare_resize
+from pytgt.daemon.changer_admin import DaemonMedia
 from pytgt.daemon.dump import system_dump
 from pytgt.daemon.errors import EXIT_EINVAL, EXIT_USAGE, MgmtError, TgtadmError
 from pytgt.daemon.isns import IsnsSettings
@@ -34,6 +35,7 @@ from pytgt.daemon.show import (
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import LogicalUnit, create_lu
 from pytgt.scsi.mmc import CdLogicalUnit
+from pytgt.scsi.smc import MediumChanger, element_params
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
 from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
@@ -121,6 +123,10 @@ class Management:
         # isns_admin applies tgt's --op update --mode sys --name iSNS... (ValueError: refused)
         self.isns = IsnsSettings()
         self.isns_admin: Callable[[str, str], Awaitable[None]] | None = None
+        # the media changers' drive loader (scsi/smc.py MediaHandler)
+        self.media = DaemonMedia(
+            registry, lambda path: self.open_store("rdwr", _open_path(self, path)),
+            _close_store)
 
     async def handle(self, request: dict[str, Any]) -> tuple[int, str]:
         """Run one request; returns ``(exit_status, text)`` and never raises."""
@@ -376,6 +382,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     block_size = _opt_int(req, "blocksize") or 512
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
+    elements = element_params(params) if device_type == "changer" else {}
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
@@ -396,6 +403,10 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
         lu.bsopts = _opt_str(req, "bsopts")  # type: ignore[attr-defined]
         if mode_page is not None:
             apply_mode_page(lu, mode_page)
+        if isinstance(lu, MediumChanger):
+            lu.handler = m.media
+            if elements:
+                await lu.configure(elements)
         target.scsi.add_lu(lu)
         if m.aptpl is not None:
             m.aptpl.attach(lu, target.name)  # restores APTPL state saved for this LU
@@ -458,6 +469,7 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
     medium = params.pop("path", None) if isinstance(lu, CdLogicalUnit) else None
+    elements = element_params(params) if isinstance(lu, MediumChanger) else {}
     try:
         # size=, rescan=1 (capacity.py); in a thread: reading the size may block (fstat,
         # librbd's image.size())
@@ -483,6 +495,12 @@ async def lu_update(m: Management, req: dict[str, Any]) -> str:
             raise _invalid(f"resizing: {exc or 'out of memory'}") from None
     if medium is not None and isinstance(lu, CdLogicalUnit):
         await _change_medium(m, lu, medium)
+    if elements and isinstance(lu, MediumChanger):  # tgt's bare "invalid request" too
+        try:
+            await lu.configure(elements)
+        except ValueError as exc:
+            log.warning("LUN %d: %s", lu.lun, exc)
+            raise _invalid() from None
     return ""
 
 

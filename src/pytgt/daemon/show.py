@@ -123,19 +123,26 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI ID: {lu.scsi_id}",
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
-        f"Block size: {1 if dtype == 'controller' else lu.block_size}",
+        f"Block size: {1 if dtype in ('controller', 'changer') else lu.block_size}",
         f"            Online: {_yes(lu.online)}",
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",
         f"            Readonly: {_yes(lu.readonly)}",
         f"            SWP: {_yes(lu.swp)}",
         f"            Thin-provisioning: {_yes(lu.thin_provisioning)}",
-        f"            Backing store type: {lu.bstype or 'null'}",
+        f"            Backing store type: {_bstype_shown(lu)}",
         f"            Backing store path: {lu.path or 'None'}",
         f"            Backing store flags: {lu.bsoflags or ''}",
         *lu_show.reservation_lines(lu),  # none while nobody reserved or registered
         *lu_show.qos_lines(lu),  # none while unlimited
     ]
+
+
+def _bstype_shown(lu: LogicalUnit) -> str:
+    """tgt names a changer's backing store type "smc" (its file holds nothing)."""
+    if lu.device_type == "changer" and lu.bstype == "rdwr":
+        return "smc"
+    return lu.bstype or "null"
 
 
 def format_target_params(t: Target) -> str:

@@ -22,6 +22,7 @@ from pytgt.config.spec import ConfigSpec, LunSpec, TargetSpec
 from pytgt.daemon import show
 from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
 from pytgt.scsi.pr import PrType
+from pytgt.scsi.smc import MediumChanger
 from pytgt.stores import available
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ def _doc(mode: str, **body: Any) -> str:
 
 # -- targets and LUs -------------------------------------------------------------------------
 def lu_doc(lu: LogicalUnit) -> Doc:
-    """One logical unit (docs/json.md, "LU object")."""
-    return {
+    """One logical unit (docs/json.md, "LU object"); a changer adds its elements."""
+    doc: Doc = {
         "lun": lu.lun, "type": lu.device_type, "size": lu.size, "block_size": lu.block_size,
         "scsi_id": lu.scsi_id, "scsi_sn": lu.scsi_sn, "vendor_id": lu.vendor_id,
         "product_id": lu.product_id, "product_rev": lu.product_rev,
@@ -54,6 +55,9 @@ def lu_doc(lu: LogicalUnit) -> Doc:
                           "options": str(getattr(lu, "bsopts", "") or "")},
         "reservations": _reservations(lu),
     }
+    if isinstance(lu, MediumChanger):
+        doc["elements"] = lu.state()
+    return doc
 
 
 def _reservations(lu: LogicalUnit) -> Doc | None:
@@ -166,7 +170,9 @@ def _lun_spec(d: Doc) -> LunSpec:
     return LunSpec(lun=int(d["lun"]), path=bs["path"] or "", bstype=bs["type"],
                    bsopts=bs["options"], bsoflags=bs["flags"],
                    blocksize=None if d["block_size"] == 512 else int(d["block_size"]),
-                   device_type=d["type"], params=params, write_cache=bool(d["write_cache"]))
+                   device_type=d["type"], params=params, write_cache=bool(d["write_cache"]),
+                   elements=[{str(k): str(v) for k, v in e.items()}
+                             for e in d.get("elements", [])])
 
 
 def _secret(secrets: Mapping[str, str], user: str) -> tuple[str, str]:

@@ -35,7 +35,8 @@ from pytgt.scsi.xcopy import CopyManager
 from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store_identity
 
 # INQUIRY byte 0 (SPC-4 6.6.2)
-PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "tape": 0x01, "cd": 0x05, "controller": 0x0C}
+PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "tape": 0x01, "cd": 0x05, "changer": 0x08,
+                          "controller": 0x0C}
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
@@ -428,6 +429,9 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
     elif device_type == "cd":  # MMC-6: 2048-byte blocks, the medium may be absent
         from pytgt.scsi.mmc import CdLogicalUnit
         lu = CdLogicalUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
+    elif device_type == "changer":  # SMC-3: elements configured by --params
+        from pytgt.scsi.smc import MediumChanger
+        lu = MediumChanger(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
     else:
         lu = LogicalUnit(device_type, lun, store, tid=tid, path=path, bstype=bstype,
                          bsoflags=bsoflags, block_size=block_size)

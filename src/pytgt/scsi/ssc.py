@@ -69,6 +69,7 @@ MEDIUM_FORMAT_CORRUPTED = (0x31, 0x00)
 SEQUENTIAL_POSITIONING_ERROR = (0x3B, 0x00)
 CLEANING_CARTRIDGE_INSTALLED = (0x30, 0x03)
 WORM_MEDIUM_OVERWRITE_ATTEMPTED = (0x30, 0x0C)
+NOT_READY_TO_READY_CHANGE = (0x28, 0x00)  # MEDIUM MAY HAVE CHANGED
 
 # Sense byte 2 flags (fixed format) / stream commands sense descriptor (SPC-4 4.5.2.3).
 FILEMARK, EOM, ILI = 0x80, 0x40, 0x20
@@ -130,6 +131,23 @@ class TapeUnit(LogicalUnit):
     @property
     def num_blocks(self) -> int:
         return 0
+
+    def change_medium(self, store: BackingStore | None, path: str) -> BackingStore | None:
+        """Put a cartridge in (None: take it out), rewound; returns the old store.
+
+        A media changer's MOVE MEDIUM does this (smc.py): a new cartridge gives every
+        nexus NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED (SPC-4 5.14); without
+        one, medium access commands end in NOT READY, MEDIUM NOT PRESENT. The caller
+        closes the returned store.
+        """
+        old = self.store
+        self.store = store
+        self.path = path if store is not None else ""
+        self.loaded = store is not None
+        if store is not None:
+            self.medium = TapeMedium(store)
+            self.ua_add_all(self.nexus_keys, NOT_READY_TO_READY_CHANGE)
+        return old
 
     async def run(self, task: ScsiTask, row: Command | None = None) -> ScsiResult:
         try:
@@ -202,6 +220,8 @@ async def load_unload(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if b4 & 0x04 and b4 & 0x01:
         raise invalid_field(4, 2)  # EOT with LOAD
     unit = _unit(lu)
+    if unit.store is None:  # a changer took the cartridge out
+        raise CheckCondition(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
     if not b4 & 0x01 and unit.prevent_removal:
         raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.MEDIUM_REMOVAL_PREVENTED)
     async with unit.medium.lock:
