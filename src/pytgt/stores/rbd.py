@@ -59,8 +59,8 @@ _MISSING = ("rbd backing store: the Ceph Python bindings are missing: install De
 def bindings() -> tuple[ModuleType, ModuleType]:
     """The ``rados`` and ``rbd`` modules; raises :class:`StoreUnavailable` when missing."""
     try:
-        import rados  # type: ignore[import-not-found]
-        import rbd  # type: ignore[import-not-found]
+        import rados  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import rbd  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         raise StoreUnavailable(_MISSING) from None
     return rados, rbd
