@@ -45,8 +45,8 @@ mark HOST-DISK $D $G
 python3 -m pytgt.daemon.main -f -C 5 --iscsi portal=127.0.0.1:3260 \\
   --iscsi portal=10.0.2.15:3260 >/tmp/pytgtd.log 2>&1 &
 PTD=$!
-poll 180 grep -q "listening on" /tmp/pytgtd.log
-mark GUEST-PYTGTD $(python3 -c 'import uvloop, crc32c, prometheus_client; print("deps-ok")')
+until grep -q "listening on" /tmp/pytgtd.log; do kill -0 $PTD; sleep 0.2; done
+mark GUEST-PYTGTD $(python3 -c 'import crc32c, prometheus_client; print("deps-ok")')
 adm() {{ python3 -m pytgt.cli.pytgtadm -C 5 --lld iscsi "$@"; }}
 adm --op new --mode target --tid 1 -T $PT
 for b in $D /dev/null; do
@@ -165,4 +165,4 @@ def _libiscsi_from_the_host(port: int) -> None:
     cap = subprocess.run(["iscsi-readcapacity16", url], capture_output=True, text=True,
                          timeout=120)
     assert cap.returncode == 0, cap.stderr
-    assert f"Total size:{SIZE}" in cap.stdout.replace(" ", ""), cap.stdout
+    assert f"Total size:{SIZE}" in cap.stdout, cap.stdout
