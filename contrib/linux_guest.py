@@ -65,7 +65,9 @@ PYTHON_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11
                    "zlib1g")
 #: What goes into the Python variant from those packages, besides usr/bin/python3.11.
 PYTHON_FILES = re.compile(r"usr/lib/python3(\.11)?/(?!test/|idlelib/|tkinter/|turtledemo/"
-                          r"|lib2to3/|ensurepip/|pydoc_data/|config-3\.11|distutils/)")
+                          r"|lib2to3/|ensurepip/|pydoc_data/|config-3\.11|distutils/"
+                          r"|sqlite3/|curses/|dbm/|lib-dynload/(_sqlite3|_dbm|_gdbm|_curses"
+                          r"|readline|_test|_ctypes_test|_xxtestfuzz|xxlimited|_tkinter))")
 PYTHON = "python3.11"
 #: Library packages apt lists that no program here links (or that clash with libsystemd0).
 SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
