@@ -29,6 +29,8 @@ IQN = "iqn.2026-12.org.pytgt:guest-pt-backing"
 PT_IQN = "iqn.2026-12.org.pytgt:guest-pt"
 SIZE = 16 << 20
 MIB = 1 << 20
+SUITES = ("SCSI.TestUnitReady", "SCSI.Inquiry", "SCSI.ReadCapacity10", "SCSI.ReadCapacity16",
+          "SCSI.Read10", "SCSI.Read16", "SCSI.ReportSupportedOpcodes")
 
 SCRIPT = f"""
 T={IQN}; P={PORTAL}; PT={PT_IQN}
@@ -166,3 +168,10 @@ def _libiscsi_from_the_host(port: int) -> None:
                          timeout=120)
     assert cap.returncode == 0, cap.stderr
     assert f"Total size:{SIZE}" in cap.stdout, cap.stdout
+    for suite in SUITES:  # read-only selections of libiscsi's conformance suite
+        res = subprocess.run(["iscsi-test-cu", "-t", suite, url], capture_output=True,
+                             text=True, timeout=300)
+        out = res.stdout + res.stderr
+        m = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", out)
+        assert m, out[-3000:]
+        assert int(m.group(2)) > 0 and m.group(4) == "0", f"{suite}:\n{out[-4000:]}"
