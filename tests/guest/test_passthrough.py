@@ -18,12 +18,13 @@ import re
 import shutil
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.guest.conftest import PORTAL, Guest, booted, make_target, pytgt_files
-from tests.helpers import RunningDaemon
+from tests.helpers import RunningDaemon, start_daemon
 
 IQN = "iqn.2026-12.org.pytgt:guest-pt-backing"
 PT_IQN = "iqn.2026-12.org.pytgt:guest-pt"
@@ -86,6 +87,9 @@ mark WROTE $(sha256sum < /tmp/w | cut -d' ' -f1)
 gate written
 mark READBACK $(dd if=$D bs=64k skip=32 count=16 iflag=direct 2>/dev/null | sha256sum | \\
   cut -d' ' -f1)
+# a LOGICAL UNIT RESET of sdb reaches the device: SG_SCSI_RESET on sg1, the host's LU reset
+sg_reset -d $E
+mark RESET $(dd if=$E bs=64k count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 iscsiadm -m node -T $PT -p 127.0.0.1:3260 --logout
 adm --op delete --mode logicalunit --tid 1 --lun 1
 kill $PTD
@@ -106,8 +110,21 @@ def _by_disk(run_marker: list[str]) -> dict[str, str]:
 
 
 @pytest.mark.timeout(900)
-def test_passthrough_lu_is_the_device_behind_it(python_guest: Guest, daemon: RunningDaemon,
-                                                tmp_path: Path) -> None:
+def test_passthrough_lu_is_the_device_behind_it(python_guest: Guest, tmp_path: Path) -> None:
+    metrics = _free_port()
+    daemon = start_daemon(tmp_path, extra=("--metrics", f"127.0.0.1:{metrics}"))
+    try:
+        _check(python_guest, daemon, tmp_path)
+        lu_resets = re.findall(r'pytgt_target_tmf_total\{[^}]*function="logical_unit_reset"'
+                               r'[^}]*response="function_complete"[^}]*\} (\S+)',
+                               urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics",
+                                                      timeout=30).read().decode())
+        assert lu_resets and float(lu_resets[0]) >= 1  # the guest's device reset, on the host
+    finally:
+        daemon.stop()
+
+
+def _check(python_guest: Guest, daemon: RunningDaemon, tmp_path: Path) -> None:
     backing = tmp_path / "disk.img"
     content = random.Random(7).randbytes(4 * MIB)
     with open(backing, "wb") as f:
@@ -140,6 +157,7 @@ def test_passthrough_lu_is_the_device_behind_it(python_guest: Guest, daemon: Run
                 assert hashlib.sha256(f.read(MIB)).hexdigest() == wrote
             _libiscsi_from_the_host(hostfwd)
         assert run.marker("READBACK", 120) == wrote
+        assert run.marker("RESET", 120) == hashlib.sha256(content[:65536]).hexdigest()
         run.marker("PYTGTD-EXIT", 120)
     console = run.console()
     shown = [line.split(" SHOW ", 1)[1] for line in console.splitlines() if " SHOW " in line]
