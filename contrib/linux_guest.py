@@ -9,7 +9,8 @@ The guest is Debian's ``linux-image-amd64`` kernel with the SCSI, iSCSI, dm-mult
 and ext4 modules, and an initramfs built from Debian packages fetched with
 ``apt-get download`` and unpacked with ``dpkg-deb -x`` (busybox-static, open-iscsi,
 e2fsprogs, sg3-utils, mt-st, mtx, multipath-tools, udev and the shared libraries their
-programs need). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
+programs need; ``build_guest(python=True)`` adds Debian's Python 3.11 for tests that run
+pytgt itself in the guest). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
 QEMU's user-mode network, runs the script it was given (a second cpio appended to the
 initramfs) and powers off. The build is cached under ``$PYTGT_GUEST_CACHE`` (default
 ``$XDG_CACHE_HOME/pytgt/guest``), keyed by the packages' versions.

@@ -97,3 +97,13 @@ def test_a_pt_lu_is_shown_and_saved_as_tgt_has_it(pt_admin: Admin) -> None:
     rc, out = pt_admin(mode="logicalunit", op="update", tid=1, lun=1, params="readonly=1")
     assert rc == 22
     pt_admin.ok(mode="logicalunit", op="delete", tid=1, lun=1)
+
+
+def test_pytgt_admin_lets_pt_through() -> None:
+    from pytgt.cli.pytgt_admin import check_supported
+
+    config, warnings = parse_text(f"<target {IQN}>\n  <backing-store /dev/sg3>\n"
+                                  "    bs-type sg\n    device-type pt\n  </backing-store>\n"
+                                  "</target>\n")
+    assert warnings == []
+    check_supported(config)  # raises AdminError for an unsupported type or store

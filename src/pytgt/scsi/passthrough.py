@@ -184,7 +184,8 @@ class PassthroughUnit(LogicalUnit):
         return self.commands[cdb[0]]
 
     def _check_param(self, key: str, value: str) -> object:
-        if key in ("readonly", "swp", "thin_provisioning", "removable", "block_size"):
+        if key in ("readonly", "swp", "thin_provisioning", "removable", "online",
+                   "block_size"):
             raise ValueError(f"{key} is the device's own on a passthrough logical unit")
         return super()._check_param(key, value)
 
