@@ -9,7 +9,8 @@ The guest is Debian's ``linux-image-amd64`` kernel with the SCSI, iSCSI, dm-mult
 and ext4 modules, and an initramfs built from Debian packages fetched with
 ``apt-get download`` and unpacked with ``dpkg-deb -x`` (busybox-static, open-iscsi,
 e2fsprogs, sg3-utils, mt-st, mtx, multipath-tools, udev and the shared libraries their
-programs need). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
+programs need; ``build_guest(python=True)`` adds Debian's Python 3.11 for tests that run
+pytgt itself in the guest). Its ``/init`` loads the modules, brings up eth0 as 10.0.2.15/24 on
 QEMU's user-mode network, runs the script it was given (a second cpio appended to the
 initramfs) and powers off. The build is cached under ``$PYTGT_GUEST_CACHE`` (default
 ``$XDG_CACHE_HOME/pytgt/guest``), keyed by the packages' versions.
@@ -56,6 +57,19 @@ PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/sys
 MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
            "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",
            "crc32c_generic", "crc32c_intel")
+#: The Python variant (``build_guest(python=True)``): Debian's Python 3.11 and pytgt's
+#: dependencies, so a test can run pytgt's own source inside the guest. Not
+#: python3-uvloop: bookworm's 0.17 predates ``uvloop.run`` (pytgt needs 0.19), and
+#: pytgtd runs on asyncio's own loop without it.
+PYTHON_PACKAGES = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+                   "python3-crc32c", "python3-prometheus-client", "python3-decorator",
+                   "zlib1g")
+#: What goes into the Python variant from those packages, besides usr/bin/python3.11.
+PYTHON_FILES = re.compile(r"usr/lib/python3(\.11)?/(?!test/|idlelib/|tkinter/|turtledemo/"
+                          r"|lib2to3/|ensurepip/|pydoc_data/|config-3\.11|distutils/"
+                          r"|sqlite3/|curses/|dbm/|lib-dynload/(_sqlite3|_dbm|_gdbm|_curses"
+                          r"|readline|_test|_ctypes_test|_xxtestfuzz|xxlimited|_tkinter))")
+PYTHON = "python3.11"
 #: Library packages apt lists that no program here links (or that clash with libsystemd0).
 SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
 MARK = "@@PYTGT@@"
@@ -166,15 +180,17 @@ def _run(*cmd: str, cwd: Path | None = None) -> str:
     return res.stdout
 
 
-def resolve_packages() -> dict[str, str]:
+def resolve_packages(python: bool = False) -> dict[str, str]:
     """Name -> candidate version of the kernel image and userland packages with their
-    library dependencies (apt's recursive Depends, kept to ``lib*`` packages)."""
+    library dependencies (apt's recursive Depends, kept to ``lib*`` packages); with
+    ``python``, :data:`PYTHON_PACKAGES` too."""
+    userland = (*USERLAND, *PYTHON_PACKAGES) if python else USERLAND
     out = _run("apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
                "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
-               "linux-image-amd64", *USERLAND)
+               "linux-image-amd64", *userland)
     names = {line for line in out.splitlines() if line and not line.startswith((" ", "<"))}
     kernel = sorted(n for n in names if re.fullmatch(r"linux-image-[\d.]+-\d+-amd64", n))
-    keep = sorted(n for n in names if n in USERLAND or
+    keep = sorted(n for n in names if n in userland or
                   (n.startswith("lib") and not SKIP_LIBS.fullmatch(n)))
     policy = _run("apt-cache", "policy", *kernel, *keep)
     versions = dict(re.findall(r"^(\S+):\n\s+Installed: .*\n\s+Candidate: (\S+)", policy,
@@ -182,13 +198,16 @@ def resolve_packages() -> dict[str, str]:
     return {name: versions[name] for name in [*kernel, *keep]}
 
 
-def cache_key(packages: dict[str, str]) -> str:
-    """The cache directory name: package versions and what goes into the image."""
+def cache_key(packages: dict[str, str], python: bool = False) -> str:
+    """The cache directory name: package versions and what goes into the image (the
+    Python variant's starts with ``py-``)."""
     what = [BUILD_FORMAT, INIT, PROGRAMS.pattern, *USERLAND, *MODULES]
+    if python:
+        what += [PYTHON_FILES.pattern, *PYTHON_PACKAGES]
     h = hashlib.sha256("\n".join(what).encode())
     for name, version in sorted(packages.items()):
         h.update(f"{name}={version}\n".encode())
-    return h.hexdigest()[:16]
+    return ("py-" if python else "") + h.hexdigest()[:16]
 
 
 # -- the initramfs ---------------------------------------------------------------------
@@ -302,8 +321,44 @@ def _module_order(moddir: Path, wanted: Iterable[str]) -> list[Path]:
     return order
 
 
-def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio) -> None:
+def _python_files(tree: _Tree) -> tuple[list[str], list[str]]:
+    """The Python variant's standard library and packages: (plain files, extension
+    modules whose libraries the packages provide; the others are left out)."""
+    plain, extensions = [], []
+    for rel in tree.files:
+        if not re.match(PYTHON_FILES, rel):
+            continue
+        if not rel.endswith(".so"):
+            plain.append(rel)
+            continue
+        try:
+            extensions += sorted(_library_closure(tree, [rel]))
+        except RuntimeError:  # e.g. _tkinter, _gdbm: nothing pytgt imports
+            continue
+    return plain, extensions
+
+
+def _precompile(root: Path) -> None:
+    """Byte-compile the unpacked Python library with its own interpreter, as hashes that
+    are never checked against the sources (the initramfs has no useful mtimes), so that
+    the guest does not compile the standard library at every boot."""
+    python = root / "usr/bin" / PYTHON
+    env = {**os.environ, "PYTHONHOME": str(root / "usr")}
+    dirs = [str(d) for d in (root / "usr/lib" / PYTHON, root / "usr/lib/python3/dist-packages")
+            if d.is_dir()]
+    res = subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0",
+                          "--invalidation-mode", "unchecked-hash", "-s", str(root), "-p", "/",
+                          "-x", r"/(test|idlelib|tkinter|turtledemo|lib2to3|ensurepip)/",
+                          *dirs], env=env, capture_output=True, text=True, timeout=600)
+    if res.returncode not in (0, 1):  # 1: some file did not compile (lib2to3 grammar...)
+        raise RuntimeError(f"compileall: {res.stderr.strip()}")
+
+
+def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio, python: bool = False) -> None:
     files = _library_closure(tree, _programs(tree))
+    if python:
+        plain, extensions = _python_files(tree)
+        files |= set(plain) | set(extensions)
     dirs = set[str]()
     for rel in [*files, *_programs(tree), "usr/sbin/x", "usr/lib64/x", "usr/lib/modules/x",
                 "proc/x", "sys/x", "dev/x", "run/x", "tmp/x", "etc/iscsi/x", "var/lib/x",
@@ -333,6 +388,8 @@ def _userland_cpio(tree: _Tree, modules: list[Path], cpio: Cpio) -> None:
     cpio.file("etc/iscsi/iscsid.conf", b"node.startup = manual\n")
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     cpio.file("etc/group", b"root:x:0:\n")
+    if python:
+        cpio.symlink("usr/bin/python3", PYTHON)
 
 
 @dataclass(frozen=True)
@@ -345,13 +402,16 @@ class Guest:
 
     def boot(self, script: str, forwards: dict[str, tuple[str, int]],
              files: dict[str, bytes] | None = None, log: Path | TextIO | None = None,
-             memory_mb: int = 512) -> GuestRun:
+             memory_mb: int = 512, inbound: dict[int, int] | None = None) -> GuestRun:
         """Start QEMU on ``script`` (run by ``sh -e`` as /guest/test.sh, after
         :data:`GUEST_LIB`); QEMU is killed if the calling thread exits. ``forwards``
-        maps guest "ADDR:PORT" to a host (address, port); the console is copied, line by
-        line, to ``log`` (a file, or an open stream). Returns the running guest; call
+        maps guest "ADDR:PORT" to a host (address, port); ``inbound`` maps a port on the
+        host's 127.0.0.1 to a guest port (10.0.2.15), QEMU's ``hostfwd``; ``files`` go
+        to /guest/ beside the script. The console is copied, line by line, to ``log`` (a
+        file, or an open stream). Returns the running guest; call
         :meth:`GuestRun.marker`, then :meth:`GuestRun.finish`."""
-        return GuestRun.start(self, script, forwards, files or {}, log, memory_mb)
+        return GuestRun.start(self, script, forwards, files or {}, log, memory_mb,
+                              inbound or {})
 
 
 def default_cache() -> Path:
@@ -362,26 +422,30 @@ def default_cache() -> Path:
     return Path(base) / "pytgt" / "guest"
 
 
-def build_guest(cache: Path | None = None, progress: bool = False) -> Guest:
-    """Return the cached guest for today's package versions, building it if missing."""
+def build_guest(cache: Path | None = None, progress: bool = False,
+                python: bool = False) -> Guest:
+    """Return the cached guest for today's package versions, building it if missing;
+    ``python``: the variant with Python 3 and pytgt's dependencies (a larger initramfs,
+    a slower boot; kept beside the other)."""
     cache = cache or default_cache()
-    packages = resolve_packages()
-    out = cache / cache_key(packages)
+    packages = resolve_packages(python)
+    out = cache / cache_key(packages, python)
     guest = Guest(out / "vmlinuz", out / "initrd.gz", packages)
     if guest.initrd.exists():
         return guest
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
-        _build(Path(tmp), packages, progress)
+        _build(Path(tmp), packages, progress, python)
         with contextlib.suppress(OSError):  # another process may have finished first
             (Path(tmp) / "out").rename(out)
-    for old in cache.iterdir():  # earlier package versions' guests
-        if old != out and (old / "packages").exists():
+    for old in cache.iterdir():  # earlier package versions' guests of the same variant
+        if old != out and (old / "packages").exists() and \
+                old.name.startswith("py-") == python:
             shutil.rmtree(old, ignore_errors=True)
     return guest
 
 
-def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
+def _build(tmp: Path, packages: dict[str, str], progress: bool, python: bool = False) -> None:
     debs, root, kroot = tmp / "debs", tmp / "root", tmp / "kernel"
     for d in (debs, root, kroot, tmp / "out"):
         d.mkdir()
@@ -391,8 +455,10 @@ def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
         _run("dpkg-deb", "-x", str(deb), str(kroot if deb.name.startswith("linux-") else root))
     moddir = next((kroot / "lib/modules").iterdir())
     modules = _module_order(moddir, MODULES)
+    if python:
+        _precompile(root)
     cpio = Cpio()
-    _userland_cpio(_Tree(root), modules, cpio)
+    _userland_cpio(_Tree(root), modules, cpio, python)
     (tmp / "out/initrd.gz").write_bytes(cpio.gzipped())
     shutil.copyfile(next((kroot / "boot").glob("vmlinuz-*")), tmp / "out/vmlinuz")
     (tmp / "out/packages").write_text("".join(f"{n} {v}\n" for n, v in packages.items()))
@@ -401,9 +467,15 @@ def _build(tmp: Path, packages: dict[str, str], progress: bool) -> None:
 
 
 def script_cpio(files: dict[str, bytes]) -> bytes:
-    """A gzipped cpio of the guest's per-boot files (appended to the initramfs)."""
+    """A gzipped cpio of the guest's per-boot files (appended to the initramfs); a name
+    may hold directories (``pytgt/scsi/lu.py``)."""
     cpio = Cpio()
-    cpio.dir("guest")
+    dirs = {"guest"}
+    for name in files:
+        parts = name.split("/")[:-1]
+        dirs.update("/".join(["guest", *parts[:i]]) for i in range(1, len(parts) + 1))
+    for d in sorted(dirs):
+        cpio.dir(d)
     for name, data in sorted(files.items()):
         cpio.file(f"guest/{name}", data, 0o755)
     return cpio.gzipped()
@@ -430,14 +502,14 @@ class GuestRun:
     @classmethod
     def start(cls, guest: Guest, script: str, forwards: dict[str, tuple[str, int]],
               files: dict[str, bytes], log: Path | TextIO | None,
-              memory_mb: int) -> GuestRun:
+              memory_mb: int, inbound: dict[int, int] | None = None) -> GuestRun:
         work = tempfile.TemporaryDirectory(prefix="pytgt-guest-")
         gate = socket.create_server(("127.0.0.1", 0))
         forwards = {**forwards, GATE_ADDR: ("127.0.0.1", gate.getsockname()[1])}
         initrd = Path(work.name) / "initrd.gz"
         initrd.write_bytes(guest.initrd.read_bytes() +
                            script_cpio({**files, "test.sh": (GUEST_LIB + script).encode()}))
-        proc = subprocess.Popen(_qemu_command(guest, initrd, forwards, memory_mb),
+        proc = subprocess.Popen(_qemu_command(guest, initrd, forwards, memory_mb, inbound),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         run = cls(proc, work, gate, log=log)
@@ -534,10 +606,13 @@ def _die_with_parent() -> None:
 
 
 def _qemu_command(guest: Guest, initrd: Path, forwards: dict[str, tuple[str, int]],
-                  memory_mb: int) -> list[str]:
+                  memory_mb: int, inbound: dict[int, int] | None = None) -> list[str]:
     """QEMU with TCG, one CPU, the serial console on stdout, and a user-mode network that
-    reaches nothing but ``forwards`` (restrict=on; one relay process per connection)."""
+    reaches nothing but ``forwards`` (restrict=on; one relay process per connection) and
+    is reached only through ``inbound`` (restrict=on leaves hostfwd rules working)."""
     netdev = "user,id=n0,restrict=on,ipv6=off"
+    for hport, gport in (inbound or {}).items():
+        netdev += f",hostfwd=tcp:127.0.0.1:{hport}-:{gport}"
     for gaddr, (haddr, hport) in forwards.items():
         relay = shlex.join([sys.executable, str(Path(__file__).resolve()), "relay",
                             haddr, str(hport)])
@@ -582,7 +657,9 @@ def relay(host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or find) the cached guest and print its files")
+    build = sub.add_parser("build", help="build (or find) the cached guest and print its files")
+    build.add_argument("--python", action="store_true",
+                       help="the variant with Python 3 and pytgt's dependencies")
     run = sub.add_parser("run", help="boot the guest on a shell script and print its console")
     run.add_argument("script", type=Path)
     run.add_argument("--forward", action="append", default=[], metavar="GADDR:GPORT=HOST:PORT",
@@ -595,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "relay":
         relay(args.host, args.port)
         return 0
-    guest = build_guest(progress=True)
+    guest = build_guest(progress=True, python=getattr(args, "python", False))
     if args.cmd == "build":
         print(f"kernel {guest.kernel}\ninitrd {guest.initrd}")
         return 0

@@ -20,7 +20,7 @@ import linux_guest  # noqa: E402
 from linux_guest import Guest, GuestRun, build_guest  # noqa: E402
 
 __all__ = ["BOOT_TIMEOUT", "PORTAL", "PORTAL2", "Guest", "Link", "booted", "linux_guest",
-           "make_target"]
+           "make_target", "pytgt_files"]
 
 #: The guest address QEMU relays to the daemon's first portal (and the second's).
 PORTAL, PORTAL2 = "10.0.2.100:3260", "10.0.2.101:3260"
@@ -35,6 +35,12 @@ def guest() -> Guest:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (apt-get install qemu-system-x86)")
     return build_guest()
+
+
+@pytest.fixture(scope="session")
+def python_guest(guest: Guest) -> Guest:
+    """The guest with Python 3 and pytgt's dependencies (linux_guest's Python variant)."""
+    return build_guest(python=True)
 
 
 @pytest.fixture
@@ -56,17 +62,42 @@ def make_target(d: RunningDaemon, tid: int, iqn: str, backing: Path, size: int =
 
 
 @contextlib.contextmanager
-def booted(guest: Guest, script: str, ports: dict[str, int], log: Path) -> Iterator[GuestRun]:
-    """Boot the guest on ``script`` with each guest portal relayed to a local port; on
-    leaving, wait for the script's end and assert it exited 0 (QEMU killed either way)."""
+def booted(guest: Guest, script: str, ports: dict[str, int], log: Path,
+           files: dict[str, bytes] | None = None, inbound: dict[int, int] | None = None,
+           memory_mb: int = 512) -> Iterator[GuestRun]:
+    """Boot the guest on ``script`` with each guest portal relayed to a local port (and
+    ``files``, ``inbound`` as :meth:`Guest.boot`); on leaving, wait for the script's end
+    and assert it exited 0 (QEMU killed either way)."""
     run = guest.boot(script, {addr: ("127.0.0.1", port) for addr, port in ports.items()},
-                     log=log)
+                     files=files, log=log, memory_mb=memory_mb, inbound=inbound)
     try:
         yield run
         status = run.finish(BOOT_TIMEOUT)
         assert status == 0, f"guest script exited {status}:\n{run.console()}"
     finally:
         run.kill()
+
+
+def pytgt_files() -> dict[str, bytes]:
+    """pytgt's source for the guest's /guest/pytgt (PYTHONPATH=/guest), with bytecode the
+    guest never checks against it when this Python is the guest's 3.11 (no compiling of
+    every module at each boot under TCG)."""
+    import py_compile
+    import tempfile
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    out: dict[str, bytes] = {}
+    same = sys.version_info[:2] == (3, 11)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted((src / "pytgt").rglob("*.py")):
+            rel = path.relative_to(src).as_posix()
+            out[rel] = path.read_bytes()
+            if same:
+                pyc = f"{rel.rpartition('/')[0]}/__pycache__/{path.stem}.cpython-311.pyc"
+                py_compile.compile(str(path), f"{tmp}/x.pyc", f"/guest/{rel}", doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                out[pyc] = Path(f"{tmp}/x.pyc").read_bytes()
+    return out
 
 
 class Link:

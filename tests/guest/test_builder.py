@@ -48,3 +48,17 @@ def test_package_paths_map_to_merged_usr() -> None:
     assert linux_guest._merged("lib/x86_64-linux-gnu/libc.so.6") == \
         "usr/lib/x86_64-linux-gnu/libc.so.6"
     assert linux_guest._merged("etc/iscsi/iscsid.conf") == "etc/iscsi/iscsid.conf"
+
+
+def test_script_cpio_makes_the_directories_of_nested_names() -> None:
+    names = [n for n, _, _ in _entries(linux_guest.script_cpio(
+        {"test.sh": b"", "pytgt/scsi/lu.py": b"x", "pytgt/__init__.py": b""}))]
+    assert names == ["guest", "guest/pytgt", "guest/pytgt/scsi", "guest/pytgt/__init__.py",
+                     "guest/pytgt/scsi/lu.py", "guest/test.sh"]
+
+
+def test_the_python_variant_has_its_own_cache_key() -> None:
+    packages = {"busybox-static": "1"}
+    plain, python = linux_guest.cache_key(packages), linux_guest.cache_key(packages, True)
+    assert python.startswith("py-") and not plain.startswith("py-")
+    assert python.removeprefix("py-") != plain

@@ -97,10 +97,10 @@ _HELP = {
     "tid": "target id (not 0)", "sid": "session id (the TSIH)", "cid": "connection id",
     "lun": "logical unit number", "name": "the parameter to update",
     "value": "its new value", "backing-store": "the backing store: a file, a block device, "
-    "POOL/IMAGE for rbd, a size for memory", "bstype": "the backing-store type: rdwr, "
-    "null, memory, rbd, faulty or a plugin's", "bsopts": "backing-store options "
-    "(key=value;...)", "bsoflags": "open flags: direct, sync", "blocksize": "logical "
-    "block size in bytes", "device-type": "the SCSI device type (disk)",
+    "POOL/IMAGE for rbd, a size for memory, /dev/sgN for sg", "bstype": "the backing-store "
+    "type: rdwr, null, memory, rbd, sg (with device type pt), faulty or a plugin's",
+    "bsopts": "backing-store options (key=value;...)", "bsoflags": "open flags: direct, sync",
+    "blocksize": "logical block size in bytes", "device-type": "the SCSI device type (disk)",
     "targetname": "the target's iSCSI name", "initiator-address": "an initiator address, "
     "CIDR or ALL", "initiator-name": "an initiator's iSCSI name", "user": "CHAP user name",
     "password": "CHAP secret", "host": "host number (tgt compatibility; unused)",

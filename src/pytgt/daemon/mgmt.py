@@ -38,7 +38,12 @@ from pytgt.scsi.mmc import CdLogicalUnit
 from pytgt.scsi.smc import MediumChanger, element_params
 from pytgt.scsi.target import ScsiTarget
 from pytgt.stores import open_store
-from pytgt.stores.base import BackingStore, StoreUnavailable, SupportsSharedState
+from pytgt.stores.base import (
+    BackingStore,
+    StoreDeviceError,
+    StoreUnavailable,
+    SupportsSharedState,
+)
 from pytgt.stores.paths import BackingPathError, resolve_backing_path
 
 if TYPE_CHECKING:
@@ -385,10 +390,13 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     elements = element_params(params) if device_type == "changer" else {}
     if lun < 0 or (not path and bstype == "rdwr"):
         raise _invalid()
+    if (device_type == "pt") != (bstype == "sg"):  # tgt's rule: sg is pt's only store
+        raise _invalid("device-type pt needs bstype sg" if device_type == "pt"
+                       else f"bstype sg needs device-type pt, not {device_type}")
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
         store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
                                         bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
-    except (BackingPathError, StoreUnavailable) as exc:  # the admin needs the reason
+    except (BackingPathError, StoreUnavailable, StoreDeviceError) as exc:  # say why
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None
     except Exception as exc:  # StoreError, or a plugin's own failure

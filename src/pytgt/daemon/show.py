@@ -115,7 +115,8 @@ def format_target(t: Target) -> str:
 
 
 def format_lu(lu: LogicalUnit) -> list[str]:
-    """The ``LUN: N`` block of one logical unit (tgt shows LUN 0's block size as 1)."""
+    """The ``LUN: N`` block of one logical unit (tgt shows the block size of LUN 0 and
+    of a passthrough LU, which have none of their own, as 1)."""
     dtype = lu.device_type
     return [
         f"        LUN: {lu.lun}",
@@ -123,7 +124,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI ID: {lu.scsi_id}",
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
-        f"Block size: {1 if dtype in ('controller', 'changer') else lu.block_size}",
+        f"Block size: {1 if dtype in ('controller', 'changer', 'pt') else lu.block_size}",
         f"            Online: {_yes(lu.online)}",
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",

@@ -36,7 +36,8 @@ from pytgt.stores.base import BackingStore, StoreCapability, StoreIOError, store
 
 # INQUIRY byte 0 (SPC-4 6.6.2)
 PERIPHERAL_DEVICE_TYPE = {"disk": 0x00, "tape": 0x01, "cd": 0x05, "changer": 0x08,
-                          "controller": 0x0C}
+                          "controller": 0x0C,
+                          "pt": 0x1F}  # pt: the device's own (scsi/passthrough.py)
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 
 # Unit attentions that replace every other pending one (SAM-5 5.14: a reset or power on
@@ -295,6 +296,10 @@ class LogicalUnit:
             self.shared.forget(lambda: self._release_spc2(None))
         self.mode.reset()
 
+    async def reset_device(self) -> None:
+        """A reset reaching what is behind the LU (a passthrough LU's device); the
+        target's own LU state is reset by :meth:`reset`."""
+
     # Command execution.
     def lookup(self, cdb: bytes) -> Command:
         """The command-table row for a CDB; raises CheckCondition for unknown opcodes."""
@@ -416,7 +421,7 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
     if device_type not in PERIPHERAL_DEVICE_TYPE:
         raise ValueError(f"unsupported device type: {device_type} "
                          f"(supported: {', '.join(PERIPHERAL_DEVICE_TYPE)})")
-    if device_type in ("disk", "tape") and store is None:
+    if device_type in ("disk", "tape", "pt") and store is None:
         raise ValueError(f"a {device_type} logical unit needs a backing store")
     if block_size not in BLOCK_SIZES and device_type != "tape":  # tape: MODE SELECT's
         raise ValueError(f"bad block size {block_size} (one of {BLOCK_SIZES})")
@@ -426,6 +431,9 @@ def create_lu(device_type: str, lun: int, store: BackingStore | None, *, tid: in
     if device_type == "tape" and store is not None:
         from pytgt.scsi.ssc import TapeUnit  # SSC-3 (ssc.py); block_size: MODE SELECT's
         lu = TapeUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
+    elif device_type == "pt" and store is not None:  # a host SCSI device (sg store)
+        from pytgt.scsi.passthrough import PassthroughUnit
+        lu = PassthroughUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)
     elif device_type == "cd":  # MMC-6: 2048-byte blocks, the medium may be absent
         from pytgt.scsi.mmc import CdLogicalUnit
         lu = CdLogicalUnit(lun, store, tid=tid, path=path, bstype=bstype, bsoflags=bsoflags)

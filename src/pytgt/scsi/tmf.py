@@ -80,6 +80,7 @@ async def execute(target: ScsiTarget, function: Function, nexus: ItNexus, lun: i
         for each in [lu] if lu is not None else list(target.luns.values()):
             if each.shared is not None:  # the LU is served by other gateways too
                 await each.shared.reset()
+            await each.reset_device()  # a passthrough LU's device (SG_SCSI_RESET)
     response = ServiceResponse.FUNCTION_COMPLETE
     if victims and not await _gone(target, victims, wait_timeout):
         log.warning("%s: aborted commands still running after %.0f s, answering "

@@ -1,7 +1,7 @@
 """Backing stores: a registry of plugins, opened by type name (tgt's ``--bstype``).
 
 Third-party stores register through the ``pytgt.backing_stores`` entry-point group;
-the built-in ``rdwr``, ``null``, ``memory`` and ``rbd`` stores are always available, even
+the built-in ``rdwr``, ``null``, ``memory``, ``rbd`` and ``sg`` stores are always available, even
 when the package metadata is missing (running from a source tree).
 """
 
@@ -37,6 +37,7 @@ _BUILTIN: dict[str, str] = {
     "null": "pytgt.stores.null:NullStore",
     "memory": "pytgt.stores.memory:MemoryStore",
     "rbd": "pytgt.stores.rbd:RbdStore",
+    "sg": "pytgt.stores.sg:SgStore",
 }
 
 

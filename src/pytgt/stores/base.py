@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
@@ -33,6 +34,11 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store type cannot work in this process (a missing library); the message says
     what to install and is shown to the admin as is."""
+
+
+class StoreDeviceError(StoreError):
+    """The backing-store path is not the kind of device the store type drives (``sg``:
+    not a SCSI generic device); the message is one admin-readable line, shown as is."""
 
 
 class StoreIOError(Exception):
@@ -150,6 +156,38 @@ class SupportsCompareAndWrite(Protocol):
                                 data: bytes | bytearray | memoryview) -> int | None:
         """Write ``data`` at ``offset`` if the medium there equals ``compare`` (same
         length); else write nothing and return the offset of the first differing byte."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PassthroughResult:
+    """How a command sent to a SCSI device ended, as the host's SCSI stack reports it
+    (Linux sg(4), ``struct sg_io_hdr``): the device's ``status`` byte (SAM-5) and sense
+    as it sent them, ``host_status`` (``DID_*``) and ``driver_status`` (``DRIVER_*``)
+    from the host, the Data-In received and ``resid`` (bytes asked for and not moved,
+    either direction)."""
+
+    status: int
+    host_status: int = 0
+    driver_status: int = 0
+    sense: bytes = b""
+    data: bytes | bytearray | memoryview = b""
+    resid: int = 0
+
+
+@runtime_checkable
+class SupportsPassthrough(Protocol):
+    """Optional: a store that is a SCSI device (``sg``): commands go to it whole."""
+
+    async def passthrough(self, cdb: bytes, data_out: bytes | bytearray | memoryview,
+                          data_in_length: int, *, head_of_queue: bool = False
+                          ) -> PassthroughResult:
+        """Send ``cdb`` with its Data-Out (or room for ``data_in_length`` bytes of
+        Data-In); raises :class:`StoreIOError` when the host could not send it."""
+        ...
+
+    async def reset_device(self) -> None:
+        """Ask the host to reset the device (a LOGICAL UNIT RESET reaching it)."""
         ...
 
 
