@@ -1,0 +1,89 @@
+"""A ``-Y cd`` LU under the Linux kernel's CD-ROM drivers (sr, cdrom, isofs) in the QEMU
+guest: mount an ISO 9660 disc, eject and reload it, and swap in another disc with
+``pytgtadm --params path=`` (refused while the mounted disc's door is locked)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tests.guest.conftest import PORTAL, Guest, booted
+from tests.helpers import RunningDaemon
+from tests.iso import mastered_iso
+
+IQN = "iqn.2026-12.org.pytgt:guest-cd"
+
+DISC_A = {"README.TXT": b"disc A\n", "data/random.bin": os.urandom(300_000),
+          "data/deep/er/note.txt": b"nested\n" * 1000}
+DISC_B = {"OTHER.TXT": b"disc B\n", "big.bin": os.urandom(1_500_000)}
+
+SCRIPT = f"""
+T={IQN}; P={PORTAL}
+iscsid_start
+iscsiadm -m node -o new -T $T -p $P >/dev/null  # at the portal reached, as behind NAT
+iscsiadm -m node -T $T -p $P --login
+poll 30 test -b /dev/sr0
+mark DRIVE $(dmesg | grep -o 'scsi3-mmc drive:.*')
+mark CDROM-ID $(/usr/lib/udev/cdrom_id /dev/sr0)
+files() {{ (cd /mnt && find . -type f | sort | xargs sha256sum); }}
+mount -t iso9660 -o ro /dev/sr0 /mnt
+mark FILES-A $(files)
+gate mounted
+umount /mnt
+eject /dev/sr0
+mark EJECTED
+eject -t /dev/sr0
+mount -t iso9660 -o ro /dev/sr0 /mnt
+mark RELOADED $(files)
+umount /mnt
+eject /dev/sr0
+gate swap
+mount -t iso9660 -o ro /dev/sr0 /mnt
+mark FILES-B $(files)
+umount /mnt
+iscsiadm -m node -T $T -p $P --logout
+"""
+
+
+def _sums(files: dict[str, bytes]) -> dict[str, str]:
+    return {f"./{rel}": hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+
+
+def _parse(marked: str) -> dict[str, str]:
+    words = marked.split()
+    return dict(zip(words[1::2], words[0::2], strict=True))
+
+
+def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
+                                    tmp_path: Path) -> None:
+    disc_a = mastered_iso(tmp_path / "a.iso", "DISC_A", DISC_A)
+    disc_b = mastered_iso(tmp_path / "b.iso", "DISC_B", DISC_B)
+    daemon.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
+    daemon.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
+               "--device-type", "cd", "-b", str(disc_a))
+    daemon.adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+    swap = ("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
+            "--params", f"path={disc_b}")
+    with booted(guest, SCRIPT, {PORTAL: daemon.port}, tmp_path / "boot.log") as run:
+        drive = run.marker("DRIVE", 120)
+        assert "tray" in drive, drive
+        cdrom_id = run.marker("CDROM-ID", 60).split()
+        assert "ID_CDROM=1" in cdrom_id and "ID_CDROM_MEDIA=1" in cdrom_id, cdrom_id
+        assert _parse(run.marker("FILES-A", 60)) == _sums(DISC_A)
+        with run.gate("mounted", 60):  # the kernel locked the door: no swap
+            refused = daemon.adm(*swap, check=False)
+            assert (refused.returncode, refused.stderr) == (
+                22, "pytgtadm: this device has Prevent Removal set\n")
+            shown = daemon.adm("--op", "show", "--mode", "target").stdout
+            lun1 = shown[shown.index("LUN: 1"):]
+            for line in ("Type: cd/dvd", "Removable media: Yes", "Prevent removal: Yes",
+                         f"Backing store path: {disc_a}"):
+                assert f"            {line}\n" in lun1, lun1
+        run.marker("EJECTED", 60)
+        assert _parse(run.marker("RELOADED", 60)) == _sums(DISC_A)
+        with run.gate("swap", 60):
+            daemon.adm(*swap)
+            shown = daemon.adm("--op", "show", "--mode", "target").stdout
+            assert f"Backing store path: {disc_b}\n" in shown
+        assert _parse(run.marker("FILES-B", 60)) == _sums(DISC_B)
