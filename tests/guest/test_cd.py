@@ -1,6 +1,7 @@
-"""A ``-Y cd`` LU under the Linux kernel's CD-ROM drivers (sr, cdrom, isofs) in the QEMU
-guest: mount an ISO 9660 disc, eject and reload it, and swap in another disc with
-``pytgtadm --params path=`` (refused while the mounted disc's door is locked)."""
+"""``-Y cd`` LUs under the Linux kernel's CD-ROM drivers (sr, cdrom, isofs) in the QEMU
+guest: mount an ISO 9660 disc, eject and reload it, swap in another disc with
+``pytgtadm --params path=`` (refused while the mounted disc's door is locked), and put a
+disc in a drive created empty."""
 
 from __future__ import annotations
 
@@ -23,24 +24,32 @@ T={IQN}; P={PORTAL}
 iscsid_start
 iscsiadm -m node -o new -T $T -p $P >/dev/null  # at the portal reached, as behind NAT
 iscsiadm -m node -T $T -p $P --login
-poll 30 test -b /dev/sr0
-mark DRIVE $(dmesg | grep -o 'scsi3-mmc drive:.*')
-mark CDROM-ID $(/usr/lib/udev/cdrom_id /dev/sr0)
+poll 30 disk_of $T 1
+poll 30 disk_of $T 2
+D=$(disk_of $T 1); E=$(disk_of $T 2)
+mark DRIVES $D $E
+mark CAPABILITIES $(dmesg | grep -o 'scsi3-mmc drive:.*' | head -1)
+mark CDROM-ID $(/usr/lib/udev/cdrom_id $D)
 files() {{ (cd /mnt && find . -type f | sort | xargs sha256sum); }}
-mount -t iso9660 -o ro /dev/sr0 /mnt
+mount -t iso9660 -o ro $D /mnt
 mark FILES-A $(files)
 gate mounted
 umount /mnt
-eject /dev/sr0
+eject $D
 mark EJECTED
-eject -t /dev/sr0
-mount -t iso9660 -o ro /dev/sr0 /mnt
+eject -t $D
+mount -t iso9660 -o ro $D /mnt
 mark RELOADED $(files)
 umount /mnt
-eject /dev/sr0
+eject $D
+if mount -t iso9660 -o ro $E /mnt 2>/tmp/err; then mark EMPTY-DRIVE-MOUNTED; exit 1; fi
+mark EMPTY $(cat /tmp/err)
 gate swap
-mount -t iso9660 -o ro /dev/sr0 /mnt
+mount -t iso9660 -o ro $D /mnt
 mark FILES-B $(files)
+umount /mnt
+mount -t iso9660 -o ro $E /mnt
+mark FILES-A-IN-THE-OTHER-DRIVE $(files)
 umount /mnt
 iscsiadm -m node -T $T -p $P --logout
 """
@@ -62,12 +71,15 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
     daemon.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
     daemon.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
                "--device-type", "cd", "-b", str(disc_a))
+    daemon.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
+               "--device-type", "cd")  # a drive with no disc in
     daemon.adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
     swap = ("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
             "--params", f"path={disc_b}")
     with booted(guest, SCRIPT, {PORTAL: daemon.port}, tmp_path / "boot.log") as run:
-        drive = run.marker("DRIVE", 120)
-        assert "tray" in drive, drive
+        assert run.marker("DRIVES", 120).split()[0].startswith("/dev/sr")
+        caps = run.marker("CAPABILITIES", 60)
+        assert caps.endswith(" tray"), caps  # MODE SENSE 2Ah: loading mechanism
         cdrom_id = run.marker("CDROM-ID", 60).split()
         assert "ID_CDROM=1" in cdrom_id and "ID_CDROM_MEDIA=1" in cdrom_id, cdrom_id
         assert _parse(run.marker("FILES-A", 60)) == _sums(DISC_A)
@@ -82,8 +94,12 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
                 assert f"            {line}\n" in lun1, lun1
         run.marker("EJECTED", 60)
         assert _parse(run.marker("RELOADED", 60)) == _sums(DISC_A)
+        assert "No medium found" in run.marker("EMPTY", 60)
         with run.gate("swap", 60):
             daemon.adm(*swap)
+            daemon.adm("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
+                       "--params", f"path={disc_a}")
             shown = daemon.adm("--op", "show", "--mode", "target").stdout
             assert f"Backing store path: {disc_b}\n" in shown
         assert _parse(run.marker("FILES-B", 60)) == _sums(DISC_B)
+        assert _parse(run.marker("FILES-A-IN-THE-OTHER-DRIVE", 60)) == _sums(DISC_A)

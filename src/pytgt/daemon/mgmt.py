@@ -376,11 +376,13 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     block_size = _opt_int(req, "blocksize") or 512
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
-    if lun < 0 or (not path and bstype == "rdwr"):
+    empty_drive = device_type == "cd" and not path  # tgt: a CD drive with no disc in
+    if lun < 0 or (not path and bstype == "rdwr" and not empty_drive):
         raise _invalid()
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
-        store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
-                                        bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
+        store = None if empty_drive else await asyncio.to_thread(
+            m.open_store, bstype, _open_path(m, path), bsopts=_opt_str(req, "bsopts"),
+            bsoflags=bsoflags)
     except (BackingPathError, StoreUnavailable) as exc:  # the admin needs the reason
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None

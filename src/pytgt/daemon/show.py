@@ -124,7 +124,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
         f"Block size: {1 if dtype == 'controller' else lu.block_size}",
-        f"            Online: {_yes(lu.online)}",
+        f"            Online: {_yes(lu.online and (lu.loaded or dtype != 'cd'))}",  # tgt: no disc
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",
         f"            Readonly: {_yes(lu.readonly)}",
