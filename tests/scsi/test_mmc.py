@@ -132,13 +132,9 @@ def test_read_cd_user_data(h: Harness) -> None:
 
 
 def test_read_cd_of_a_dvd() -> None:
-    target = ScsiTarget("iqn.2024-01.test:dvd", tid=1)
-    target.add_lu(create_lu("cd", 1, MemoryStore(400_000 * BLOCK), tid=1, bstype="memory"))
     loop = asyncio.new_event_loop()
     try:
-        h = Harness(target, target.luns[1], MemoryStore(0), ItNexus("n", "iqn.2024-01.t:n"),
-                    loop)
-        h.nexus = h.new_nexus("n")
+        h = _dvd_harness(loop)
         assert h.sense(read_cd(0, 1)) == (ILLEGAL, 0x30, 0x02)  # CD Read is not current
     finally:
         loop.close()
@@ -246,3 +242,57 @@ def test_empty_drive_created_without_medium() -> None:
 
 def test_no_thin_provisioning_on_pressed_media(h: Harness) -> None:
     assert not h.lu.thin_provisioning
+
+
+def _dvd_harness(loop: asyncio.AbstractEventLoop) -> Harness:
+    target = ScsiTarget("iqn.2024-01.test:dvd", tid=1)
+    target.add_lu(create_lu("cd", 1, MemoryStore(400_000 * BLOCK), tid=1, bstype="memory"))
+    h = Harness(target, target.luns[1], MemoryStore(0), ItNexus("n", "iqn.2024-01.t:n"), loop)
+    h.nexus = h.new_nexus("n")
+    return h
+
+
+def read_disc_structure(fmt: int, layer: int = 0, media: int = 0) -> list[int]:
+    return [0xAD, media, 0, 0, 0, 0, layer, fmt, 0x10, 0x00, 0, 0]
+
+
+def test_read_disc_structure_of_a_dvd() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        h = _dvd_harness(loop)
+        phys = h.run(read_disc_structure(0x00)).data
+        assert struct.unpack_from(">H", phys, 0)[0] == 2050 and len(phys) == 2052
+        assert phys[4] == 0x01 and phys[6] == 0x01  # DVD-ROM book, one embossed layer
+        assert struct.unpack_from(">II", phys, 8) == (0x030000, 0x030000 + 400_000 - 1)
+        assert h.run(read_disc_structure(0x01)).data == bytes((0, 6, 0, 0, 0, 0, 0, 0))
+        listed = h.run(read_disc_structure(0xFF)).data
+        assert [listed[i] for i in range(4, len(listed), 4)] == [0x00, 0x01, 0xFF]
+        assert h.sense(read_disc_structure(0x00, layer=1)) == (ILLEGAL, 0x24, 0)
+        assert h.sense(read_disc_structure(0x04)) == (ILLEGAL, 0x24, 0)  # no manufacturer's
+        assert h.sense(read_disc_structure(0x00, media=1)) == (ILLEGAL, 0x24, 0)  # no BD
+    finally:
+        loop.close()
+
+
+def test_read_disc_structure_of_a_cd(h: Harness) -> None:
+    assert h.sense(read_disc_structure(0x00)) == (ILLEGAL, 0x30, 0x02)
+    assert h.run(read_disc_structure(0xFF)).status == Status.GOOD
+
+
+def test_get_performance_nominal(h: Harness) -> None:
+    d = h.run([0xAC, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x00, 0]).data
+    assert struct.unpack(">IBxxxIIII", d) == (20, 0, 0, 7056, 63, 7056)
+    assert h.run([0xAC, 0x04, 0, 0, 0, 0, 0, 0, 0, 1, 0x00, 0]).data == bytes(
+        (0, 0, 0, 4, 0x02, 0, 0, 0))  # write performance: none
+    assert h.sense([0xAC, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x03, 0]) == (ILLEGAL, 0x24, 0)
+    assert h.sense([0xAC, 0x01, 0, 0, 0, 0, 0, 0, 0, 1, 0x00, 0]) == (ILLEGAL, 0x24, 0)
+
+
+def test_speed_requests_and_cache_commands_are_accepted(h: Harness) -> None:
+    assert h.sense([0xBB, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0]) is None
+    assert h.sense([0xB6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 28, 0], bytes(28)) is None
+    assert h.sense([0xB6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0], bytes(8)) == (ILLEGAL, 0x1A, 0)
+    assert h.sense([0xB6, 0, 0, 0, 0, 0, 0, 0, 0x05, 0, 0, 0]) == (ILLEGAL, 0x24, 0)
+    assert h.sense([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]) is None  # SYNCHRONIZE CACHE(10)
+    assert h.sense([0x2F, 0, 0, 0, 0, 16, 0, 0, 4, 0]) is None  # VERIFY(10)
+    assert h.sense([0x2F, 0, 0, 0, 0, 62, 0, 0, 4, 0]) == (ILLEGAL, 0x21, 0)

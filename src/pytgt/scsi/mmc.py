@@ -39,6 +39,12 @@ READ_DISC_INFORMATION = 0x51
 READ_TRACK_INFORMATION = 0x52
 MECHANISM_STATUS = 0xBD
 READ_CD = 0xBE
+GET_PERFORMANCE = 0xAC
+READ_DISC_STRUCTURE = 0xAD
+SET_STREAMING = 0xB6
+SET_CD_SPEED = 0xBB
+
+SPEED_KBS = 0x1B90  # 7056 kB/s: 40x CD, what page 2Ah reports as the maximum read speed
 
 # Media event codes of GET EVENT STATUS NOTIFICATION (MMC-6 6.7.2.5, table 174).
 EVENT_NONE, EVENT_EJECT_REQUEST, EVENT_NEW_MEDIA, EVENT_MEDIA_REMOVAL = 0, 1, 2, 3
@@ -285,6 +291,77 @@ async def read_cd(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return ScsiResult(Status.GOOD, await store.read(lba * BLOCK_SIZE, n * BLOCK_SIZE))
 
 
+# GET PERFORMANCE (MMC-6 6.8): type 00h, one nominal read descriptor across the disc.
+async def get_performance(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    cdb = task.cdb
+    write, max_desc, kind = bool(cdb[1] & 0x04), _U16.unpack_from(cdb, 8)[0], cdb[10]
+    if kind != 0x00:
+        raise invalid_field(10)
+    if cdb[1] & 0x03:  # nominal performance only (EXCEPT 00b)
+        raise invalid_field(1, 1)
+    descs = b"" if write or not max_desc else (
+        _U32.pack(0) + _U32.pack(SPEED_KBS) + _U32.pack(lu.num_blocks - 1)
+        + _U32.pack(SPEED_KBS))
+    head = _U32.pack(len(descs) + 4) + bytes((0x02 if write else 0, 0, 0, 0))
+    return spc.data_in(head + descs, len(head) + len(descs))
+
+
+# READ DISC STRUCTURE (MMC-6 6.23), DVD media type: physical format (00h), copyright
+# (01h) and the list of structures (FFh). A CD has none: INCOMPATIBLE FORMAT.
+_STRUCTURES = (0x00, 0x01, 0xFF)
+
+
+def _physical_format(lu: LogicalUnit) -> bytes:
+    """Layer 0's descriptor: DVD-ROM book, 120 mm, one embossed layer, the data area
+    from physical sector 30000h (MMC-6 table 465)."""
+    first = 0x030000
+    desc = (bytes((0x01, 0x0F, 0x01, 0x00)) + _U32.pack(first)
+            + _U32.pack(first + lu.num_blocks - 1) + _U32.pack(0) + bytes(1))
+    return desc.ljust(2048, b"\0")
+
+
+async def read_disc_structure(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    cdb = task.cdb
+    media, layer, fmt, alloc = cdb[1] & 0x0F, cdb[6], cdb[7], _U16.unpack_from(cdb, 8)[0]
+    if media:  # 0: DVD and HD DVD; BD's structures are not offered
+        raise invalid_field(1, 3)
+    if fmt not in _STRUCTURES:
+        raise invalid_field(7)
+    if fmt != 0xFF and _cd(lu).profile != PROFILE_DVD_ROM:
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, CANNOT_READ_MEDIUM_INCOMPATIBLE_FORMAT)
+    if fmt == 0x00:
+        if layer:
+            raise invalid_field(6)
+        body = _physical_format(lu)
+    elif fmt == 0x01:
+        body = bytes(4)  # no copy protection, no region restriction
+    else:
+        body = b"".join(bytes((f, 0x40)) + _U16.pack(n + 4)  # readable (RDS)
+                        for f, n in ((0x00, 2048), (0x01, 4), (0xFF, 12)))
+    return spc.data_in(_U16.pack(len(body) + 2) + bytes(2) + body, alloc)
+
+
+# SET CD SPEED (MMC-6 6.37) and SET STREAMING (MMC-6 6.40): requests a drive may round
+# down as it likes; the data comes from a file, at whatever speed the store gives.
+async def set_cd_speed(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    if task.cdb[1] & 0xFC:
+        raise invalid_field(1, 7)
+    return spc.good()
+
+
+def _streaming_length(cdb: bytes, bs: int) -> int:
+    return int.from_bytes(cdb[9:11], "big")
+
+
+async def set_streaming(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    cdb = task.cdb
+    if cdb[8] != 0x00:  # only the performance descriptor type
+        raise invalid_field(8)
+    if 0 < _streaming_length(cdb, BLOCK_SIZE) < 28:  # a descriptor is 28 bytes
+        raise CheckCondition(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
+    return spc.good()
+
+
 # MECHANISM STATUS (MMC-6 6.10): a tray, no changer.
 async def mechanism_status(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     door = 0x10 if _cd(lu).tray_open else 0
@@ -393,6 +470,14 @@ def _rows() -> list[Command]:
         Command(READ_TRACK_INFORMATION, "READ TRACK INFORMATION", read_track_information,
                 pr_access=R),
         Command(READ_CD, "READ CD", read_cd, pr_access=R),
+        Command(GET_PERFORMANCE, "GET PERFORMANCE", get_performance, pr_access=R),
+        Command(READ_DISC_STRUCTURE, "READ DISC STRUCTURE", read_disc_structure,
+                pr_access=R),
+        Command(SET_CD_SPEED, "SET CD SPEED", set_cd_speed, medium=False, pr_access=R),
+        Command(SET_STREAMING, "SET STREAMING", set_streaming, _streaming_length,
+                medium=False, pr_access=R),
+        *(row for row in sbc.DISK_COMMANDS if row.opcode in (O.VERIFY_10,
+                                                              O.SYNCHRONIZE_CACHE_10)),
         Command(MECHANISM_STATUS, "MECHANISM STATUS", mechanism_status, medium=False,
                 conflicts=False, pr_access=A),
         Command(O.START_STOP_UNIT, "START STOP UNIT", start_stop_unit, medium=False),
