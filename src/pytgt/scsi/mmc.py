@@ -262,7 +262,7 @@ async def read_track_information(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.data_in(data, _U16.unpack_from(cdb, 7)[0])
 
 
-# READ CD (MMC-6 6.19) of user data: a data disc's sectors are Mode 1, 2048 bytes each.
+# READ CD (MMC-6 6.20) of user data: a data disc's sectors are Mode 1, 2048 bytes each.
 # Sync, headers, EDC/ECC, C2 and sub-channel data are not kept in an ISO file.
 _SECTOR_TYPES_OF_MODE_1 = (0, 2)  # any type, Mode 1
 
@@ -313,7 +313,7 @@ _STRUCTURES = (0x00, 0x01, 0xFF)
 
 def _physical_format(lu: LogicalUnit) -> bytes:
     """Layer 0's descriptor: DVD-ROM book, 120 mm, one embossed layer, the data area
-    from physical sector 30000h (MMC-6 table 465)."""
+    from physical sector 30000h (the DVD-ROM book's layout)."""
     first = 0x030000
     desc = (bytes((0x01, 0x0F, 0x01, 0x00)) + _U32.pack(first)
             + _U32.pack(first + lu.num_blocks - 1) + _U32.pack(0) + bytes(1))
@@ -341,7 +341,7 @@ async def read_disc_structure(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.data_in(_U16.pack(len(body) + 2) + bytes(2) + body, alloc)
 
 
-# SET CD SPEED (MMC-6 6.37) and SET STREAMING (MMC-6 6.40): requests a drive may round
+# SET CD SPEED (BBh) and SET STREAMING (B6h) of MMC-6: requests a drive may round
 # down as it likes; the data comes from a file, at whatever speed the store gives.
 async def set_cd_speed(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if task.cdb[1] & 0xFC:
