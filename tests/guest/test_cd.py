@@ -1,7 +1,7 @@
 """``-Y cd`` LUs under the Linux kernel's CD-ROM drivers (sr, cdrom, isofs) in the QEMU
 guest: mount an ISO 9660 disc, eject and reload it, swap in another disc with
 ``pytgtadm --params path=`` (refused while the mounted disc's door is locked), and put a
-disc in a drive created empty."""
+disc in a drive created empty (a DVD: the image grown past a CD's size)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ mount -t iso9660 -o ro $D /mnt
 mark FILES-B $(files)
 umount /mnt
 mount -t iso9660 -o ro $E /mnt
-mark FILES-A-IN-THE-OTHER-DRIVE $(files)
+mark FILES-A-ON-A-DVD $(files)
+mark DVD-ID $(/usr/lib/udev/cdrom_id $E)
 umount /mnt
 iscsiadm -m node -T $T -p $P --logout
 """
@@ -74,6 +75,10 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
     daemon.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
                "--device-type", "cd")  # a drive with no disc in
     daemon.adm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+    dvd = tmp_path / "dvd.iso"  # A's file system on a medium too large for a CD
+    dvd.write_bytes(disc_a.read_bytes())
+    with open(dvd, "r+b") as f:
+        f.truncate(800 << 20)
     swap = ("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
             "--params", f"path={disc_b}")
     with booted(guest, SCRIPT, {PORTAL: daemon.port}, tmp_path / "boot.log") as run:
@@ -98,8 +103,10 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
         with run.gate("swap", 60):
             daemon.adm(*swap)
             daemon.adm("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
-                       "--params", f"path={disc_a}")
+                       "--params", f"path={dvd}")
             shown = daemon.adm("--op", "show", "--mode", "target").stdout
             assert f"Backing store path: {disc_b}\n" in shown
         assert _parse(run.marker("FILES-B", 60)) == _sums(DISC_B)
-        assert _parse(run.marker("FILES-A-IN-THE-OTHER-DRIVE", 60)) == _sums(DISC_A)
+        assert _parse(run.marker("FILES-A-ON-A-DVD", 60)) == _sums(DISC_A)
+        dvd_id = run.marker("DVD-ID", 60).split()
+        assert "ID_CDROM_MEDIA_DVD=1" in dvd_id, dvd_id
