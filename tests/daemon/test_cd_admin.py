@@ -64,3 +64,15 @@ def test_empty_drive_then_a_disc(admin: Admin, tmp_path: Path) -> None:
     assert "            Online: Yes\n" in shown[shown.index("LUN: 1"):]
     rc, _ = admin(mode="logicalunit", op="new", tid=1, lun=2)  # a disk still needs -b
     assert rc != 0
+
+
+def test_a_disc_brings_an_offline_drive_online(admin: Admin, tmp_path: Path) -> None:
+    """tgt's README.mmc: offline (no disc in the tray), swap, online again."""
+    lu = _cd(admin, tmp_path)
+    admin.ok(mode="logicalunit", op="update", tid=1, lun=1, params="online=0")
+    shown = admin.ok(mode="target", op="show")
+    assert "            Online: No\n" in shown[shown.index("LUN: 1"):]
+    new = tmp_path / "b.iso"
+    new.write_bytes(iso_image("B", 24))
+    admin.ok(mode="logicalunit", op="update", tid=1, lun=1, params=f"path={new}")
+    assert lu.online and lu.loaded

@@ -114,13 +114,15 @@ class CdLogicalUnit(LogicalUnit):
         """Put in a new medium (None: take it out), tray closed; returns the old store.
 
         Every nexus gets NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED and a new
-        media event (MMC-6 4.1.6.2); the caller closes the returned store.
+        media event (MMC-6 4.1.6.2); the caller closes the returned store. A disc brings
+        an offline drive (``online=0``) back online, as in tgt.
         """
         old = self.store
         self.store = store
         self.path = path if store is not None else ""
         self.tray_open = False
         self.loaded = store is not None
+        self.online = self.online or self.loaded
         if store is not None:
             self._media_event(EVENT_NEW_MEDIA)
             self.ua_add_all(self.nexus_keys, NOT_READY_TO_READY_CHANGE)
