@@ -33,6 +33,8 @@ mark CDROM-ID $(/usr/lib/udev/cdrom_id $D)
 files() {{ (cd /mnt && find . -type f | sort | xargs sha256sum); }}
 mount -t iso9660 -o ro $D /mnt
 mark FILES-A $(files)
+if sg_start -v --eject $D 2>/tmp/err; then mark EJECTED-WHILE-LOCKED; exit 1; fi
+mark LOCKED $(cat /tmp/err)
 gate mounted
 umount /mnt
 eject $D
@@ -88,6 +90,7 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
         cdrom_id = run.marker("CDROM-ID", 60).split()
         assert "ID_CDROM=1" in cdrom_id and "ID_CDROM_MEDIA=1" in cdrom_id, cdrom_id
         assert _parse(run.marker("FILES-A", 60)) == _sums(DISC_A)
+        assert "Additional sense: Medium removal prevented" in run.marker("LOCKED", 60)
         with run.gate("mounted", 60):  # the kernel locked the door: no swap
             refused = daemon.adm(*swap, check=False)
             assert (refused.returncode, refused.stderr) == (
