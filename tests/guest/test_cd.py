@@ -103,12 +103,18 @@ def test_mount_eject_and_swap_discs(guest: Guest, daemon: RunningDaemon,
         run.marker("EJECTED", 60)
         assert _parse(run.marker("RELOADED", 60)) == _sums(DISC_A)
         assert "No medium found" in run.marker("EMPTY", 60)
-        with run.gate("swap", 60):
+        with run.gate("swap", 60):  # the tray of LUN 1 is open, LUN 2 has no disc
+            shown = daemon.adm("--op", "show", "--mode", "target").stdout
+            for lun in ("LUN: 1", "LUN: 2"):
+                block = shown[shown.index(lun):]
+                assert "            Online: No\n" in block[:block.index("Backing store")]
+                assert "            Prevent removal: No\n" in block
             daemon.adm(*swap)
             daemon.adm("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "2",
                        "--params", f"path={dvd}")
             shown = daemon.adm("--op", "show", "--mode", "target").stdout
             assert f"Backing store path: {disc_b}\n" in shown
+            assert shown.count("            Online: Yes\n") == 3  # LUN 0 and both drives
         assert _parse(run.marker("FILES-B", 60)) == _sums(DISC_B)
         assert _parse(run.marker("FILES-A-ON-A-DVD", 60)) == _sums(DISC_A)
         dvd_id = run.marker("DVD-ID", 60).split()
