@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TextIO
 
 #: Debian packages whose programs go into the guest (their libraries follow by ELF).
-USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx",
+USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx", "eject",
             "multipath-tools", "udev")
 #: What goes into the guest from the packages (with the libraries these need).
 PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/systemd-udevd$"
@@ -56,7 +56,7 @@ PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/sys
 #: Kernel modules loaded at boot, with their dependencies (from each module's modinfo).
 MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
            "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",
-           "crc32c_generic", "crc32c_intel")
+           "isofs", "crc32c_generic", "crc32c_intel")
 #: The Python variant (``build_guest(python=True)``): Debian's Python 3.11 and pytgt's
 #: dependencies, so a test can run pytgt's own source inside the guest. Not
 #: python3-uvloop: bookworm's 0.17 predates ``uvloop.run`` (pytgt needs 0.19), and

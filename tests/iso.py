@@ -1,7 +1,13 @@
-"""A minimal ISO9660 image for tests: system area, a primary volume descriptor, a
-terminator, then data blocks (ECMA-119 8.4); enough for "CD001" at 16*2048."""
+"""ISO 9660 images for tests: :func:`iso_image`, a minimal one built here (system area,
+a primary volume descriptor, a terminator, then data blocks; ECMA-119 8.4), enough for
+"CD001" at 16*2048 but not for a file system driver; and :func:`mastered_iso`, a real,
+mountable one with files, written by genisoimage."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
 
 BLOCK = 2048
 
@@ -20,3 +26,19 @@ def iso_image(volume_id: str, blocks: int = 64, fill: bytes = b"") -> bytes:
     image[17 * BLOCK:18 * BLOCK] = term
     image[18 * BLOCK:18 * BLOCK + len(fill)] = fill
     return bytes(image)
+
+
+def mastered_iso(out: Path, volume_id: str, files: dict[str, bytes]) -> Path:
+    """An ISO 9660 image at ``out`` holding ``files`` (relative path -> content), with
+    Rock Ridge and Joliet names, mastered by genisoimage (Debian's package of that name)."""
+    tool = shutil.which("genisoimage")
+    if tool is None:
+        raise RuntimeError("genisoimage is not installed (apt-get install genisoimage)")
+    tree = out.with_name(out.name + ".d")
+    for rel, data in files.items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    subprocess.run([tool, "-quiet", "-R", "-J", "-V", volume_id, "-o", str(out), str(tree)],
+                   check=True, capture_output=True, timeout=60)
+    return out

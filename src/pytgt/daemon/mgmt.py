@@ -388,14 +388,16 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     params = parse_params(req.get("params"))
     mode_page = params.pop("mode_page", None)
     elements = element_params(params) if device_type == "changer" else {}
-    if lun < 0 or (not path and bstype == "rdwr"):
+    empty_drive = device_type == "cd" and not path  # tgt: a CD drive with no disc in
+    if lun < 0 or (not path and bstype == "rdwr" and not empty_drive):
         raise _invalid()
     if (device_type == "pt") != (bstype == "sg"):  # tgt's rule: sg is pt's only store
         raise _invalid("device-type pt needs bstype sg" if device_type == "pt"
                        else f"bstype sg needs device-type pt, not {device_type}")
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
-        store = await asyncio.to_thread(m.open_store, bstype, _open_path(m, path),
-                                        bsopts=_opt_str(req, "bsopts"), bsoflags=bsoflags)
+        store = None if empty_drive else await asyncio.to_thread(
+            m.open_store, bstype, _open_path(m, path), bsopts=_opt_str(req, "bsopts"),
+            bsoflags=bsoflags)
     except (BackingPathError, StoreUnavailable, StoreDeviceError) as exc:  # say why
         log.warning("LUN %d of target %d: %s", lun, tid, exc)
         raise _invalid(str(exc)) from None

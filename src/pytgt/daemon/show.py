@@ -125,7 +125,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
         f"Block size: {1 if dtype in ('controller', 'changer', 'pt') else lu.block_size}",
-        f"            Online: {_yes(lu.online)}",
+        f"            Online: {_yes(lu.online and (dtype != 'cd' or lu.loaded))}",  # tgt: no disc
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",
         f"            Readonly: {_yes(lu.readonly)}",
