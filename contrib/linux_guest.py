@@ -73,6 +73,8 @@ PYTHON = "python3.11"
 #: Library packages apt lists that no program here links (or that clash with libsystemd0).
 SKIP_LIBS = re.compile(r"libelogind0|libperl.*|.*-perl|libdebian-installer.*|libklibc")
 MARK = "@@PYTGT@@"
+#: A cached guest no build has used for this many days is removed by the next build.
+STALE_DAYS = 7
 BUILD_FORMAT = "4"  # bump when the build changes the image
 
 INIT = r"""#!/bin/sh
@@ -432,15 +434,21 @@ def build_guest(cache: Path | None = None, progress: bool = False,
     out = cache / cache_key(packages, python)
     guest = Guest(out / "vmlinuz", out / "initrd.gz", packages)
     if guest.initrd.exists():
+        with contextlib.suppress(OSError):
+            os.utime(out)  # in use: the clean-up below keeps it
         return guest
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix="build-") as tmp:
         _build(Path(tmp), packages, progress, python)
         with contextlib.suppress(OSError):  # another process may have finished first
             (Path(tmp) / "out").rename(out)
-    for old in cache.iterdir():  # earlier package versions' guests of the same variant
+    # Other guests of the same variant (earlier package versions, or another checkout's
+    # build) go once unused for STALE_DAYS: a checkout building while another boots its
+    # own must not pull that one's image away.
+    stale = time.time() - STALE_DAYS * 86400
+    for old in cache.iterdir():
         if old != out and (old / "packages").exists() and \
-                old.name.startswith("py-") == python:
+                old.name.startswith("py-") == python and old.stat().st_mtime < stale:
             shutil.rmtree(old, ignore_errors=True)
     return guest
 
