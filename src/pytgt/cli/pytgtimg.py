@@ -22,13 +22,21 @@ from pytgt.scsi.tape_media import (
     HEADER_SIZE,
     LABEL,
     RECORD,
+    TGT_DATA,
+    TGT_HEADER,
+    TGT_SERIAL,
     Kind,
     Label,
     MediaType,
     MediumFormatError,
+    TgtBlock,
+    TgtType,
     check_header,
     format_header,
+    is_tgt_image,
     parse_label,
+    parse_tgt_block,
+    parse_tgt_mam,
 )
 
 PROG = "pytgtimg"
@@ -41,6 +49,8 @@ MEDIA_TYPES = {"data": MediaType.DATA, "clean": MediaType.CLEAN, "worm": MediaTy
 TYPE_NAMES = {MediaType.DATA: "Data", MediaType.CLEAN: "Cleaning", MediaType.WORM: "WORM"}
 RECORD_NAMES = {Kind.DATA: "Data block", Kind.FILEMARK: "Filemark",
                 Kind.SETMARK: "Setmark", Kind.EOD: "End of Data"}
+TGT_NAMES = {TgtType.DATA: "Uncompressed data", TgtType.FILEMARK: "Filemark",
+             TgtType.EOD: "End of Data"}
 MAX_BARCODE = LABEL.size - 9  # the 32-byte barcode field
 
 
@@ -160,13 +170,66 @@ def _read_tape(path: str) -> tuple[int, Label, list[tuple[Kind, int, int, int]]]
         raise ImgError(f"{path}: {exc}") from None
 
 
-def show_tape(path: str) -> str:
-    size, label, recs = _read_tape(path)
-    created = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
+def _read_tgt_tape(path: str) -> tuple[int, Label, str, list[TgtBlock]]:
+    """Capacity, label, serial number and block headers (EOD last) of a tgt image."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(TGT_DATA)
+            capacity, label = parse_tgt_mam(head)
+            serial = head[TGT_SERIAL].split(b"\0")[0].decode("ascii", "replace")
+            blocks: list[TgtBlock] = []
+            off, prev = TGT_DATA, 0
+            while True:
+                f.seek(off)
+                block = parse_tgt_block(f.read(TGT_HEADER.size), off)
+                if block.number != len(blocks) + 1 or block.prev != prev \
+                        or block.type == TgtType.BOT or block.next > size:
+                    raise MediumFormatError(f"bad block header at offset {off}")
+                blocks.append(block)
+                if block.type == TgtType.EOD:
+                    return capacity, label, serial, blocks
+                off, prev = block.next, off
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+    except MediumFormatError as exc:
+        raise ImgError(f"{path}: {exc}") from None
+
+
+def _created(label: Label) -> str:
+    return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
         if label.created else "unknown"
+
+
+def show_tgt_tape(path: str) -> str:
+    """A tgt image as tgtimg shows it (block types named with their numbers)."""
+    capacity, label, serial, blocks = _read_tgt_tape(path)
     out = [f"Media     : {label.barcode:<31}",
            f" type     : {TYPE_NAMES[label.media_type]}",
-           f"Media serial number : {label.barcode}_{label.created}, created {created}",
+           f"Media serial number : {serial}, created {_created(label)}",
+           "",
+           f"Beginning of Tape({TgtType.BOT:d}): Capacity {capacity // MB} MB, Blk No.: 0, "
+           f"prev 0, curr 0, next {TGT_DATA}"]
+    out += [f"{TGT_NAMES[b.type] + f'({b.type:d})':>21}: Blk No. {b.number}, prev {b.prev}, "
+            f"curr {b.curr},  next {b.next}, sz {b.size}" for b in blocks]
+    return "\n".join(out)
+
+
+def _is_tgt(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return is_tgt_image(f.read(TGT_HEADER.size))
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+
+
+def show_tape(path: str) -> str:
+    if _is_tgt(path):
+        return show_tgt_tape(path)
+    size, label, recs = _read_tape(path)
+    out = [f"Media     : {label.barcode:<31}",
+           f" type     : {TYPE_NAMES[label.media_type]}",
+           f"Media serial number : {label.barcode}_{label.created}, created {_created(label)}",
            "",
            f"Beginning of Tape: Capacity {size // MB} MB, Blk No.: 0, prev 0, curr 0, "
            f"next {recs[0][1] if recs else HEADER_SIZE}"]
