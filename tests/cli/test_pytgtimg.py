@@ -125,21 +125,41 @@ def test_bad_op_and_missing_file(tmp_path: Path) -> None:
     assert err == f"pytgtimg: can't open {tmp_path / 'none'}, No such file or directory\n"
 
 
+def tgtimg(*args: str) -> str:
+    return subprocess.run(["tgtimg", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
 @pytest.mark.skipif(shutil.which("tgtimg") is None, reason="tgt's tgtimg not installed")
-def test_tgtimg_images_are_named_and_refused(tmp_path: Path) -> None:
-    """pytgt does not read tgt's format (docs/tape.md); it says so, and the LU refuses it."""
+@pytest.mark.parametrize("mtype", ["data", "clean", "worm"])
+def test_tgtimg_images_show_as_tgtimg_shows_them(tmp_path: Path, mtype: str) -> None:
+    """pytgt reads tgt's format (docs/tape.md): ``--op show`` prints what tgtimg prints."""
     img = tmp_path / "tgt.img"
-    subprocess.run(["tgtimg", "--op", "new", "--device-type", "tape", "--barcode", "A1",
-                    "--size", "10", "--type", "data", "--file", str(img)],
-                   check=True, capture_output=True)
-    status, _, err = run("--op", "show", "--device-type", "tape", "--file", str(img))
-    assert status == EXIT_FAILED
-    assert "a tgt (tgtimg) tape image, which pytgt does not read" in err
-    tgt_show = subprocess.run(["tgtimg", "--op", "show", "--device-type", "tape",
-                               "--file", str(img)], check=True, capture_output=True,
-                              text=True).stdout.splitlines()
+    tgtimg("--op", "new", "--device-type", "tape", "--barcode", "A1", "--size", "10",
+           "--type", mtype, "--file", str(img))
+    theirs = tgtimg("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert run("--op", "show", "--device-type", "tape", "--file", str(img)) == (0, theirs, "")
     ours = tmp_path / "ours.img"
-    assert new_tape(ours, size="10")[0] == 0
+    assert new_tape(ours, size="10", mtype=mtype)[0] == 0
     mine = run("--op", "show", "--device-type", "tape", "--file", str(ours))[1].splitlines()
+    tgt_show = theirs.splitlines()
     assert mine[:2] == tgt_show[:2]  # the same label layout
     assert mine[2].split(",")[0].split("_")[0] == tgt_show[2].split(",")[0].split("_")[0]
+
+
+def test_tgt_vector_shows_and_damage_is_one_line(tmp_path: Path) -> None:
+    vector = (Path(__file__).parent.parent / "vectors" / "tgt_tape.img").read_bytes()
+    img = tmp_path / "tgt.img"
+    img.write_bytes(vector)
+    status, out, _ = run("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert status == 0
+    assert out.splitlines()[4:7] == [
+        "Beginning of Tape(16): Capacity 10 MB, Blk No.: 0, prev 0, curr 0, next 1152",
+        " Uncompressed data(2): Blk No. 1, prev 0, curr 1152,  next 1210, sz 10",
+        " Uncompressed data(2): Blk No. 2, prev 1152, curr 1210,  next 1261, sz 3"]
+    assert out.splitlines()[-1] == \
+        "      End of Data(32): Blk No. 10, prev 1557, curr 1606,  next 1606, sz 0"
+    img.write_bytes(vector[:1400])
+    assert run("--op", "show", "--device-type", "tape", "--file", str(img)) == (
+        EXIT_FAILED, "", f"pytgtimg: {img}: truncated tgt tape image: no block header at "
+        "offset 1361\n")

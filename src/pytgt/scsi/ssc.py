@@ -339,8 +339,8 @@ async def write_filemarks_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 async def _worm_check(tape: TapeMedium) -> None:
     """On a WORM medium only EOD, or filemarks just before it, may be overwritten
     (SSC-3 WORM mode; the medium configuration page's restrictions, ssc_mode.py)."""
-    if tape.worm and any(rec.kind != Kind.FILEMARK
-                         for rec in (await tape.records())[tape.position:]):
+    recs = await tape.records()  # reads the label first: the media type is in it
+    if tape.worm and any(rec.kind != Kind.FILEMARK for rec in recs[tape.position:]):
         raise CheckCondition(SenseKey.DATA_PROTECT, WORM_MEDIUM_OVERWRITE_ATTEMPTED)
 
 

@@ -138,8 +138,9 @@ class TgtBlock:
 
 def tgt_header(btype: TgtType, size: int, number: int, prev: int, curr: int,
                nxt: int) -> bytes:
-    """A 48-byte tgt block header with its checksum."""
-    body = TGT_HEADER.pack(b"", size, size, btype, number, prev, curr, nxt)[4:]
+    """A 48-byte tgt block header with its checksum (BOT: ``size`` is the capacity, MiB)."""
+    ondisk = 0 if btype == TgtType.BOT else size
+    body = TGT_HEADER.pack(b"", ondisk, size, btype, number, prev, curr, nxt)[4:]
     return crc32c(body).to_bytes(4, "little") + body
 
 
