@@ -9,7 +9,6 @@ FILEMARKS with WSMK (tgtd writes a filemark), two filemarks, the variable block 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
