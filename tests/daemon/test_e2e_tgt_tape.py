@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -172,3 +173,52 @@ def test_tgt_image_round_trip(tmp_path: Path) -> None:
         assert status != 0  # the end of data
 
     tgtd_serves(tmp_path / "tgt2", img, tgtd_reads_back)
+
+
+def _lu_block(shown: str, lun: int) -> list[str]:
+    lines = shown.splitlines()
+    start = lines.index(f"        LUN: {lun}")
+    end = next((i for i in range(start + 1, len(lines))
+                if not lines[i].startswith("            ")), len(lines))
+    return lines[start:end]
+
+
+def test_tape_lu_show_is_tgtds(tmp_path: Path) -> None:
+    """``--op show`` of a tape LU (also ``-E ssc``) is tgtd's line for line; --dump keeps
+    only what differs from a new tape LU."""
+    img = tmp_path / "T1"
+    tgtimg("--op", "new", "--device-type", "tape", "--barcode", "T1", "--size", "4",
+           "--type", "data", "--file", str(img))
+    lus = (("1", ()), ("2", ("-E", "ssc")))
+    t = TgtTarget(tmp_path / "tgt")
+    t.start()
+    try:
+        t.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
+        for lun, extra in lus:
+            t.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", lun,
+                  "--device-type", "tape", "-b", str(img), *extra)
+        theirs = t.adm("--op", "show", "--mode", "target")
+    finally:
+        t.stop()
+    d = start_daemon(tmp_path / "pytgtd")
+    try:
+        d.adm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
+        for lun, extra in lus:
+            d.adm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", lun,
+                  "--device-type", "tape", "-b", str(img), *extra)
+        ours = d.adm("--op", "show", "--mode", "target").stdout
+        dump = subprocess.run([sys.executable, "-m", "pytgt.cli.pytgt_admin", "-C",
+                               str(d.control_port), "--dump"], env=d.env, capture_output=True,
+                              text=True, timeout=60).stdout
+    finally:
+        assert d.stop() == 0, "pytgtd did not exit cleanly:\n" + "".join(d.log[-30:])
+    for lun in (1, 2):
+        assert _lu_block(ours, lun) == _lu_block(theirs, lun)
+    assert _lu_block(ours, 1)[4:] == [
+        "            Size: 0 MB, Block size: 1", "            Online: Yes",
+        "            Removable media: Yes", "            Prevent removal: No",
+        "            Readonly: No", "            SWP: No", "            Thin-provisioning: No",
+        "            Backing store type: ssc", f"            Backing store path: {img}",
+        "            Backing store flags: "]
+    assert f"\t<backing-store {img}>\n\t\tlun 1\n\t\tdevice-type tape\n\t</backing-store>\n" \
+        in dump

@@ -377,6 +377,8 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     if device_type is None:
         raise _invalid(f"unknown target type: {req.get('device_type')}")
     bstype = _opt_str(req, "bstype") or "rdwr"
+    if device_type == "tape" and bstype == "ssc":
+        bstype = "rdwr"  # tgt's name for a tape's store: the medium file
     path = _opt_str(req, "backing_store")
     bsoflags = _opt_str(req, "bsoflags")
     block_size = _opt_int(req, "blocksize") or 512

@@ -123,7 +123,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI ID: {lu.scsi_id}",
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
-        f"Block size: {1 if dtype in ('controller', 'changer') else lu.block_size}",
+        f"Block size: {1 if dtype in ('controller', 'changer', 'tape') else lu.block_size}",
         f"            Online: {_yes(lu.online)}",
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",
@@ -138,10 +138,14 @@ def format_lu(lu: LogicalUnit) -> list[str]:
     ]
 
 
+_TGT_BSTYPE = {"changer": "smc", "tape": "ssc"}  # tgt's backing stores of these types
+
+
 def _bstype_shown(lu: LogicalUnit) -> str:
-    """tgt names a changer's backing store type "smc" (its file holds nothing)."""
-    if lu.device_type == "changer" and lu.bstype == "rdwr":
-        return "smc"
+    """tgt names a changer's backing store type "smc" (its file holds nothing) and a
+    tape's "ssc" (its medium file), whatever ``-E`` said."""
+    if lu.device_type in _TGT_BSTYPE and lu.bstype == "rdwr":
+        return _TGT_BSTYPE[lu.device_type]
     return lu.bstype or "null"
 
 

@@ -132,6 +132,11 @@ class TapeUnit(LogicalUnit):
     def num_blocks(self) -> int:
         return 0
 
+    @property
+    def thin_default(self) -> bool:
+        """No thin provisioning (no UNMAP on a tape), as tgt shows a tape LU."""
+        return False
+
     def change_medium(self, store: BackingStore | None, path: str) -> BackingStore | None:
         """Put a cartridge in (None: take it out), rewound; returns the old store.
 
