@@ -169,6 +169,31 @@ def parse_tgt_block(raw: bytes, at: int) -> TgtBlock:
     return block
 
 
+# the bytes tgtimg writes in every MAM beside the fields above (file offsets)
+_TGT_MAM_CONSTANT = {0x33: b"\x02", 0x5E: b"\x01", 0x130: b"Foo     ",
+                     0x15A: b"\x01\x80\0\0\0\x7f", 0x188: b"Bar     "}
+_TGT_CAPACITY = struct.Struct(">QQ")  # remaining and maximum capacity, bytes, at 38h
+TGT_CLEANING_COUNT = 0x183  # a cleaning cartridge's, 20 as tgtimg makes it
+
+
+def tgt_image_head(capacity_mb: int, label: Label) -> bytes:
+    """The first ``TGT_DATA`` bytes of a tgt image as tgtimg makes them: the
+    beginning-of-tape header and the MAM (barcode up to 31 characters)."""
+    head = bytearray(tgt_header(TgtType.BOT, capacity_mb, 0, 0, 0, TGT_DATA))
+    head += bytes(TGT_MAM_SIZE)
+    for off, value in _TGT_MAM_CONSTANT.items():
+        head[off:off + len(value)] = value
+    _TGT_CAPACITY.pack_into(head, 0x38, capacity_mb * MB, capacity_mb * MB)
+    serial = f"{label.barcode}_{label.created}".encode("ascii")[:TGT_SERIAL.stop
+                                                                 - TGT_SERIAL.start - 1]
+    head[TGT_SERIAL.start:TGT_SERIAL.start + len(serial)] = serial
+    head[TGT_MEDIUM_TYPE] = {v: k for k, v in TGT_MEDIA.items()}[label.media_type]
+    if label.media_type == MediaType.CLEAN:
+        head[TGT_CLEANING_COUNT] = 20
+    head[TGT_BARCODE.start:TGT_BARCODE.stop - 1] = label.barcode.encode("ascii")[:31].ljust(31)
+    return bytes(head)
+
+
 def parse_tgt_mam(head: bytes) -> tuple[int, Label]:
     """Capacity (bytes) and label of a tgt image from its first ``TGT_DATA`` bytes."""
     if len(head) < TGT_DATA:
