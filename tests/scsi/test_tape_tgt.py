@@ -25,6 +25,7 @@ from pytgt.scsi.tape_media import (
     tgt_header,
 )
 from pytgt.scsi.task import Status
+from pytgt.stores.base import StoreIOError
 from pytgt.stores.memory import MemoryStore
 from tests.scsi.conftest import Harness
 from tests.scsi.test_ssc import (
@@ -174,3 +175,40 @@ def test_damaged_images(loop: asyncio.AbstractEventLoop, image: bytes, message: 
     t = tape(loop, image)
     assert decode_sense(read(t, 1).sense) == (MEDIUM_ERROR, 0x31, 0x00)
     assert t.store.size == len(image)  # nothing written, nothing lost
+
+
+def test_many_small_blocks_index_across_reads(loop: asyncio.AbstractEventLoop) -> None:
+    store = store_of(VECTOR[:TGT_DATA] + EMPTY_EOD)
+    medium = TapeMedium(store)
+    items = [(Kind.DATA, bytes((n % 251,)) * (n % 7)) if n % 5 else (Kind.FILEMARK, b"")
+             for n in range(3000)]  # ~150 KB of headers: several read-ahead chunks
+    loop.run_until_complete(medium.write(items))
+    again = TapeMedium(store)
+    recs = loop.run_until_complete(again.records())
+    assert [(r.kind, bytes(loop.run_until_complete(again.payload(r)))) for r in recs] == items
+
+
+class FailingStore(MemoryStore):
+    """Writes of more than ``limit`` bytes fail (a full disk, say)."""
+
+    limit = 100
+
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        if len(data) > self.limit:
+            raise StoreIOError(28, "No space left on device")
+        await super().write(offset, data)
+
+
+def test_a_failed_write_leaves_the_tape_as_it_was(loop: asyncio.AbstractEventLoop) -> None:
+    store = FailingStore(len(VECTOR))
+    store._buf[:] = VECTOR  # noqa: SLF001
+    t = make_tape(loop, store)
+    while t.run([0x00] * 6).status:
+        pass
+    assert space(t, 3, 0).status == Status.GOOD  # to EOD
+    r = write(t, b"x" * 1000)
+    assert r.status == Status.CHECK_CONDITION
+    recs = loop.run_until_complete(TapeMedium(store).records())
+    assert len(recs) == len(CONTENT)  # the old END OF DATA header is still there
+    assert store.size == len(VECTOR)  # grown for the write, shrunk back
+    assert bytes(loop.run_until_complete(store.read(0, len(VECTOR)))) == VECTOR

@@ -21,6 +21,7 @@ identifier of EOD is the number of records).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import struct
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ LABEL_OFFSET = 16
 RECORD = struct.Struct(">B3xIQ")  # kind, payload length, previous record header offset
 Payload = bytes | bytearray | memoryview
 EARLY_WARNING = 1 << 20  # bytes before the end of the medium that start early warning
+SCAN_CHUNK = 1 << 16  # bytes read at a time while indexing a tgt image's block headers
 
 
 class Kind(enum.IntEnum):
@@ -300,10 +302,13 @@ class TapeMedium:
         size = self.store.size
         out: list[Record] = []
         off, prev = TGT_DATA, 0
+        buf, at = b"", 0  # read ahead: small blocks' headers come SCAN_CHUNK bytes a read
         while True:
-            raw = bytes(await self.store.read(off, min(TGT_HEADER.size, size - off))) \
-                if off < size else b""
-            block = parse_tgt_block(raw, off)
+            if not at <= off <= at + len(buf) - TGT_HEADER.size:
+                at = off
+                buf = bytes(await self.store.read(off, min(SCAN_CHUNK, size - off))) \
+                    if off < size else b""
+            block = parse_tgt_block(buf[off - at:off - at + TGT_HEADER.size], off)
             if block.number != len(out) + 1 or block.prev != prev or block.type == TgtType.BOT:
                 raise MediumFormatError(f"bad block header at offset {off}")
             if block.type == TgtType.EOD:
@@ -368,17 +373,28 @@ class TapeMedium:
         if not self._formatted:
             await self.store.write(0, HEADER.pack(MAGIC, VERSION, HEADER_SIZE))
             self._formatted = True
-        if self.tgt and end > self.store.size:
-            assert isinstance(self.store, SupportsResize)
-            await self.store.resize(end)
-        await self.store.write(off, b"".join(parts))
+        old_size = self.store.size
+        if self.tgt and end > old_size:
+            await self._resize(end)
+        try:  # the first record header replaces the old EOD header last: a failed
+            if len(parts) > 1:  # write leaves the tape as it was
+                await self.store.write(off + hsize, b"".join(parts[1:]))
+            await self.store.write(off, parts[0])
+        except BaseException:
+            if self.tgt and self.store.size > old_size:
+                with contextlib.suppress(Exception):
+                    await self._resize(old_size)
+            raise
         if self.tgt and end < self.store.size:
-            assert isinstance(self.store, SupportsResize)
-            await self.store.resize(end)
+            await self._resize(end)
         del recs[self.position:]
         recs.extend(new)
         self.position = len(recs)
         return at > self.capacity - EARLY_WARNING
+
+    async def _resize(self, size: int) -> None:
+        assert isinstance(self.store, SupportsResize)  # checked when the image was read
+        await self.store.resize(size)
 
     async def erase(self) -> None:
         """ERASE: the data ends at the position (SSC-3 6.2)."""
