@@ -1,9 +1,11 @@
-"""``pytgtimg``: make and show tape and CD/DVD image files (tgtimg's command line).
+"""``pytgtimg``: make, show and convert tape and CD/DVD image files (tgtimg's command line).
 
 ``--op new --device-type tape`` writes an empty pytgt tape (docs/tape.md: the header
 with the barcode, media type and creation time, then END OF DATA) of ``--size``
 megabytes; ``--op show`` prints its label and records laid out as tgtimg prints its
-own. ``--device-type cd`` makes a zero-filled image of the size, and shows its size.
+own, and a tgt (tgtimg) image exactly as tgtimg does; ``--op convert`` copies a tape to
+the other format (``--output``). ``--device-type cd`` makes a zero-filled image of the
+size, and shows its size.
 Errors are one line on stderr, ``pytgtimg: ...``; a bad command line exits 22 (as
 tgtimg), a file that cannot be made or read exits 1.
 """
