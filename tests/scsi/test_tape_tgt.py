@@ -9,14 +9,21 @@ FILEMARKS with WSMK (tgtd writes a filemark), two filemarks, the variable block 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pytgt.cli.pytgtimg import main as pytgtimg_main
 from pytgt.scsi.sense import decode_sense
 from pytgt.scsi.tape_media import (
     TGT_DATA,
+    CleaningCartridge,
     Kind,
     MediaType,
     MediumFormatError,
@@ -212,3 +219,27 @@ def test_a_failed_write_leaves_the_tape_as_it_was(loop: asyncio.AbstractEventLoo
     assert len(recs) == len(CONTENT)  # the old END OF DATA header is still there
     assert store.size == len(VECTOR)  # grown for the write, shrunk back
     assert bytes(loop.run_until_complete(store.read(0, len(VECTOR)))) == VECTOR
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damage_anywhere_is_a_format_error_or_a_sound_tape(data: st.DataObject) -> None:
+    """Flipped bytes or a cut anywhere: the tape indexes, or MediumFormatError; pytgtimg
+    shows it or says why in one line; never another exception."""
+    image = bytearray(VECTOR)
+    for _ in range(data.draw(st.integers(0, 3))):
+        image[data.draw(st.integers(0, len(image) - 1))] ^= data.draw(st.integers(1, 255))
+    image = image[:data.draw(st.integers(0, len(image)))]
+    lp = asyncio.new_event_loop()
+    try:
+        with contextlib.suppress(MediumFormatError, CleaningCartridge):
+            lp.run_until_complete(TapeMedium(store_of(bytes(image))).records())
+    finally:
+        lp.close()
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(image)
+        f.flush()
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            status = pytgtimg_main(["--op", "show", "--device-type", "tape", "--file", f.name])
+        assert status == 0 or (status == 1 and len(err.getvalue().splitlines()) == 1)

@@ -209,8 +209,11 @@ def _read_tgt_tape(path: str) -> tuple[int, Label, str, list[TgtBlock]]:
 
 
 def _created(label: Label) -> str:
-    return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
-        if label.created else "unknown"
+    try:
+        return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
+            if label.created else "unknown"
+    except (OverflowError, ValueError, OSError):  # a time beyond the platform's
+        return "unknown"
 
 
 def show_tgt_tape(path: str) -> str:

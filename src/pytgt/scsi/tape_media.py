@@ -108,6 +108,7 @@ TGT_SERIAL = slice(0x138, 0x158)  # "BARCODE_CREATED", NUL-padded (file offsets)
 TGT_MEDIUM_TYPE = 0x180
 TGT_BARCODE = slice(0x268, 0x288)  # space-padded
 MB = 1 << 20  # the beginning-of-tape header's block size is the capacity in MiB
+TGT_MAX_BLOCK = 0xFFFFFF  # a block's data (READ BLOCK LIMITS); larger: a damaged header
 
 
 class TgtType(enum.IntEnum):
@@ -166,7 +167,8 @@ def parse_tgt_block(raw: bytes, at: int) -> TgtBlock:
     block = TgtBlock(TgtType(btype), size, number, prev, curr, nxt)
     want = {TgtType.DATA: at + TGT_HEADER.size + size, TgtType.FILEMARK: at + TGT_HEADER.size,
             TgtType.EOD: at, TgtType.BOT: TGT_DATA}[block.type]
-    if nxt != want or (size and block.type not in (TgtType.DATA, TgtType.BOT)):
+    if nxt != want or (size and block.type not in (TgtType.DATA, TgtType.BOT)) \
+            or size > TGT_MAX_BLOCK:
         raise MediumFormatError(f"bad block header at offset {at}")
     return block
 
@@ -208,7 +210,7 @@ def parse_tgt_mam(head: bytes) -> tuple[int, Label]:
         raise MediumFormatError(f"unknown tgt media type {head[TGT_MEDIUM_TYPE]}")
     barcode = head[TGT_BARCODE].split(b"\0")[0].rstrip(b" ").decode("ascii", "replace")
     stamp = head[TGT_SERIAL].split(b"\0")[0].rpartition(b"_")[2]
-    created = int(stamp) if stamp.isdigit() else 0
+    created = int(stamp) if stamp.isdigit() and len(stamp) <= 18 else 0  # fits a u64
     return bot.size * MB, Label(barcode, mtype, created)
 
 
