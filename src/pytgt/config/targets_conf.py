@@ -468,6 +468,8 @@ class _Builder:
             spec.device_type = d.value
             if d.value not in TGT_DEVICE_TYPES:
                 self.err(d.where, f"unknown device-type: {d.value}")
+        if TGT_DEVICE_TYPES.get(spec.device_type) == "tape" and spec.bstype == "ssc":
+            spec.bstype = "rdwr"  # tgt's name for a tape's store: the medium file
         if (d := get("allow-in-use")) is not None:
             flag = _bool(d.value)
             if flag is None:
