@@ -188,13 +188,14 @@ def tgt_image_head(capacity_mb: int, label: Label) -> bytes:
     for off, value in _TGT_MAM_CONSTANT.items():
         head[off:off + len(value)] = value
     _TGT_CAPACITY.pack_into(head, 0x38, capacity_mb * MB, capacity_mb * MB)
-    serial = f"{label.barcode}_{label.created}".encode("ascii")[:TGT_SERIAL.stop
-                                                                 - TGT_SERIAL.start - 1]
+    serial = f"{label.barcode}_{label.created}".encode("ascii", "replace")[
+        :TGT_SERIAL.stop - TGT_SERIAL.start - 1]
     head[TGT_SERIAL.start:TGT_SERIAL.start + len(serial)] = serial
     head[TGT_MEDIUM_TYPE] = {v: k for k, v in TGT_MEDIA.items()}[label.media_type]
     if label.media_type == MediaType.CLEAN:
         head[TGT_CLEANING_COUNT] = 20
-    head[TGT_BARCODE.start:TGT_BARCODE.stop - 1] = label.barcode.encode("ascii")[:31].ljust(31)
+    head[TGT_BARCODE.start:TGT_BARCODE.stop - 1] = \
+        label.barcode.encode("ascii", "replace")[:31].ljust(31)
     return bytes(head)
 
 
@@ -215,7 +216,7 @@ def parse_tgt_mam(head: bytes) -> tuple[int, Label]:
 
 
 class MediumFormatError(Exception):
-    """The file is neither a pytgt tape nor blank."""
+    """The file is neither a sound tape image (pytgt's or tgt's) nor blank."""
 
 
 class CleaningCartridge(Exception):
