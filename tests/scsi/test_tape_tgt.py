@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,13 +176,19 @@ def test_worm_and_cleaning_media(loop: asyncio.AbstractEventLoop) -> None:
      "bad block header at offset 1261"),  # a wrong previous offset
     (VECTOR[:0x180] + b"\x09" + VECTOR[0x181:], "unknown tgt media type 9"),
 ])
-def test_damaged_images(loop: asyncio.AbstractEventLoop, image: bytes, message: str) -> None:
+def test_damaged_images(loop: asyncio.AbstractEventLoop, image: bytes, message: str,
+                        caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(MediumFormatError) as exc:
         loop.run_until_complete(TapeMedium(store_of(image)).records())
     assert str(exc.value) == message
     t = tape(loop, image)
-    assert decode_sense(read(t, 1).sense) == (MEDIUM_ERROR, 0x31, 0x00)
+    with caplog.at_level(logging.WARNING, logger="pytgt.scsi"):
+        assert decode_sense(read(t, 1).sense) == (MEDIUM_ERROR, 0x31, 0x00)
+        assert decode_sense(write(t, b"x").sense) == (MEDIUM_ERROR, 0x31, 0x00)
     assert t.store.size == len(image)  # nothing written, nothing lost
+    assert [r.getMessage() for r in caplog.records] == [  # once, with the reason
+        f"LUN 1 of target 1: mem: {message}; the medium is refused (MEDIUM FORMAT "
+        "CORRUPTED; pytgtimg --op show names the damage)"]
 
 
 def test_many_small_blocks_index_across_reads(loop: asyncio.AbstractEventLoop) -> None:

@@ -247,6 +247,7 @@ class TapeMedium:
         self.lock = asyncio.Lock()
         self.position = 0
         self._records: list[Record] | None = None
+        self._damage: MediumFormatError | None = None  # why the medium was refused
         self._formatted = False
         self.tgt = False  # tgt's format (read on first use)
         self._capacity = 0  # tgt's format: from the beginning-of-tape header
@@ -263,8 +264,14 @@ class TapeMedium:
 
     async def records(self) -> list[Record]:
         """The record index, read from the medium the first time."""
+        if self._damage is not None:
+            raise self._damage  # refused once, refused until another medium is loaded
         if self._records is None:
-            self._records = await self._scan()
+            try:
+                self._records = await self._scan()
+            except MediumFormatError as exc:
+                self._damage = exc
+                raise
         if self.label.media_type == MediaType.CLEAN:
             raise CleaningCartridge
         return self._records
