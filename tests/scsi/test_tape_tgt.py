@@ -191,11 +191,14 @@ def test_damaged_images(loop: asyncio.AbstractEventLoop, image: bytes, message: 
         "CORRUPTED; pytgtimg --op show names the damage)"]
 
 
-def test_many_small_blocks_index_across_reads(loop: asyncio.AbstractEventLoop) -> None:
+@pytest.mark.parametrize("sizes", [(0, 1, 2, 3, 4, 5, 6), (20000, 3, 70000, 5, 16383, 1)])
+def test_many_blocks_index_across_reads(loop: asyncio.AbstractEventLoop,
+                                        sizes: tuple[int, ...]) -> None:
     store = store_of(VECTOR[:TGT_DATA] + EMPTY_EOD)
     medium = TapeMedium(store)
-    items = [(Kind.DATA, bytes((n % 251,)) * (n % 7)) if n % 5 else (Kind.FILEMARK, b"")
-             for n in range(3000)]  # ~150 KB of headers: several read-ahead chunks
+    items = [(Kind.DATA, bytes((n % 251,)) * sizes[n % len(sizes)]) if n % 5
+             else (Kind.FILEMARK, b"") for n in range(3000 if sizes[0] == 0 else 300)]
+    # small blocks: ~150 KB of headers, several read-ahead chunks; big ones: single reads
     loop.run_until_complete(medium.write(items))
     again = TapeMedium(store)
     recs = loop.run_until_complete(again.records())

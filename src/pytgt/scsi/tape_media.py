@@ -312,11 +312,11 @@ class TapeMedium:
         size = self.store.size
         out: list[Record] = []
         off, prev = TGT_DATA, 0
-        buf, at = b"", 0  # read ahead: small blocks' headers come SCAN_CHUNK bytes a read
+        buf, at, chunk = b"", 0, SCAN_CHUNK  # small blocks' headers: a chunk a read
         while True:
             if not at <= off <= at + len(buf) - TGT_HEADER.size:
                 at = off
-                buf = bytes(await self.store.read(off, min(SCAN_CHUNK, size - off))) \
+                buf = bytes(await self.store.read(off, min(chunk, size - off))) \
                     if off < size else b""
             block = parse_tgt_block(buf[off - at:off - at + TGT_HEADER.size], off)
             if block.number != len(out) + 1 or block.prev != prev or block.type == TgtType.BOT:
@@ -328,6 +328,7 @@ class TapeMedium:
                                         f"at offset {off} ends past the end of the file")
             out.append(Record(TGT_KIND[block.type], off, block.size, TGT_HEADER.size))
             off, prev = block.next, off
+            chunk = SCAN_CHUNK if block.size < SCAN_CHUNK // 4 else TGT_HEADER.size
 
     @property
     def worm(self) -> bool:
