@@ -107,15 +107,22 @@ iSNSAccessControl and then iSNS --value On does the same at run time.""",
         "SEE ALSO": "pytgtd(8), iscsi-ls(1), iscsi-inq(1), iscsi-readcapacity16(1), "
                     "qemu-img(1)",
     }),
-    Page("pytgtimg", 8, _pytgtimg, "create and show tape and CD/DVD image files", {
-        "EXIT STATUS": "0: success\n\n1: the file could not be created or read (it "
-                       "exists, or is not a pytgt tape)\n\n22: a bad command line",
-        "NOTES": "Tape images are pytgt's format (docs/tape.md); tgt's tgtimg images "
-                 "are not read. The barcode and media type are recorded in the image "
-                 "and shown; pytgtd treats every tape as a data tape.",
+    Page("pytgtimg", 8, _pytgtimg, "create, show and convert tape and CD/DVD image files", {
+        "EXIT STATUS": "0: success\n\n1: the file could not be created, read or converted "
+                       "(it exists, or is not a tape image, or is damaged)\n\n22: a bad "
+                       "command line",
+        "NOTES": "pytgtimg makes pytgt's tape format (docs/tape.md). tgt's tgtimg images "
+                 "are read as they are: --op show prints them as tgtimg does, and pytgtd "
+                 "serves and writes them in place (a tgt tape library keeps working). "
+                 "--op convert copies a tape to the other format with the same blocks, "
+                 "filemarks, barcode, media type, creation time and capacity; tgt's "
+                 "format has no setmarks (they become filemarks). The media type is acted "
+                 "on: a WORM tape only appends, a cleaning cartridge is not read.",
         "EXAMPLES": "$ pytgtimg --op new --device-type tape --barcode A0001 --size 1024 "
                     "--type data --file tape0.img\n"
                     "pytgtimg --op show --device-type tape --file tape0.img\n"
+                    "pytgtimg --op convert --device-type tape --file tgt-tape.img "
+                    "--output tape1.img\n"
                     "pytgtimg --op new --device-type cd --size 700 -T --file cd0.img",
         "SEE ALSO": "pytgtadm(8), pytgtd(8), tgtimg(8)",
     }),

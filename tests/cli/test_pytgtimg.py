@@ -125,21 +125,123 @@ def test_bad_op_and_missing_file(tmp_path: Path) -> None:
     assert err == f"pytgtimg: can't open {tmp_path / 'none'}, No such file or directory\n"
 
 
+def tgtimg(*args: str) -> str:
+    return subprocess.run(["tgtimg", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
 @pytest.mark.skipif(shutil.which("tgtimg") is None, reason="tgt's tgtimg not installed")
-def test_tgtimg_images_are_named_and_refused(tmp_path: Path) -> None:
-    """pytgt does not read tgt's format (docs/tape.md); it says so, and the LU refuses it."""
+@pytest.mark.parametrize("mtype", ["data", "clean", "worm"])
+def test_tgtimg_images_show_as_tgtimg_shows_them(tmp_path: Path, mtype: str) -> None:
+    """pytgt reads tgt's format (docs/tape.md): ``--op show`` prints what tgtimg prints."""
     img = tmp_path / "tgt.img"
-    subprocess.run(["tgtimg", "--op", "new", "--device-type", "tape", "--barcode", "A1",
-                    "--size", "10", "--type", "data", "--file", str(img)],
-                   check=True, capture_output=True)
-    status, _, err = run("--op", "show", "--device-type", "tape", "--file", str(img))
-    assert status == EXIT_FAILED
-    assert "a tgt (tgtimg) tape image, which pytgt does not read" in err
-    tgt_show = subprocess.run(["tgtimg", "--op", "show", "--device-type", "tape",
-                               "--file", str(img)], check=True, capture_output=True,
-                              text=True).stdout.splitlines()
+    tgtimg("--op", "new", "--device-type", "tape", "--barcode", "A1", "--size", "10",
+           "--type", mtype, "--file", str(img))
+    theirs = tgtimg("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert run("--op", "show", "--device-type", "tape", "--file", str(img)) == (0, theirs, "")
     ours = tmp_path / "ours.img"
-    assert new_tape(ours, size="10")[0] == 0
+    assert new_tape(ours, size="10", mtype=mtype)[0] == 0
     mine = run("--op", "show", "--device-type", "tape", "--file", str(ours))[1].splitlines()
+    tgt_show = theirs.splitlines()
     assert mine[:2] == tgt_show[:2]  # the same label layout
     assert mine[2].split(",")[0].split("_")[0] == tgt_show[2].split(",")[0].split("_")[0]
+
+
+def test_tgt_vector_shows_and_damage_is_one_line(tmp_path: Path) -> None:
+    vector = (Path(__file__).parent.parent / "vectors" / "tgt_tape.img").read_bytes()
+    img = tmp_path / "tgt.img"
+    img.write_bytes(vector)
+    status, out, _ = run("--op", "show", "--device-type", "tape", "--file", str(img))
+    assert status == 0
+    assert out.splitlines()[4:7] == [
+        "Beginning of Tape(16): Capacity 10 MB, Blk No.: 0, prev 0, curr 0, next 1152",
+        " Uncompressed data(2): Blk No. 1, prev 0, curr 1152,  next 1210, sz 10",
+        " Uncompressed data(2): Blk No. 2, prev 1152, curr 1210,  next 1261, sz 3"]
+    assert out.splitlines()[-1] == \
+        "      End of Data(32): Blk No. 10, prev 1557, curr 1606,  next 1606, sz 0"
+    img.write_bytes(vector[:1400])
+    assert run("--op", "show", "--device-type", "tape", "--file", str(img)) == (
+        EXIT_FAILED, "", f"pytgtimg: {img}: truncated tgt tape image: no block header at "
+        "offset 1361\n")
+
+
+VECTOR = Path(__file__).parent.parent / "vectors" / "tgt_tape.img"  # tgtd wrote it
+
+
+def convert(src: Path, dst: Path) -> tuple[int, str, str]:
+    return run("--op", "convert", "--device-type", "tape", "--file", str(src),
+               "--output", str(dst))
+
+
+def test_convert_tgt_to_pytgt_and_back_is_identical(tmp_path: Path) -> None:
+    ours, back = tmp_path / "ours.img", tmp_path / "back.img"
+    assert convert(VECTOR, ours) == (
+        0, f"Converted {VECTOR} to pytgt tape image file : {ours}\n", "")
+    assert ours.read_bytes()[:8] == b"PYTGTAPE" and ours.stat().st_size == 10 * MB
+    data = ours.read_bytes()
+    label = parse_label(data[:512])
+    assert (label.barcode, label.media_type, label.created) == ("T1", MediaType.DATA,
+                                                                 1796607835)
+
+    async def contents() -> list[tuple[Kind, bytes]]:
+        store = MemoryStore(len(data))
+        await store.write(0, data)
+        medium = TapeMedium(store)
+        return [(r.kind, bytes(await medium.payload(r))) for r in await medium.records()]
+
+    assert asyncio.run(contents()) == [
+        (Kind.DATA, b"0123456789"), (Kind.DATA, b"abc"), (Kind.FILEMARK, b""),
+        (Kind.DATA, b"WXYZ"), (Kind.DATA, b"wxyz"), (Kind.FILEMARK, b""),
+        (Kind.FILEMARK, b""), (Kind.FILEMARK, b""), (Kind.DATA, b"Q")]
+    assert convert(ours, back) == (0, f"Converted {ours} to tgt tape image file : {back}\n",
+                                   "")
+    assert back.read_bytes() == VECTOR.read_bytes()  # tgtimg's MAM, tgtd's block headers
+
+
+def test_convert_pytgt_setmarks_and_worm_to_tgt(tmp_path: Path) -> None:
+    img, out = tmp_path / "w.img", tmp_path / "w.tgt"
+    assert new_tape(img, barcode="W1", mtype="worm")[0] == 0
+
+    async def fill() -> None:
+        data = img.read_bytes()
+        store = MemoryStore(len(data))
+        await store.write(0, data)
+        await TapeMedium(store).write([(Kind.DATA, b"d" * 700), (Kind.SETMARK, b""),
+                                       (Kind.DATA, b"e")])
+        img.write_bytes(bytes(await store.read(0, store.size)))
+
+    asyncio.run(fill())
+    status, text, _ = convert(img, out)
+    assert (status, text) == (
+        0, f"Converted {img} to tgt tape image file : {out} (1 setmarks written as "
+        "filemarks)\n")
+    lines = run("--op", "show", "--device-type", "tape", "--file", str(out))[1].splitlines()
+    assert lines[1] == " type     : WORM"
+    assert lines[4:] == [
+        "Beginning of Tape(16): Capacity 2 MB, Blk No.: 0, prev 0, curr 0, next 1152",
+        " Uncompressed data(2): Blk No. 1, prev 0, curr 1152,  next 1900, sz 700",
+        "         Filemark(64): Blk No. 2, prev 1152, curr 1900,  next 1948, sz 0",
+        " Uncompressed data(2): Blk No. 3, prev 1900, curr 1948,  next 1997, sz 1",
+        "      End of Data(32): Blk No. 4, prev 1948, curr 1997,  next 1997, sz 0"]
+    assert out.stat().st_size == 1997 + 48
+    if shutil.which("tgtimg"):
+        assert tgtimg("--op", "show", "--device-type", "tape", "--file", str(out)) == \
+            run("--op", "show", "--device-type", "tape", "--file", str(out))[1]
+
+
+def test_convert_errors_are_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "out.img"
+    status, _, err = run("--op", "convert", "--device-type", "tape", "--file", str(VECTOR))
+    assert status == EXIT_EINVAL and err.splitlines()[0] == "pytgtimg: Missing the output param"
+    status, _, err = run("--op", "convert", "--device-type", "cd", "--file", str(VECTOR),
+                         "--output", str(out))
+    assert status == EXIT_EINVAL and err.splitlines()[0] == "pytgtimg: convert is for tape images"
+    damaged = tmp_path / "damaged.img"
+    damaged.write_bytes(VECTOR.read_bytes()[:1400])
+    assert convert(damaged, out) == (EXIT_FAILED, "", f"pytgtimg: {damaged}: truncated tgt "
+                                     "tape image: no block header at offset 1361\n")
+    assert not out.exists()
+    out.write_bytes(b"mine")
+    assert convert(VECTOR, out) == (EXIT_FAILED, "", f"pytgtimg: can't create {out}, "
+                                    "File exists\n")
+    assert out.read_bytes() == b"mine"

@@ -714,3 +714,17 @@ def test_a_changer_is_created_after_its_drives() -> None:
     news = [r["lun"] for r in restore_requests(config) if r.get("op") == "new"
             and r.get("mode") == "logicalunit"]
     assert news == [2, 1]
+
+
+def test_a_tape_lu_with_tgts_store_name_and_its_own_defaults() -> None:
+    """``bs-type ssc`` is tgt's name for a tape's file (rdwr); a tape's own product_id and
+    removable are its defaults, so nothing is sent or dumped for them."""
+    text = (f"<target {IQN}>\n<backing-store /vtl/A1>\nlun 1\ndevice-type tape\n"
+            "bs-type ssc\nproduct_id VIRTUAL-TAPE\nremovable 1\n</backing-store>\n</target>\n")
+    config = parse(text)
+    config.targets[0].tid = 1
+    lu = config.targets[0].luns[0]
+    assert lu.bstype == "rdwr"
+    new = [r for r in restore_requests(config) if r.get("mode") == "logicalunit"]
+    assert new == [{"mode": "logicalunit", "op": "new", "tid": 1, "lun": 1,
+                    "backing_store": "/vtl/A1", "device_type": "tape"}]

@@ -53,8 +53,9 @@ def test_empty_drive_then_a_disc(admin: Admin, tmp_path: Path) -> None:
     assert isinstance(lu, CdLogicalUnit) and lu.store is None and not lu.loaded
     shown = admin.ok(mode="target", op="show")
     lun1 = shown[shown.index("LUN: 1"):]
-    for line in ("Type: cd/dvd", "Size: 0 MB, Block size: 2048", "Online: No",
-                 "Removable media: Yes", "Thin-provisioning: No", "Backing store path: None"):
+    for line in ("Type: cd/dvd", "Size: 0 MB, Block size: 1", "Online: No",  # as tgtd
+                 "Removable media: Yes", "Thin-provisioning: No", "Backing store type: mmc",
+                 "Backing store path: None"):
         assert f"            {line}\n" in lun1, lun1
     iso = tmp_path / "a.iso"
     iso.write_bytes(iso_image("A", 32))
@@ -76,3 +77,16 @@ def test_a_disc_brings_an_offline_drive_online(admin: Admin, tmp_path: Path) -> 
     new.write_bytes(iso_image("B", 24))
     admin.ok(mode="logicalunit", op="update", tid=1, lun=1, params=f"path={new}")
     assert lu.online and lu.loaded
+
+
+def test_tgt_mmc_store_name_is_accepted_and_shown(admin: Admin, tmp_path: Path) -> None:
+    """tgtadm -E mmc (tgt's name for a cd's medium store) opens the ISO; show says mmc."""
+    iso = tmp_path / "a.iso"
+    iso.write_bytes(iso_image("A", 32))
+    admin.ok(mode="target", op="new", tid=1, targetname=IQN)
+    admin.ok(mode="logicalunit", op="new", tid=1, lun=1, device_type="cd", bstype="mmc",
+             backing_store=str(iso))
+    lu = admin.mgmt.registry.targets[1].scsi.luns[1]
+    assert isinstance(lu, CdLogicalUnit) and lu.loaded and lu.bstype == "rdwr"
+    shown = admin.ok(mode="target", op="show")
+    assert "            Backing store type: mmc\n" in shown[shown.index("LUN: 1"):]

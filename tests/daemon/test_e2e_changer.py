@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -41,14 +42,19 @@ def admin(d: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     return res
 
 
-def vtl_setup(tmp: Path, example: str) -> tuple[Path, Path]:
+def tgtimg(*args: str) -> None:
+    subprocess.run(["tgtimg", *args], check=True, capture_output=True, timeout=60)
+
+
+def vtl_setup(tmp: Path, example: str, maker: str = "pytgtimg") -> tuple[Path, Path]:
     """The example with /root/ replaced, its notape files and smc file, as its comments
-    say (pytgtimg instead of tgtimg); returns (config file, media directory)."""
+    say (made by pytgtimg or tgt's tgtimg); returns (config file, media directory)."""
     text = (EXAMPLES / example).read_text().replace("/root/", f"{tmp}/")
     tapes = tmp / "tapes"
     tapes.mkdir()
-    pytgtimg("--op", "new", "--device-type", "tape", "--barcode", "", "--size", "1",
-             "--type", "clean", "--file", str(tapes / "notape"))
+    (tgtimg if maker == "tgtimg" else pytgtimg)(
+        "--op", "new", "--device-type", "tape", "--barcode", "", "--size", "1",
+        "--type", "clean", "--file", str(tapes / "notape"))
     for n in (1, 2, 3):
         os.symlink(tapes / "notape", tapes / f"notape{n}")
     (tmp / "smc").write_bytes(bytes(1024))
@@ -93,16 +99,21 @@ async def ready(s: InitiatorSession, lun: int) -> int:
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="tgt's examples are not installed")
-@pytest.mark.parametrize(("example", "counts", "drive", "drive_lun"), [
-    ("targets.conf.vtl.L700", {1: 1, 2: 216, 3: 20, 4: 3}, 500, 3),
-    ("targets.conf.vtl.MSL2024", {1: 1, 2: 24, 4: 1}, 2, 1),
+@pytest.mark.parametrize(("example", "counts", "drive", "drive_lun", "maker"), [
+    ("targets.conf.vtl.L700", {1: 1, 2: 216, 3: 20, 4: 3}, 500, 3, "pytgtimg"),
+    ("targets.conf.vtl.MSL2024", {1: 1, 2: 24, 4: 1}, 2, 1, "pytgtimg"),
+    pytest.param("targets.conf.vtl.MSL2024", {1: 1, 2: 24, 4: 1}, 2, 1, "tgtimg",
+                 marks=pytest.mark.skipif(shutil.which("tgtimg") is None,
+                                          reason="tgt's tgtimg not installed")),
 ])
 def test_vtl_example_loads_and_moves_a_cartridge(tmp_path: Path, example: str,
                                                  counts: dict[int, int], drive: int,
-                                                 drive_lun: int) -> None:
-    conf, tapes = vtl_setup(tmp_path, example)
-    pytgtimg("--op", "new", "--device-type", "tape", "--barcode", "A0000001", "--size", "4",
-             "--type", "data", "--file", str(tapes / "A0000001"))
+                                                 drive_lun: int, maker: str) -> None:
+    """An existing tgt library (tgtimg's cartridges) works as it is."""
+    conf, tapes = vtl_setup(tmp_path, example, maker)
+    (tgtimg if maker == "tgtimg" else pytgtimg)(
+        "--op", "new", "--device-type", "tape", "--barcode", "A0000001", "--size", "4",
+        "--type", "data", "--file", str(tapes / "A0000001"))
     d = start_daemon(tmp_path / "d", extra=("--allow-backing-symlinks",))
     try:
         admin(d, "-e", "-c", str(conf))
@@ -144,6 +155,13 @@ def test_vtl_example_loads_and_moves_a_cartridge(tmp_path: Path, example: str,
 
         asyncio.run(scenario())
         assert payload_in(tapes / "A0000001", b"changer" * 100)
+        if maker == "tgtimg":  # still tgt's format, as tgtimg reads it
+            shown = subprocess.run(["tgtimg", "--op", "show", "--device-type", "tape",
+                                    "--file", str(tapes / "A0000001")], check=True,
+                                   capture_output=True, text=True, timeout=60).stdout
+            assert " Uncompressed data(2): Blk No. 1, prev 0, curr 1152,  next 1900, sz 700\n" \
+                "      End of Data(32): Blk No. 2, prev 1152, curr 1900,  next 1900, sz 0\n" \
+                in shown
         text = admin(d, "--dump").stdout
         assert "\t\tparams element_type=2,address=1001,barcode=A0000001\n" in text
         assert f"\t\tparams element_type=4,address={drive},tid=1,lun={drive_lun}\n" in text

@@ -1,9 +1,11 @@
-"""``pytgtimg``: make and show tape and CD/DVD image files (tgtimg's command line).
+"""``pytgtimg``: make, show and convert tape and CD/DVD image files (tgtimg's command line).
 
 ``--op new --device-type tape`` writes an empty pytgt tape (docs/tape.md: the header
 with the barcode, media type and creation time, then END OF DATA) of ``--size``
 megabytes; ``--op show`` prints its label and records laid out as tgtimg prints its
-own. ``--device-type cd`` makes a zero-filled image of the size, and shows its size.
+own, and a tgt (tgtimg) image exactly as tgtimg does; ``--op convert`` copies a tape to
+the other format (``--output``). ``--device-type cd`` makes a zero-filled image of the
+size, and shows its size.
 Errors are one line on stderr, ``pytgtimg: ...``; a bad command line exits 22 (as
 tgtimg), a file that cannot be made or read exits 1.
 """
@@ -22,13 +24,25 @@ from pytgt.scsi.tape_media import (
     HEADER_SIZE,
     LABEL,
     RECORD,
+    TGT_DATA,
+    TGT_HEADER,
+    TGT_KIND,
+    TGT_SERIAL,
+    TGT_TYPE,
     Kind,
     Label,
     MediaType,
     MediumFormatError,
+    TgtBlock,
+    TgtType,
     check_header,
     format_header,
+    is_tgt_image,
     parse_label,
+    parse_tgt_block,
+    parse_tgt_mam,
+    tgt_header,
+    tgt_image_head,
 )
 
 PROG = "pytgtimg"
@@ -41,6 +55,9 @@ MEDIA_TYPES = {"data": MediaType.DATA, "clean": MediaType.CLEAN, "worm": MediaTy
 TYPE_NAMES = {MediaType.DATA: "Data", MediaType.CLEAN: "Cleaning", MediaType.WORM: "WORM"}
 RECORD_NAMES = {Kind.DATA: "Data block", Kind.FILEMARK: "Filemark",
                 Kind.SETMARK: "Setmark", Kind.EOD: "End of Data"}
+TGT_MAX_BARCODE = 31  # the MAM's barcode field
+TGT_NAMES = {TgtType.DATA: "Uncompressed data", TgtType.FILEMARK: "Filemark",
+             TgtType.EOD: "End of Data"}
 MAX_BARCODE = LABEL.size - 9  # the 32-byte barcode field
 
 
@@ -57,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(
         prog=PROG, description="create (--op new) or show (--op show) a tape or "
                 "CD/DVD image file for pytgtd's -Y tape and -Y cd logical units, with "
-                "tgtimg's command line",
+                "tgtimg's command line; convert (--op convert) a tape image between "
+                "tgt's format and pytgt's",
                 epilog="exit status: 0 success; 1 the file could not be made or read; "
                 "22 bad command line")
-    p.add_argument("-o", "--op", required=True, choices=["new", "show"],
-                   help="new: create the image file; show: print its details")
+    p.add_argument("-o", "--op", required=True, choices=["new", "show", "convert"],
+                   help="new: create the image file; show: print its details; convert: "
+                   "copy a tape image (--file) to a new one (--output) in the other format "
+                   "(tgt's tgtimg format to pytgt's, pytgt's to tgt's)")
     p.add_argument("-m", "--device-type", required=True, choices=["tape", "cd"],
                    help="the kind of image")
     p.add_argument("-b", "--barcode", metavar="CODE",
@@ -72,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="media type: data, clean or worm for tapes; dvd+r for cd (new)")
     p.add_argument("-f", "--file", required=True, metavar="PATH",
                    help="the image file (new: it must not exist)")
+    p.add_argument("-O", "--output", metavar="PATH",
+                   help="the converted image (convert: it must not exist)")
     p.add_argument("-T", "--thin-provisioning", "--thin", action="store_true",
                    dest="thin", help="create a sparse file (new)")
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {VERSION}")
@@ -160,13 +182,69 @@ def _read_tape(path: str) -> tuple[int, Label, list[tuple[Kind, int, int, int]]]
         raise ImgError(f"{path}: {exc}") from None
 
 
-def show_tape(path: str) -> str:
-    size, label, recs = _read_tape(path)
-    created = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
-        if label.created else "unknown"
+def _read_tgt_tape(path: str) -> tuple[int, Label, str, list[TgtBlock]]:
+    """Capacity, label, serial number and block headers (EOD last) of a tgt image."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(TGT_DATA)
+            capacity, label = parse_tgt_mam(head)
+            serial = head[TGT_SERIAL].split(b"\0")[0].decode("ascii", "replace")
+            blocks: list[TgtBlock] = []
+            off, prev = TGT_DATA, 0
+            while True:
+                f.seek(off)
+                block = parse_tgt_block(f.read(TGT_HEADER.size), off)
+                if block.number != len(blocks) + 1 or block.prev != prev \
+                        or block.type == TgtType.BOT or block.next > size:
+                    raise MediumFormatError(f"bad block header at offset {off}")
+                blocks.append(block)
+                if block.type == TgtType.EOD:
+                    return capacity, label, serial, blocks
+                off, prev = block.next, off
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+    except MediumFormatError as exc:
+        raise ImgError(f"{path}: {exc}") from None
+
+
+def _created(label: Label) -> str:
+    try:
+        return time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(label.created)) \
+            if label.created else "unknown"
+    except (OverflowError, ValueError, OSError):  # a time beyond the platform's
+        return "unknown"
+
+
+def show_tgt_tape(path: str) -> str:
+    """A tgt image as tgtimg shows it (block types named with their numbers)."""
+    capacity, label, serial, blocks = _read_tgt_tape(path)
     out = [f"Media     : {label.barcode:<31}",
            f" type     : {TYPE_NAMES[label.media_type]}",
-           f"Media serial number : {label.barcode}_{label.created}, created {created}",
+           f"Media serial number : {serial}, created {_created(label)}",
+           "",
+           f"Beginning of Tape({TgtType.BOT:d}): Capacity {capacity // MB} MB, Blk No.: 0, "
+           f"prev 0, curr 0, next {TGT_DATA}"]
+    out += [f"{TGT_NAMES[b.type] + f'({b.type:d})':>21}: Blk No. {b.number}, prev {b.prev}, "
+            f"curr {b.curr},  next {b.next}, sz {b.size}" for b in blocks]
+    return "\n".join(out)
+
+
+def _is_tgt(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return is_tgt_image(f.read(TGT_HEADER.size))
+    except OSError as exc:
+        raise ImgError(f"can't open {path}, {exc.strerror}") from None
+
+
+def show_tape(path: str) -> str:
+    if _is_tgt(path):
+        return show_tgt_tape(path)
+    size, label, recs = _read_tape(path)
+    out = [f"Media     : {label.barcode:<31}",
+           f" type     : {TYPE_NAMES[label.media_type]}",
+           f"Media serial number : {label.barcode}_{label.created}, created {_created(label)}",
            "",
            f"Beginning of Tape: Capacity {size // MB} MB, Blk No.: 0, prev 0, curr 0, "
            f"next {recs[0][1] if recs else HEADER_SIZE}"]
@@ -185,9 +263,89 @@ def show_cd(path: str) -> str:
     return f"Media     : DVD+R\nSize      : {size // MB} MB ({size} bytes)"
 
 
+def _records(path: str) -> tuple[bool, int, Label, list[tuple[Kind, int, int]]]:
+    """(tgt's format?, capacity, label, records as (kind, payload offset, length))."""
+    if _is_tgt(path):
+        capacity, label, _, blocks = _read_tgt_tape(path)
+        return True, capacity, label, [(TGT_KIND[b.type], b.curr + TGT_HEADER.size, b.size)
+                                       for b in blocks[:-1]]
+    size, label, recs = _read_tape(path)
+    return False, size, label, [(kind, off + RECORD.size, length)
+                                for kind, off, length, _ in recs if kind != Kind.EOD]
+
+
+def _pytgt_image(label: Label, capacity: int,
+                 recs: list[tuple[Kind, int, int]]) -> tuple[int, bytes, list[bytes]]:
+    """(size, header, record headers with the EOD's last) of a pytgt image."""
+    heads, prev, at = [], 0, HEADER_SIZE
+    for kind, _, length in recs:
+        heads.append(RECORD.pack(kind, length, prev))
+        prev, at = at, at + RECORD.size + length
+    heads.append(RECORD.pack(Kind.EOD, 0, prev))
+    size = max(capacity, -(-(at + RECORD.size) // MB) * MB)
+    return size, format_header(label)[:HEADER_SIZE], heads
+
+
+def _tgt_image(label: Label, capacity: int,
+               recs: list[tuple[Kind, int, int]]) -> tuple[int, bytes, list[bytes]]:
+    """(capacity in MiB, head, block headers with the EOD's last) of a tgt image;
+    setmarks become filemarks (tgt's format has none)."""
+    heads, prev, at = [], 0, TGT_DATA
+    for n, (kind, _, length) in enumerate(recs, 1):
+        nxt = at + TGT_HEADER.size + length
+        heads.append(tgt_header(TGT_TYPE[kind], length, n, prev, at, nxt))
+        prev, at = at, nxt
+    heads.append(tgt_header(TgtType.EOD, 0, len(recs) + 1, prev, at, at))
+    mb = max(-(-capacity // MB), -(-(at + TGT_HEADER.size) // MB))
+    return mb, tgt_image_head(mb, label), heads
+
+
+def convert_tape(src: str, dst: str | None, thin: bool) -> str:
+    """Copy a tape image to ``dst`` in the other format: the same blocks and marks,
+    barcode, media type, creation time and capacity."""
+    if dst is None:
+        raise _bad("Missing the output param")
+    from_tgt, capacity, label, recs = _records(src)
+    if not from_tgt and len(label.barcode) > TGT_MAX_BARCODE:
+        raise ImgError(f"{src}: the barcode {label.barcode!r} is too long for tgt's format "
+                       f"(up to {TGT_MAX_BARCODE} characters)")
+    if from_tgt:  # the file size is the capacity
+        size, head, heads = _pytgt_image(label, capacity, recs)
+        _create(dst, size, head, thin)
+    else:  # the file holds what was written
+        _, head, heads = _tgt_image(label, capacity, recs)
+        _create(dst, 0, head, True)
+    try:
+        with open(src, "rb") as fin, open(dst, "r+b") as fout:
+            fout.seek(len(head))
+            for n, (_, off, length) in enumerate(recs):
+                fin.seek(off)
+                payload = fin.read(length)
+                if len(payload) != length:
+                    raise ImgError(f"{src}: short read at offset {off}")
+                fout.write(heads[n] + payload)
+            fout.write(heads[-1])  # END OF DATA
+            fout.flush()
+            os.fsync(fout.fileno())
+    except OSError as exc:
+        os.unlink(dst)
+        raise ImgError(f"can't convert {src} to {dst}, {exc.strerror}") from None
+    except ImgError:
+        os.unlink(dst)
+        raise
+    marks = sum(kind == Kind.SETMARK for kind, _, _ in recs)
+    kind = "pytgt" if from_tgt else "tgt"
+    note = f" ({marks} setmarks written as filemarks)" if marks and not from_tgt else ""
+    return f"Converted {src} to {kind} tape image file : {dst}{note}"
+
+
 def run(args: argparse.Namespace) -> str:
     if args.op == "new":
         return new_image(args)
+    if args.op == "convert":
+        if args.device_type != "tape":
+            raise _bad("convert is for tape images")
+        return convert_tape(args.file, args.output, args.thin)
     return show_tape(args.file) if args.device_type == "tape" else show_cd(args.file)
 
 
@@ -195,10 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run pytgtimg; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        print(run(args))
+        print(run(args), flush=True)
     except ImgError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.status
+    except BrokenPipeError:  # `pytgtimg --op show ... | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

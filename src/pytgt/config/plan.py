@@ -57,7 +57,7 @@ class Running:
 
 def lu_params(tid: int, lu: LunSpec) -> dict[str, str]:
     """The LU's parameters that differ from a new LU's."""
-    defaults = lu_defaults(tid, lu.lun)
+    defaults = lu_defaults(tid, lu.lun, lu.device_type)
     return {k: v for k, v in lu.params.items() if defaults.get(k) != v}
 
 
@@ -399,7 +399,7 @@ def _diff_luns(have: TargetSpec, want: TargetSpec, tid: int) -> list[Request]:
 
 def _diff_lu_params(tid: int, before: LunSpec, after: LunSpec) -> list[Request]:
     out: list[Request] = []
-    defaults = lu_defaults(tid, after.lun)
+    defaults = lu_defaults(tid, after.lun, after.device_type)
     old, new = lu_params(tid, before), lu_params(tid, after)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     changed.update({k: defaults[k] for k in old if k not in new})

@@ -35,13 +35,33 @@ TGT_DEVICE_TYPES: dict[str, str] = {
     "disk": "disk", "tape": "tape", "ssc": "tape", "cd": "cd", "changer": "changer", "pt": "pt",
 }
 
+# tgt's backing store names for its medium device types (tgtadm -E, targets.conf bs-type,
+# and what tgtadm --op show prints): the medium file, which pytgt opens with rdwr.
+TGT_MEDIUM_BSTYPE: dict[str, str] = {"tape": "ssc", "cd": "mmc", "changer": "smc"}
+
+
+def medium_bstype(device_type: str, bstype: str) -> str:
+    """``bstype`` with tgt's medium store name for ``device_type`` read as rdwr."""
+    dtype = TGT_DEVICE_TYPES.get(device_type, device_type)
+    return "rdwr" if TGT_MEDIUM_BSTYPE.get(dtype) == bstype else bstype
+
+
 AccountSpec = tuple[str, str]  # (user, password)
 
 
-def lu_defaults(tid: int, lun: int) -> dict[str, str]:
-    """The LU parameter values a new LU of ``tid``/``lun`` starts with (tgt's)."""
+# what a new LU of a removable-medium type starts with instead (scsi/ssc.py, mmc.py, smc.py)
+TYPE_PARAM_DEFAULTS: dict[str, dict[str, str]] = {
+    "tape": {"product_id": "VIRTUAL-TAPE", "removable": "1"},
+    "cd": {"product_id": "VIRTUAL-CDROM", "removable": "1"},
+    "changer": {"product_id": "VIRTUAL-CHANGER", "removable": "1"},
+}
+
+
+def lu_defaults(tid: int, lun: int, device_type: str = "disk") -> dict[str, str]:
+    """The LU parameter values a new LU of ``tid``/``lun`` and type starts with (tgt's)."""
     return {**LU_PARAM_DEFAULTS, "scsi_id": f"IET     {tid:04x}{lun:04x}",
-            "scsi_sn": f"beaf{tid}{lun}"}
+            "scsi_sn": f"beaf{tid}{lun}",
+            **TYPE_PARAM_DEFAULTS.get(TGT_DEVICE_TYPES.get(device_type, device_type), {})}
 
 
 @dataclass

@@ -36,7 +36,7 @@ def _thin(lu: Any) -> str:
 
 def snapshot_lu(tid: int, lu: Any) -> LunSpec:
     """One logical unit's settings (parameters equal to a new LU's are left out)."""
-    defaults = lu_defaults(tid, lu.lun)
+    defaults = lu_defaults(tid, lu.lun, str(lu.device_type))
     ident = store_identity(getattr(lu, "store", None))
     if ident:  # the store names the LU (an RBD image id): left out like tgt's default
         defaults.update(scsi_id=ident, scsi_sn=ident)

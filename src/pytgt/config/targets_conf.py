@@ -33,6 +33,7 @@ from pytgt.config.spec import (
     ConfigSpec,
     LunSpec,
     TargetSpec,
+    medium_bstype,
 )
 from pytgt.scsi.qos import parse_limit
 from pytgt.scsi.smc import ELEMENT_KEYS
@@ -468,6 +469,7 @@ class _Builder:
             spec.device_type = d.value
             if d.value not in TGT_DEVICE_TYPES:
                 self.err(d.where, f"unknown device-type: {d.value}")
+        spec.bstype = medium_bstype(spec.device_type, spec.bstype)  # tgt's ssc/mmc/smc
         if (d := get("allow-in-use")) is not None:
             flag = _bool(d.value)
             if flag is None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pytgt.config.model import Account, Registry, Target
-from pytgt.config.spec import TGT_DEVICE_TYPES
+from pytgt.config.spec import TGT_DEVICE_TYPES, medium_bstype
 from pytgt.daemon import alua_admin, redirect, show, show_json, stats
 from pytgt.daemon.async_messages import end_sessions
 from pytgt.daemon.batch import system_batch
@@ -381,7 +381,7 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     device_type = TGT_DEVICE_TYPES.get(_opt_str(req, "device_type") or "disk")
     if device_type is None:
         raise _invalid(f"unknown target type: {req.get('device_type')}")
-    bstype = _opt_str(req, "bstype") or "rdwr"
+    bstype = medium_bstype(device_type, _opt_str(req, "bstype") or "rdwr")  # ssc/mmc/smc
     path = _opt_str(req, "backing_store")
     bsoflags = _opt_str(req, "bsoflags")
     block_size = _opt_int(req, "blocksize") or 512

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pytgt.config.spec import TGT_MEDIUM_BSTYPE
 from pytgt.daemon import alua_admin, lu_show, redirect
 from pytgt.iscsi import keys
 from pytgt.scsi.lu import PERIPHERAL_DEVICE_TYPE
@@ -124,7 +125,7 @@ def format_lu(lu: LogicalUnit) -> list[str]:
         f"            SCSI ID: {lu.scsi_id}",
         f"            SCSI SN: {lu.scsi_sn}",
         f"            Size: {size_mb(lu.size)} MB, "
-        f"Block size: {1 if dtype in ('controller', 'changer', 'pt') else lu.block_size}",
+        f"Block size: {1 if dtype in _BLOCK_SIZE_ONE else lu.block_size}",
         f"            Online: {_yes(lu.online and (dtype != 'cd' or lu.loaded))}",  # tgt: no disc
         f"            Removable media: {_yes(lu.removable)}",
         f"            Prevent removal: {_yes(lu.prevent_removal)}",
@@ -139,10 +140,15 @@ def format_lu(lu: LogicalUnit) -> list[str]:
     ]
 
 
+#: Types tgtd shows with "Block size: 1" whatever their blocks are.
+_BLOCK_SIZE_ONE = frozenset({"controller", "changer", "tape", "cd", "pt"})
+
+
 def _bstype_shown(lu: LogicalUnit) -> str:
-    """tgt names a changer's backing store type "smc" (its file holds nothing)."""
-    if lu.device_type == "changer" and lu.bstype == "rdwr":
-        return "smc"
+    """tgt names the store of a changer "smc" (its file holds nothing), of a tape "ssc"
+    and of a cd "mmc" (the medium file), whatever ``-E`` said."""
+    if lu.device_type in TGT_MEDIUM_BSTYPE and lu.bstype == "rdwr":
+        return TGT_MEDIUM_BSTYPE[lu.device_type]
     return lu.bstype or "null"
 
 

@@ -12,6 +12,7 @@ residue in INFORMATION (SSC-3 4.2.x); the data read before the condition is retu
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -75,6 +76,7 @@ NOT_READY_TO_READY_CHANGE = (0x28, 0x00)  # MEDIUM MAY HAVE CHANGED
 FILEMARK, EOM, ILI = 0x80, 0x40, 0x20
 
 _U16 = struct.Struct(">H")
+log = logging.getLogger("pytgt.scsi")
 
 
 class TapeCondition(Exception):
@@ -116,6 +118,7 @@ class TapeUnit(LogicalUnit):
         self.removable = True
         self.medium = TapeMedium(store)
         self._block_length = 0  # variable-block mode until MODE SELECT sets a length
+        self._reported: MediumFormatError | None = None  # the damage last logged
         self.mode = TapeModePages(lambda: self.medium.worm)  # SSC-3 8.3 (ssc_mode.py)
         self.task_set = TaskSet(self.mode)
 
@@ -131,6 +134,11 @@ class TapeUnit(LogicalUnit):
     @property
     def num_blocks(self) -> int:
         return 0
+
+    @property
+    def thin_default(self) -> bool:
+        """No thin provisioning (no UNMAP on a tape), as tgt shows a tape LU."""
+        return False
 
     def change_medium(self, store: BackingStore | None, path: str) -> BackingStore | None:
         """Put a cartridge in (None: take it out), rewound; returns the old store.
@@ -152,7 +160,12 @@ class TapeUnit(LogicalUnit):
     async def run(self, task: ScsiTask, row: Command | None = None) -> ScsiResult:
         try:
             return await super().run(task, row)
-        except MediumFormatError:
+        except MediumFormatError as exc:
+            if exc is not self._reported:  # once per medium: the reason, for the admin
+                self._reported = exc
+                log.warning("LUN %d of target %d: %s: %s; the medium is refused (MEDIUM "
+                            "FORMAT CORRUPTED; pytgtimg --op show names the damage)",
+                            self.lun, self.tid, self.path, exc)
             return self.check_condition(CheckCondition(SenseKey.MEDIUM_ERROR,
                                                        MEDIUM_FORMAT_CORRUPTED))
         except CleaningCartridge:
@@ -339,8 +352,8 @@ async def write_filemarks_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
 async def _worm_check(tape: TapeMedium) -> None:
     """On a WORM medium only EOD, or filemarks just before it, may be overwritten
     (SSC-3 WORM mode; the medium configuration page's restrictions, ssc_mode.py)."""
-    if tape.worm and any(rec.kind != Kind.FILEMARK
-                         for rec in (await tape.records())[tape.position:]):
+    recs = await tape.records()  # reads the label first: the media type is in it
+    if tape.worm and any(rec.kind != Kind.FILEMARK for rec in recs[tape.position:]):
         raise CheckCondition(SenseKey.DATA_PROTECT, WORM_MEDIUM_OVERWRITE_ATTEMPTED)
 
 

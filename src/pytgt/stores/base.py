@@ -148,6 +148,16 @@ class SupportsRescan(Protocol):
 
 
 @runtime_checkable
+class SupportsResize(Protocol):
+    """Optional: a store whose object can grow and shrink (a tape image in tgt's format
+    holds only what was written, scsi/tape_media.py)."""
+
+    async def resize(self, size: int) -> None:
+        """Make the object ``size`` bytes long (zeros when it grows); ``size`` follows."""
+        ...
+
+
+@runtime_checkable
 class SupportsCompareAndWrite(Protocol):
     """Optional: COMPARE AND WRITE (SBC-3 5.2) atomic beyond this process (a store shared
     by several gateways); the SCSI layer still serialises it within the LU."""

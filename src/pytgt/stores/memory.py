@@ -7,11 +7,13 @@ change data that is still being sent.
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 from pytgt.stores.base import (
     StoreCapability,
     StoreError,
+    StoreIOError,
     check_range,
     parse_oflags,
     parse_options,
@@ -65,6 +67,16 @@ class MemoryStore:
 
     async def flush(self) -> None:
         return None
+
+    async def resize(self, size: int) -> None:
+        """Grow (zero-filled) or shrink the buffer (SupportsResize)."""
+        if size < 0:
+            raise StoreIOError(errno.EINVAL, f"bad size: {size}")
+        if size < self.size:
+            del self._buf[size:]
+        else:
+            self._buf.extend(bytes(size - self.size))
+        self.size = size
 
     async def unmap(self, offset: int, length: int) -> None:
         check_range(self.size, offset, length)

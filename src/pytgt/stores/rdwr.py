@@ -210,6 +210,14 @@ class RdwrStore:
         if view.nbytes:
             await self._run(self._write_sync, offset, view)
 
+    async def resize(self, size: int) -> None:
+        """Grow or shrink a regular file (SupportsResize): ftruncate in the pool."""
+        if self.block_device or self.readonly:
+            raise StoreIOError(errno.EROFS if self.readonly else errno.EINVAL,
+                               f"{self.path}: cannot be resized")
+        await self._run(self._resize_sync, size)
+        self.size = size
+
     async def flush(self) -> None:
         await self._run(self._flush_sync)
 
@@ -313,6 +321,12 @@ class RdwrStore:
         if view.nbytes:
             self._write_sync(offset, view)
         self._flush_sync()
+
+    def _resize_sync(self, size: int) -> None:
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            raise StoreIOError(exc.errno or errno.EIO, str(exc)) from None
 
     def _flush_sync(self) -> None:
         try:
