@@ -75,16 +75,22 @@ def start_daemon(tmp: Path, host: str = "127.0.0.1", extra: tuple[str, ...] = ()
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout
     lines: list[str] = []
+    # Read the pipe's fd itself until the READY line: select() on the text wrapper would
+    # miss lines its buffer already holds (two log lines in one pipe read).
+    fd, pending = proc.stderr.fileno(), b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], deadline - time.monotonic())
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
         if not ready:
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
             break
-        lines.append(line)
-        m = READY.search(line)
+        *complete, pending = (pending + chunk).split(b"\n")
+        lines += [raw.decode(errors="replace") + "\n" for raw in complete]
+        m = next(filter(None, map(READY.search, lines)), None)
         if m:
+            if pending:  # the start of the next line: the drainer reads the rest
+                lines.append(pending.decode(errors="replace"))
             drainer = threading.Thread(target=_drain, args=(proc, lines), daemon=True)
             drainer.start()
             return RunningDaemon(proc, host, int(m.group(2)), control, env, lines, drainer)
