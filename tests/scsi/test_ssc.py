@@ -85,7 +85,7 @@ def test_inquiry_and_block_limits(t: Harness) -> None:
     assert bytes(r.data[58:66]) == bytes.fromhex("00a0096004600400")  # SAM-5 iSCSI SPC-4 SSC-3
     assert t.run([0x12, 1, 0x80, 0, 255, 0]).data[1] == 0x80  # VPD unit serial number
     r = t.run([0x1A, 0, 0x00, 0, 255, 0])  # page 0: header and block descriptor only
-    assert bytes(r.data) == bytes((11, 0, 0x10, 8, 0x58, 0, 0, 0, 0, 0, 0, 0))  # LTO-5 density
+    assert bytes(r.data) == bytes((11, 0x58, 0x10, 8, 0x58, 0, 0, 0, 0, 0, 0, 0))  # LTO-5
     r = t.run([0x05, 0, 0, 0, 0, 0])
     assert bytes(r.data) == bytes((0, 0xFF, 0xFF, 0xFF, 0, 1))
     assert t.sense([0x00, 0, 0, 0, 0, 0]) is None

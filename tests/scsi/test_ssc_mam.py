@@ -173,8 +173,10 @@ def test_attributes_of_cleaning_worm_blank_and_tgt_media() -> None:
     for t in tape(MediaType.CLEAN, ""):
         got = attrs(bytes(t.run(read_attr()).data))
         assert got[0x0408][1] == b"\x01" and got[0x0000][1] == bytes(8) and 0x0806 not in got
+        assert t.run([0x1A, 0, 0, 0, 255, 0]).data[1] == 0  # mode header MEDIUM TYPE
     for t in tape(MediaType.WORM):
         assert attrs(bytes(t.run(read_attr()).data))[0x0408][1] == b"\x80"
+        assert t.run([0x5A, 0, 0, 0, 0, 0, 0, 0, 255, 0]).data[2] == 0x5C  # LTO-5 WORM
         data = plist(attr(0x0800, 1, b"x" * 8))  # the MAM of a WORM tape is writable
         assert t.run(write_attr(len(data)), data).status == Status.GOOD
     loop = asyncio.new_event_loop()

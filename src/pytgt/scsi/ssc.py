@@ -35,6 +35,7 @@ from pytgt.scsi.tape_media import (
     DENSITY_CODE,
     CleaningCartridge,
     Kind,
+    MediaType,
     MediumFormatError,
     MediumFull,
     Payload,
@@ -542,6 +543,15 @@ def _pages(lu: LogicalUnit, cdb: bytes) -> bytes:
     return lu.mode.page(page, pc)
 
 
+def _medium_type(lu: LogicalUnit) -> int:
+    """The mode header's MEDIUM TYPE: LTO-5's data (58h) or WORM (5Ch) cartridge as LTO
+    drives report it, 00h without a medium or with a cleaning cartridge."""
+    unit = _unit(lu)
+    if not unit.loaded or unit.store is None:
+        return 0
+    return {MediaType.DATA: 0x58, MediaType.WORM: 0x5C}.get(unit.medium.label.media_type, 0)
+
+
 def _device_specific(lu: LogicalUnit) -> int:
     return (0x80 if lu.write_protected else 0) | 0x10  # WP, BUFFERED MODE 1
 
@@ -566,7 +576,7 @@ async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
-    body = bytes((0, _device_specific(lu), len(bd))) + bd + pages
+    body = bytes((_medium_type(lu), _device_specific(lu), len(bd))) + bd + pages
     return spc.data_in(bytes((min(len(body), 255),)) + body, cdb[4])
 
 
@@ -575,7 +585,8 @@ async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
-    body = struct.pack(">BBBBH", 0, _device_specific(lu), 0, 0, len(bd)) + bd + pages
+    body = struct.pack(">BBBBH", _medium_type(lu), _device_specific(lu), 0, 0, len(bd)) \
+        + bd + pages
     return spc.data_in(_U16.pack(len(body)) + body, _U16.unpack_from(cdb, 7)[0])
 
 
