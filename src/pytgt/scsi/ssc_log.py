@@ -80,7 +80,7 @@ async def _state(unit: TapeUnit) -> tuple[set[int], int, int]:
 
 async def _page(unit: TapeUnit, code: int, pc: int) -> list[tuple[int, bytes]]:
     """(parameter code, parameter) of a page, in order."""
-    live = pc == PC_CUMULATIVE  # threshold and default values: zeros
+    live = pc == PC_CUMULATIVE  # the counters' threshold and default values: zeros
     c = unit.counters
     if code in (WRITE_ERRORS, READ_ERRORS):  # SPC-4 7.3.20, 7.3.18
         done = (c.written if code == WRITE_ERRORS else c.read) if live else 0
@@ -89,7 +89,9 @@ async def _page(unit: TapeUnit, code: int, pc: int) -> list[tuple[int, bytes]]:
         w, r = (c.written, c.read) if live else (0, 0)
         return [(0, _param(0, w, 8)), (1, _param(1, w, 8)), (2, _param(2, r, 8)),
                 (3, _param(3, r, 8)), (0x100, _param(0x100, 0, 1, _BINARY))]
-    flags, remaining, maximum = await _state(unit) if live else (set(), 0, 0)
+    # TapeAlert flags and capacities are not counters: the current values whatever the
+    # PAGE CONTROL (mtx's tapeinfo asks with PC 00b)
+    flags, remaining, maximum = await _state(unit)
     if code == TAPE_ALERT:  # 64 one-byte flags
         return [(n, _param(n, int(n in flags), 1, _BINARY)) for n in range(1, 0x41)]
     assert code == TAPE_CAPACITY
