@@ -104,13 +104,19 @@ def test_attribute_list_supported_volumes_partitions(t: Harness) -> None:
     supported = bytes(t.run(read_attr(5)).data)
     ids = [i for (i,) in struct.iter_unpack(">H", supported[4:])]
     assert ids[:3] == [0, 1, 3] and ids[-1] == 0x080B and 0x0803 in ids
-    assert bytes(t.run(read_attr(2)).data) == bytes((0, 2, 0, 1))  # volume 0, one
-    assert bytes(t.run(read_attr(3)).data) == bytes((0, 2, 0, 1))  # partition 0, one
+    assert bytes(t.run(read_attr(2, volume=3)).data) == bytes((0, 2, 0, 1))  # volume 0, one
+    assert bytes(t.run(read_attr(3, partition=3)).data) == bytes((0, 2, 0, 1))  # partition 0
+    # the list services ignore FIRST ATTRIBUTE IDENTIFIER (SPC-4 6.17.3, 6.17.6)
+    assert bytes(t.run(read_attr(1, first=0x0800)).data) == listed
+    assert bytes(t.run(read_attr(5, first=0x0800)).data) == supported
 
 
 def test_read_attribute_bad_fields(t: Harness) -> None:
     for cdb, where in ((read_attr(4), (True, 1)), (read_attr(0x20), (True, 1)),
-                       (read_attr(volume=1), (True, 5)), (read_attr(partition=1), (True, 7))):
+                       (read_attr(volume=1), (True, 5)), (read_attr(partition=1), (True, 7)),
+                       (read_attr(3, volume=1), (True, 5)), (read_attr(1, partition=1), (True, 7)),
+                       (read_attr(first=0x0800), (True, 8)),  # nonexistent (SPC-4 6.17.1)
+                       (read_attr(first=0x0002), (True, 8))):  # unsupported
         r = t.run(cdb)
         assert decode_sense(r.sense) == (ILLEGAL, 0x24, 0) and pointer(r) == where
 
@@ -132,6 +138,10 @@ def test_write_attribute_round_trip_and_persist(t: Harness) -> None:
     again = make_tape(t.loop, t.store)
     got = attrs(bytes(again.run(read_attr()).data))
     assert got[0x0801][1] == b"Bacula".ljust(32) and got[0x0003][1] == (2).to_bytes(8, "big")
+    # NUL padding of an ASCII value is taken as spaces (LTFS pads with NULs)
+    data = plist(attr(0x0802, 1, b"2.4\0\0\0\0\0"))
+    assert again.run(write_attr(len(data)), data).status == Status.GOOD
+    assert attrs(bytes(again.run(read_attr(first=0x0802)).data))[0x0802][1] == b"2.4     "
     # length 0 deletes; the barcode written by the host replaces the label's
     data = plist(attr(0x0800, 1, b""), attr(0x0806, 1, b"NEW001".ljust(32)))
     assert again.run(write_attr(len(data)), data).status == Status.GOOD
@@ -150,7 +160,7 @@ def test_write_attribute_refusals(t: Harness) -> None:
     refused(plist(attr(0x0801, 1, b"x" * 32), attr(0x0800, 1, b"x" * 8)), 41)  # order
     refused(plist(attr(0x0800, 0, b"x" * 8)), 6)  # FORMAT: ASCII, not binary
     refused(plist(attr(0x0800, 1, b"x" * 7)), 7)  # length
-    refused(plist(attr(0x0800, 1, b"x\x01" * 4)), 9)  # ASCII: printable only
+    refused(plist(attr(0x0800, 1, b"x\x01" * 4)), 10)  # ASCII: printable only
     refused(struct.pack(">I", 99) + attr(0x0800, 1, b"x" * 8), 0)  # PARAMETER DATA LENGTH
     refused(plist(attr(0x0800, 1, b"x" * 8) + b"\x08\x01\x01"), 17)  # truncated header
     assert 0x0800 not in attrs(bytes(t.run(read_attr()).data))  # nothing written

@@ -105,7 +105,7 @@ def _stored(attr: Attribute, value: bytes) -> bytes:
     """A host attribute as kept: trailing padding dropped (spaces, NULs for TEXT)."""
     if attr.format == Format.BINARY:
         return value
-    return value.rstrip(b" " if attr.format == Format.ASCII else b"\0")
+    return value.rstrip(b"\0 " if attr.format == Format.ASCII else b"\0")
 
 
 def _padded(attr: Attribute, value: bytes) -> bytes:
@@ -172,7 +172,8 @@ def _present(unit: TapeUnit) -> None:
 
 
 async def read_attribute(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    """READ ATTRIBUTE (SPC-4 6.17): service actions 00h, 01h, 02h, 03h and 05h."""
+    """READ ATTRIBUTE (SPC-4 6.17): service actions 00h, 01h, 02h, 03h and 05h; ATTRIBUTE
+    VALUES from the FIRST ATTRIBUTE IDENTIFIER on, which must exist."""
     cdb = task.cdb
     sa = cdb[1] & 0x1F
     if cdb[1] & 0xE0 or sa not in (ATTRIBUTE_VALUES, ATTRIBUTE_LIST, VOLUME_LIST,
@@ -186,18 +187,24 @@ async def read_attribute(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     first = _U16.unpack_from(cdb, 8)[0]
     unit = _unit(lu)
     _present(unit)
-    if sa in (VOLUME_LIST, PARTITION_LIST):  # first 0, one of them
+    if sa == VOLUME_LIST:  # volume 0, one volume; the other fields are ignored (6.17.4)
         return spc.data_in(bytes((0, 2, 0, 1)), alloc)
-    if sa == SUPPORTED_ATTRIBUTES:
-        idents = [i for i in ATTRIBUTES if i >= first]
-        body = b"".join(_U16.pack(i) for i in idents)
+    if cdb[5]:
+        raise invalid_field(5)  # LOGICAL VOLUME NUMBER: one volume, 0
+    if sa == PARTITION_LIST:  # partition 0, one partition (6.17.5)
+        return spc.data_in(bytes((0, 2, 0, 1)), alloc)
+    if cdb[7]:
+        raise invalid_field(7)  # PARTITION NUMBER: one partition, 0
+    if sa == SUPPORTED_ATTRIBUTES:  # FIRST ATTRIBUTE IDENTIFIER ignored (6.17.6)
+        body = b"".join(_U16.pack(i) for i in ATTRIBUTES)
         return spc.data_in(_U32.pack(len(body)) + body, alloc)
-    _check_volume(cdb)
     values = await _values(unit)
-    if sa == ATTRIBUTE_LIST:
-        body = b"".join(_U16.pack(i) for i in values if i >= first)
-    else:
-        body = b"".join(_encode(i, v) for i, v in values.items() if i >= first)
+    if sa == ATTRIBUTE_LIST:  # FIRST ATTRIBUTE IDENTIFIER ignored (6.17.3)
+        body = b"".join(_U16.pack(i) for i in values)
+        return spc.data_in(_U32.pack(len(body)) + body, alloc)
+    if first not in values:  # unsupported or nonexistent (6.17.1)
+        raise invalid_field(8)
+    body = b"".join(_encode(i, v) for i, v in values.items() if i >= first)
     return spc.data_in(_U32.pack(len(body)) + body, alloc)
 
 
@@ -239,8 +246,11 @@ async def write_attribute(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         if alen not in (0, attr.length) or off + _HEAD.size + alen > length:
             raise invalid_param(off + 3)
         value = data[off + _HEAD.size:off + _HEAD.size + alen]
-        if attr.format == Format.ASCII and any(b < 0x20 or b > 0x7E for b in value):
-            raise invalid_param(off + _HEAD.size)  # ASCII: printable characters only
+        if attr.format == Format.ASCII:  # printable, then space or NUL padding
+            bad = next((i for i, b in enumerate(value.rstrip(b"\0 ")) if not 0x20 <= b <= 0x7E),
+                       None)
+            if bad is not None:
+                raise invalid_param(off + _HEAD.size + bad)
         changes[ident] = _stored(attr, value) if alen else None
         off, last = off + _HEAD.size + alen, ident
     tape = unit.medium
