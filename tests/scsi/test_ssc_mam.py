@@ -296,3 +296,13 @@ def test_no_medium(t: Harness) -> None:
             r = t.run(cdb)
         assert decode_sense(r.sense) == (NOT_READY, 0x3A, 0)
     assert t.run(log_sense(0x2E)).status == Status.GOOD
+
+
+def test_read_only_lu_leaves_the_cartridge_untouched() -> None:
+    """readonly=1: no LOAD COUNT written (the file is never written), attributes read."""
+    for t in tape():
+        t.lu.readonly = True
+        before = bytes(t.store._buf[:1024])
+        got = attrs(bytes(t.run(read_attr()).data))
+        assert 0x0003 not in got and got[0x0806][1] == b"L0001".ljust(32)
+        assert bytes(t.store._buf[:1024]) == before

@@ -121,12 +121,16 @@ class TapeUnit(LogicalUnit):
         self._install(TAPE_COMMANDS)
         self.product_id = "VIRTUAL-TAPE"
         self.removable = True
-        self.medium = TapeMedium(store, count_load=True)
+        self.medium = TapeMedium(store, count_load=self._counts_loads)
         self.counters = ssc_log.TapeCounters()  # bytes read and written (log pages)
         self._block_length = 0  # variable-block mode until MODE SELECT sets a length
         self._reported: MediumFormatError | None = None  # the damage last logged
         self.mode = TapeModePages(lambda: self.medium.worm)  # SSC-3 8.3 (ssc_mode.py)
         self.task_set = TaskSet(self.mode)
+
+    def _counts_loads(self) -> bool:
+        """A load is counted in the cartridge's MAM unless the LU is read-only."""
+        return not self.readonly
 
     @property
     def block_size(self) -> int:
@@ -159,7 +163,7 @@ class TapeUnit(LogicalUnit):
         self.path = path if store is not None else ""
         self.loaded = store is not None
         if store is not None:
-            self.medium = TapeMedium(store, count_load=True)
+            self.medium = TapeMedium(store, count_load=self._counts_loads)
             self.ua_add_all(self.nexus_keys, NOT_READY_TO_READY_CHANGE)
         return old
 

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import enum
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from crc32c import crc32c
@@ -278,9 +278,12 @@ class Record:
 class TapeMedium:
     """Records and position of one tape; callers hold ``lock`` around each command."""
 
-    def __init__(self, store: BackingStore, *, count_load: bool = False) -> None:
+    def __init__(self, store: BackingStore, *,
+                 count_load: Callable[[], bool] | None = None) -> None:
         self.store = store
-        self.count_load = count_load  # a drive's load: LOAD COUNT + 1, kept in the MAM
+        # a drive's load: LOAD COUNT + 1, kept in the MAM when count_load() says so (not
+        # on a read-only LU or store)
+        self.count_load = count_load
         self.lock = asyncio.Lock()
         self.position = 0
         self._records: list[Record] | None = None
@@ -328,7 +331,8 @@ class TapeMedium:
         self.label = parse_label(head)
         self.attributes = parse_mam(head[MAM_OFFSET:])
         self._formatted = True
-        if self.count_load and not getattr(self.store, "readonly", False):
+        if self.count_load is not None and self.count_load() \
+                and not getattr(self.store, "readonly", False):
             loads = int.from_bytes(self.attributes.get(LOAD_COUNT, b""), "big") + 1
             with contextlib.suppress(MamFull, StoreIOError):  # the data is still served
                 await self.write_attributes({LOAD_COUNT: loads.to_bytes(8, "big")})
