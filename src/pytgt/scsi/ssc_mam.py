@@ -53,7 +53,7 @@ class Format(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Attribute:
+class MamAttribute:
     ident: int
     name: str
     length: int
@@ -64,28 +64,28 @@ class Attribute:
 _A, _B, _T = Format.ASCII, Format.BINARY, Format.TEXT
 #: The supported attributes (SPC-4 tables 337, 338 and 339), in identifier order.
 ATTRIBUTES = {a.ident: a for a in (
-    Attribute(0x0000, "REMAINING CAPACITY IN PARTITION", 8, _B, True),
-    Attribute(0x0001, "MAXIMUM CAPACITY IN PARTITION", 8, _B, True),
-    Attribute(0x0003, "LOAD COUNT", 8, _B, True),
-    Attribute(0x0004, "MAM SPACE REMAINING", 8, _B, True),
-    Attribute(0x0006, "FORMATTED DENSITY CODE", 1, _B, True),
-    Attribute(0x0400, "MEDIUM MANUFACTURER", 8, _A, True),
-    Attribute(0x0401, "MEDIUM SERIAL NUMBER", 32, _A, True),
-    Attribute(0x0405, "MEDIUM DENSITY CODE", 1, _B, True),
-    Attribute(0x0406, "MEDIUM MANUFACTURE DATE", 8, _A, True),
-    Attribute(0x0408, "MEDIUM TYPE", 1, _B, True),
-    Attribute(0x0800, "APPLICATION VENDOR", 8, _A, False),
-    Attribute(0x0801, "APPLICATION NAME", 32, _A, False),
-    Attribute(0x0802, "APPLICATION VERSION", 8, _A, False),
-    Attribute(0x0803, "USER MEDIUM TEXT LABEL", 160, _T, False),
-    Attribute(0x0804, "DATE AND TIME LAST WRITTEN", 12, _A, False),
-    Attribute(0x0805, "TEXT LOCALIZATION IDENTIFIER", 1, _B, False),
-    Attribute(0x0806, "BARCODE", 32, _A, False),
-    Attribute(0x0807, "OWNING HOST TEXTUAL NAME", 80, _T, False),
-    Attribute(0x0808, "MEDIA POOL", 160, _T, False),
-    Attribute(0x0809, "PARTITION USER TEXT LABEL", 16, _A, False),
-    Attribute(0x080A, "LOAD/UNLOAD AT PARTITION", 1, _B, False),
-    Attribute(0x080B, "APPLICATION FORMAT VERSION", 16, _A, False),
+    MamAttribute(0x0000, "REMAINING CAPACITY IN PARTITION", 8, _B, True),
+    MamAttribute(0x0001, "MAXIMUM CAPACITY IN PARTITION", 8, _B, True),
+    MamAttribute(0x0003, "LOAD COUNT", 8, _B, True),
+    MamAttribute(0x0004, "MAM SPACE REMAINING", 8, _B, True),
+    MamAttribute(0x0006, "FORMATTED DENSITY CODE", 1, _B, True),
+    MamAttribute(0x0400, "MEDIUM MANUFACTURER", 8, _A, True),
+    MamAttribute(0x0401, "MEDIUM SERIAL NUMBER", 32, _A, True),
+    MamAttribute(0x0405, "MEDIUM DENSITY CODE", 1, _B, True),
+    MamAttribute(0x0406, "MEDIUM MANUFACTURE DATE", 8, _A, True),
+    MamAttribute(0x0408, "MEDIUM TYPE", 1, _B, True),
+    MamAttribute(0x0800, "APPLICATION VENDOR", 8, _A, False),
+    MamAttribute(0x0801, "APPLICATION NAME", 32, _A, False),
+    MamAttribute(0x0802, "APPLICATION VERSION", 8, _A, False),
+    MamAttribute(0x0803, "USER MEDIUM TEXT LABEL", 160, _T, False),
+    MamAttribute(0x0804, "DATE AND TIME LAST WRITTEN", 12, _A, False),
+    MamAttribute(0x0805, "TEXT LOCALIZATION IDENTIFIER", 1, _B, False),
+    MamAttribute(0x0806, "BARCODE", 32, _A, False),
+    MamAttribute(0x0807, "OWNING HOST TEXTUAL NAME", 80, _T, False),
+    MamAttribute(0x0808, "MEDIA POOL", 160, _T, False),
+    MamAttribute(0x0809, "PARTITION USER TEXT LABEL", 16, _A, False),
+    MamAttribute(0x080A, "LOAD/UNLOAD AT PARTITION", 1, _B, False),
+    MamAttribute(0x080B, "APPLICATION FORMAT VERSION", 16, _A, False),
 )}
 MANUFACTURER = b"PYTGT"
 # MEDIUM TYPE attribute (SPC-4 7.4.2.3): data, cleaning, write-once
@@ -101,14 +101,14 @@ def _ascii(text: str | bytes, length: int) -> bytes:
     return raw[:length].ljust(length, b" ")
 
 
-def _stored(attr: Attribute, value: bytes) -> bytes:
+def _stored(attr: MamAttribute, value: bytes) -> bytes:
     """A host attribute as kept: trailing padding dropped (spaces, NULs for TEXT)."""
     if attr.format == Format.BINARY:
         return value
     return value.rstrip(b"\0 " if attr.format == Format.ASCII else b"\0")
 
 
-def _padded(attr: Attribute, value: bytes) -> bytes:
+def _padded(attr: MamAttribute, value: bytes) -> bytes:
     pad = b" " if attr.format == Format.ASCII else b"\0"
     return value[:attr.length].ljust(attr.length, pad)
 
