@@ -54,6 +54,10 @@ poll 30 dev_of 4 scsi_generic
 G=$(dev_of 4 scsi_generic); S=$(dev_of 3 scsi_tape); SG=$(dev_of 3 scsi_generic)
 one() {{ tr '\\n' '|'; }}
 mark STATUS0 "$(mtx -f $G status 2>&1 | one)"
+# tgt's notape, a cleaning cartridge; the first tapeinfo's LOG SENSE meets the power-on
+# unit attention, as on a real drive
+tapeinfo -f $(dev_of 1 scsi_generic) >/dev/null 2>&1
+mark NOTAPE "$(tapeinfo -f $(dev_of 1 scsi_generic) 2>&1 | one)"
 mtx -f $G load 1 0
 mark LOADED "$(mtx -f $G status 2>&1 | one)"
 poll 30 $MT -f $S status
@@ -118,6 +122,10 @@ def test_tgt_l700_example_as_a_library(guest: Guest, tmp_path: Path) -> None:
             assert "Storage Element 217 IMPORT/EXPORT:Full :VolumeTag=A0000003" in \
                 [s.strip() for s in status]
             assert sum("IMPORT/EXPORT" in s for s in status) == 20
+            notape = run.marker("NOTAPE", 60).split("|")
+            assert "TapeAlert[11]: Cleaning Media:Cannot back up or restore to a cleaning " \
+                "cartridge." in notape, notape
+            assert "Medium Type: Not Loaded" in notape  # 00h: no data cartridge
             loaded = [s.strip() for s in run.marker("LOADED", 60).split("|")]
             assert "Data Transfer Element 0:Full (Storage Element 1 Loaded):VolumeTag = " \
                 "A0000001" in loaded
