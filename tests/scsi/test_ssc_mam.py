@@ -306,3 +306,19 @@ def test_read_only_lu_leaves_the_cartridge_untouched() -> None:
         got = attrs(bytes(t.run(read_attr()).data))
         assert 0x0003 not in got and got[0x0806][1] == b"L0001".ljust(32)
         assert bytes(t.store._buf[:1024]) == before
+
+
+def test_report_density_of_a_tgt_image_and_a_cleaning_cartridge() -> None:
+    """MEDIA=1 reads the medium first: a tgt image's capacity is in its header."""
+    loop = asyncio.new_event_loop()
+    head = tgt_image_head(8, Label("T0001", MediaType.DATA, CREATED))
+    head += tgt_header(TgtType.EOD, 0, 1, 0, TGT_DATA, TGT_DATA)
+    store = MemoryStore(len(head))
+    store._buf[:] = head
+    t = make_tape(loop, store)
+    d = bytes(t.run([0x44, 1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]).data)
+    assert struct.unpack_from(">I", d, 16)[0] == (8 << 20) // 1_000_000 and d[6] & 0x80
+    loop.close()
+    for c in tape(MediaType.CLEAN, ""):
+        d = bytes(c.run([0x44, 1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]).data)
+        assert d[6] == 0x20  # DEFLT, not WRTOK: no data on a cleaning cartridge

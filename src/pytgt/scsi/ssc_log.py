@@ -12,6 +12,7 @@ Counters are the LU's since pytgtd started or the last LOG SELECT PCR=1.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -171,6 +172,9 @@ async def report_density_support(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     if media:
         if unit.store is None or not unit.loaded:
             raise CheckCondition(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+        async with unit.medium.lock:  # the label and a tgt image's capacity
+            with contextlib.suppress(CleaningCartridge):
+                await unit.medium.records()
         capacity_mb = unit.medium.capacity // 1_000_000
         if unit.write_protected or unit.medium.label.media_type == MediaType.CLEAN:
             wrtok = 0
