@@ -7,6 +7,8 @@ variable-block mode, otherwise FIXED=1 transfers count blocks of that length. Co
 met while reading, spacing or writing (filemark, EOD, BOP, early warning, incorrect
 length) end with CHECK CONDITION whose sense carries the FILEMARK/EOM/ILI bits and the
 residue in INFORMATION (SSC-3 4.2.x); the data read before the condition is returned.
+The cartridge's medium auxiliary memory (READ/WRITE ATTRIBUTE) is ssc_mam.py's; the log
+pages and REPORT DENSITY SUPPORT (an LTO-5-like density, 58h) are ssc_log.py's.
 """
 
 from __future__ import annotations
