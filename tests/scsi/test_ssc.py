@@ -85,7 +85,7 @@ def test_inquiry_and_block_limits(t: Harness) -> None:
     assert bytes(r.data[58:66]) == bytes.fromhex("00a0096004600400")  # SAM-5 iSCSI SPC-4 SSC-3
     assert t.run([0x12, 1, 0x80, 0, 255, 0]).data[1] == 0x80  # VPD unit serial number
     r = t.run([0x1A, 0, 0x00, 0, 255, 0])  # page 0: header and block descriptor only
-    assert bytes(r.data) == bytes((11, 0, 0x10, 8, 0, 0, 0, 0, 0, 0, 0, 0))
+    assert bytes(r.data) == bytes((11, 0x58, 0x10, 8, 0x58, 0, 0, 0, 0, 0, 0, 0))  # LTO-5
     r = t.run([0x05, 0, 0, 0, 0, 0])
     assert bytes(r.data) == bytes((0, 0xFF, 0xFF, 0xFF, 0, 1))
     assert t.sense([0x00, 0, 0, 0, 0, 0]) is None
@@ -490,7 +490,7 @@ def test_cleaning_cartridge() -> None:
 
 
 TAPE_OPCODES = [0x00, 0x01, 0x05, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x15, 0x19, 0x1A, 0x1B,
-                0x1E, 0x2B, 0x34, 0x55, 0x5A, 0x91, 0x92]
+                0x1E, 0x2B, 0x34, 0x44, 0x4C, 0x4D, 0x55, 0x5A, 0x8C, 0x8D, 0x91, 0x92]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

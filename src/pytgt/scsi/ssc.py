@@ -7,6 +7,8 @@ variable-block mode, otherwise FIXED=1 transfers count blocks of that length. Co
 met while reading, spacing or writing (filemark, EOD, BOP, early warning, incorrect
 length) end with CHECK CONDITION whose sense carries the FILEMARK/EOM/ILI bits and the
 residue in INFORMATION (SSC-3 4.2.x); the data read before the condition is returned.
+The cartridge's medium auxiliary memory (READ/WRITE ATTRIBUTE) is ssc_mam.py's; the log
+pages and REPORT DENSITY SUPPORT (an LTO-5-like density, 58h) are ssc_log.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import cdb as c
-from pytgt.scsi import spc
+from pytgt.scsi import spc, ssc_log, ssc_mam
 from pytgt.scsi.cdb import Command, OperationCode
 from pytgt.scsi.lu import LogicalUnit
 from pytgt.scsi.pr import PR_ALLOWED, PR_READ
@@ -32,8 +34,10 @@ from pytgt.scsi.sense import (
 )
 from pytgt.scsi.ssc_mode import TapeModePages
 from pytgt.scsi.tape_media import (
+    DENSITY_CODE,
     CleaningCartridge,
     Kind,
+    MediaType,
     MediumFormatError,
     MediumFull,
     Payload,
@@ -56,9 +60,12 @@ LOCATE_10 = 0x2B
 READ_POSITION = 0x34
 SPACE_16 = 0x91
 LOCATE_16 = 0x92
+REPORT_DENSITY_SUPPORT = 0x44
+READ_ATTRIBUTE = 0x8C
+WRITE_ATTRIBUTE = 0x8D
 
 MAX_BLOCK = 0xFFFFFF  # READ BLOCK LIMITS: MAXIMUM BLOCK LENGTH LIMIT (24 bits)
-DENSITY = 0x00  # default density (the only one)
+DENSITY = 0x00  # default density: MODE SELECT takes it for the medium's (DENSITY_CODE)
 
 # Additional sense codes of SSC-3 (SPC-4 annex D).
 FILEMARK_DETECTED = (0x00, 0x01)
@@ -116,11 +123,16 @@ class TapeUnit(LogicalUnit):
         self._install(TAPE_COMMANDS)
         self.product_id = "VIRTUAL-TAPE"
         self.removable = True
-        self.medium = TapeMedium(store)
+        self.medium = TapeMedium(store, count_load=self._counts_loads)
+        self.counters = ssc_log.TapeCounters()  # bytes read and written (log pages)
         self._block_length = 0  # variable-block mode until MODE SELECT sets a length
         self._reported: MediumFormatError | None = None  # the damage last logged
         self.mode = TapeModePages(lambda: self.medium.worm)  # SSC-3 8.3 (ssc_mode.py)
         self.task_set = TaskSet(self.mode)
+
+    def _counts_loads(self) -> bool:
+        """A load is counted in the cartridge's MAM unless the LU is read-only."""
+        return not self.readonly
 
     @property
     def block_size(self) -> int:
@@ -153,7 +165,7 @@ class TapeUnit(LogicalUnit):
         self.path = path if store is not None else ""
         self.loaded = store is not None
         if store is not None:
-            self.medium = TapeMedium(store)
+            self.medium = TapeMedium(store, count_load=self._counts_loads)
             self.ua_add_all(self.nexus_keys, NOT_READY_TO_READY_CHANGE)
         return old
 
@@ -265,8 +277,11 @@ async def read_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
         return spc.good()
     async with unit.medium.lock:
         if fixed:
-            return await _read_fixed(unit, count)
-        return await _read_variable(unit, count, sili)
+            result = await _read_fixed(unit, count)
+        else:
+            result = await _read_variable(unit, count, sili)
+    unit.counters.read += len(result.data)
+    return result
 
 
 async def _read_variable(unit: TapeUnit, length: int, sili: bool) -> ScsiResult:
@@ -366,6 +381,7 @@ async def _write(unit: TapeUnit, items: Sequence[tuple[Kind, Payload]],
         except MediumFull:  # VOLUME OVERFLOW, nothing written (SSC-3 4.2.5)
             return _condition(unit, TapeCondition(SenseKey.VOLUME_OVERFLOW,
                                                   END_OF_PARTITION_MEDIUM_DETECTED, EOM, count))
+    unit.counters.written += sum(len(payload) for _, payload in items)
     if early_warning:  # written; the application is told the end is near
         return _condition(unit, TapeCondition(SenseKey.NO_SENSE,
                                               END_OF_PARTITION_MEDIUM_DETECTED, EOM, 0))
@@ -533,12 +549,23 @@ def _pages(lu: LogicalUnit, cdb: bytes) -> bytes:
     return lu.mode.page(page, pc)
 
 
+def _medium_type(lu: LogicalUnit) -> int:
+    """The mode header's MEDIUM TYPE: LTO-5's data (58h) or WORM (5Ch) cartridge as LTO
+    drives report it, 00h without a medium or with a cleaning cartridge."""
+    unit = _unit(lu)
+    if not unit.loaded or unit.store is None:
+        return 0
+    return {MediaType.DATA: 0x58, MediaType.WORM: 0x5C}.get(unit.medium.label.media_type, 0)
+
+
 def _device_specific(lu: LogicalUnit) -> int:
     return (0x80 if lu.write_protected else 0) | 0x10  # WP, BUFFERED MODE 1
 
 
 def _descriptor(lu: LogicalUnit) -> bytes:
-    return struct.pack(">I", DENSITY << 24) + struct.pack(">I", lu.block_size & 0xFFFFFF)
+    """The block descriptor: the medium's density code (none without a medium)."""
+    density = DENSITY_CODE if lu.loaded and lu.store is not None else DENSITY
+    return struct.pack(">I", density << 24) + struct.pack(">I", lu.block_size & 0xFFFFFF)
 
 
 async def _read_label(lu: LogicalUnit) -> None:
@@ -555,7 +582,7 @@ async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
-    body = bytes((0, _device_specific(lu), len(bd))) + bd + pages
+    body = bytes((_medium_type(lu), _device_specific(lu), len(bd))) + bd + pages
     return spc.data_in(bytes((min(len(body), 255),)) + body, cdb[4])
 
 
@@ -564,7 +591,8 @@ async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     await _read_label(lu)
     pages = _pages(lu, cdb)
     bd = b"" if cdb[1] & 0x08 else _descriptor(lu)
-    body = struct.pack(">BBBBH", 0, _device_specific(lu), 0, 0, len(bd)) + bd + pages
+    body = struct.pack(">BBBBH", _medium_type(lu), _device_specific(lu), 0, 0, len(bd)) \
+        + bd + pages
     return spc.data_in(_U16.pack(len(body)) + body, _U16.unpack_from(cdb, 7)[0])
 
 
@@ -594,7 +622,7 @@ def _mode_select(lu: LogicalUnit, task: ScsiTask, length: int, header: int) -> S
     block_length = lu.block_size
     if bdl:
         bd = data[header:header + 8]
-        if bd[0] not in (0, DENSITY, 0x7F):  # 7Fh: no change (SSC-3 8.3.3)
+        if bd[0] not in (DENSITY, DENSITY_CODE, 0x7F):  # 7Fh: no change (SSC-3 8.3.3)
             raise invalid_param(header)
         block_length = int.from_bytes(bd[5:8], "big")
         if block_length > MAX_BLOCK:
@@ -630,6 +658,14 @@ def _rows() -> list[Command]:
         Command(READ_POSITION, "READ POSITION", read_position, pr_access=R),
         Command(SPACE_16, "SPACE(16)", space_16, pr_access=R),
         Command(LOCATE_16, "LOCATE(16)", locate_16, pr_access=R),
+        Command(REPORT_DENSITY_SUPPORT, "REPORT DENSITY SUPPORT",
+                ssc_log.report_density_support, medium=False, pr_access=A),
+        Command(O.LOG_SENSE, "LOG SENSE", ssc_log.log_sense, medium=False, pr_access=A),
+        Command(O.LOG_SELECT, "LOG SELECT", ssc_log.log_select, c.param_len_7,
+                medium=False),
+        Command(READ_ATTRIBUTE, "READ ATTRIBUTE", ssc_mam.read_attribute, pr_access=R),
+        Command(WRITE_ATTRIBUTE, "WRITE ATTRIBUTE", ssc_mam.write_attribute,
+                ssc_mam.write_attribute_data_out, writes=W),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
                 prevent_allow_medium_removal, medium=False, pr_access=R),
     ]

@@ -24,12 +24,12 @@ import asyncio
 import contextlib
 import enum
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from crc32c import crc32c
 
-from pytgt.stores.base import BackingStore, SupportsResize
+from pytgt.stores.base import BackingStore, StoreIOError, SupportsResize
 
 MAGIC = b"PYTGTAPE"
 VERSION = 1
@@ -38,8 +38,16 @@ HEADER_SIZE = 512
 # version 1's reserved bytes from offset 16, written by pytgtimg (zero in older images)
 LABEL = struct.Struct(">32sBxxxxxxxQ")  # barcode (NUL-padded), media type, created (Unix s)
 LABEL_OFFSET = 16
+# version 1's reserved bytes after the label: the medium auxiliary memory pytgt keeps
+# (SPC-4 7.4): entries of attribute identifier, length and value, up to a zero entry
+MAM_OFFSET = LABEL_OFFSET + LABEL.size  # 64
+MAM_AREA = HEADER_SIZE - MAM_OFFSET  # 448 bytes
+MAM_ENTRY = struct.Struct(">HH")
+LOAD_COUNT = 0x0003  # the one device attribute kept there (SPC-4 7.4.2.2)
 RECORD = struct.Struct(">B3xIQ")  # kind, payload length, previous record header offset
 Payload = bytes | bytearray | memoryview
+#: The density code of every medium (SSC-3 8.3.1, REPORT DENSITY SUPPORT): LTO-5's
+DENSITY_CODE = 0x58
 EARLY_WARNING = 1 << 20  # bytes before the end of the medium that start early warning
 SCAN_CHUNK = 1 << 16  # bytes read at a time while indexing a tgt image's block headers
 
@@ -85,6 +93,30 @@ def parse_label(header: bytes) -> Label:
     except ValueError:
         raise MediumFormatError(f"unknown media type {mtype}") from None
     return Label(barcode.rstrip(b"\0").decode("ascii", "replace"), media_type, created)
+
+
+def parse_mam(area: bytes) -> dict[int, bytes]:
+    """The attributes kept in a header's MAM area (``MAM_AREA`` bytes from ``MAM_OFFSET``)."""
+    out: dict[int, bytes] = {}
+    off = 0
+    while off + MAM_ENTRY.size <= len(area):
+        ident, length = MAM_ENTRY.unpack_from(area, off)
+        if not ident and not length:
+            break
+        if off + MAM_ENTRY.size + length > len(area) or ident in out:
+            raise MediumFormatError(f"bad medium auxiliary memory entry at offset "
+                                    f"{MAM_OFFSET + off}")
+        out[ident] = bytes(area[off + MAM_ENTRY.size:off + MAM_ENTRY.size + length])
+        off += MAM_ENTRY.size + length
+    return out
+
+
+def format_mam(attrs: dict[int, bytes]) -> bytes:
+    """The MAM area for ``attrs`` (zero-padded); MamFull when they do not fit."""
+    area = b"".join(MAM_ENTRY.pack(i, len(v)) + v for i, v in sorted(attrs.items()))
+    if len(area) > MAM_AREA:
+        raise MamFull
+    return area.ljust(MAM_AREA, b"\0")
 
 
 def check_header(header: bytes) -> bool:
@@ -223,6 +255,10 @@ class CleaningCartridge(Exception):
     """The medium is a cleaning cartridge (``pytgtimg --type clean``): no data."""
 
 
+class MamFull(Exception):
+    """The attributes do not fit in the medium auxiliary memory (nothing was written)."""
+
+
 class MediumFull(Exception):
     """The records do not fit before the end of the medium (nothing was written)."""
 
@@ -242,8 +278,12 @@ class Record:
 class TapeMedium:
     """Records and position of one tape; callers hold ``lock`` around each command."""
 
-    def __init__(self, store: BackingStore) -> None:
+    def __init__(self, store: BackingStore, *,
+                 count_load: Callable[[], bool] | None = None) -> None:
         self.store = store
+        # a drive's load: LOAD COUNT + 1, kept in the MAM when count_load() says so (not
+        # on a read-only LU or store)
+        self.count_load = count_load
         self.lock = asyncio.Lock()
         self.position = 0
         self._records: list[Record] | None = None
@@ -252,6 +292,7 @@ class TapeMedium:
         self.tgt = False  # tgt's format (read on first use)
         self._capacity = 0  # tgt's format: from the beginning-of-tape header
         self.label = Label()  # read with the records (a blank tape: a data tape)
+        self.attributes: dict[int, bytes] = {}  # pytgt's MAM area (host attributes, loads)
 
     @property
     def capacity(self) -> int:
@@ -284,11 +325,17 @@ class TapeMedium:
                 return await self._scan_tgt(head)
         if size < HEADER_SIZE + RECORD.size:
             raise MediumFormatError(f"medium too small ({size} bytes)")
-        head = bytes(await self.store.read(0, LABEL_OFFSET + LABEL.size))
+        head = bytes(await self.store.read(0, HEADER_SIZE))
         if not check_header(head):
             return []  # blank: formatted on the first write
         self.label = parse_label(head)
+        self.attributes = parse_mam(head[MAM_OFFSET:])
         self._formatted = True
+        if self.count_load is not None and self.count_load() \
+                and not getattr(self.store, "readonly", False):
+            loads = int.from_bytes(self.attributes.get(LOAD_COUNT, b""), "big") + 1
+            with contextlib.suppress(MamFull, StoreIOError):  # the data is still served
+                await self.write_attributes({LOAD_COUNT: loads.to_bytes(8, "big")})
         out: list[Record] = []
         off = HEADER_SIZE
         while off + RECORD.size <= size:
@@ -329,6 +376,22 @@ class TapeMedium:
             out.append(Record(TGT_KIND[block.type], off, block.size, TGT_HEADER.size))
             off, prev = block.next, off
             chunk = SCAN_CHUNK if block.size < SCAN_CHUNK // 4 else TGT_HEADER.size
+
+    async def write_attributes(self, changes: dict[int, bytes | None]) -> None:
+        """Set (None: delete) attributes in pytgt's MAM area, formatting a blank tape's
+        header; MamFull (nothing written) when they do not fit."""
+        attrs = dict(self.attributes)
+        for ident, value in changes.items():
+            if value is None:
+                attrs.pop(ident, None)
+            else:
+                attrs[ident] = value
+        area = format_mam(attrs)
+        if not self._formatted:
+            await self.store.write(0, HEADER.pack(MAGIC, VERSION, HEADER_SIZE))
+            self._formatted = True
+        await self.store.write(MAM_OFFSET, area)
+        self.attributes = attrs
 
     @property
     def worm(self) -> bool:
