@@ -8,7 +8,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ def make_target(d: RunningDaemon, tid: int, iqn: str, backing: Path, size: int =
 
 
 @contextlib.contextmanager
-def booted(guest: Guest, script: str, ports: dict[str, int | tuple[str, int]], log: Path,
+def booted(guest: Guest, script: str, ports: Mapping[str, int | tuple[str, int]], log: Path,
            files: dict[str, bytes] | None = None, inbound: dict[int, int] | None = None,
            memory_mb: int = 512) -> Iterator[GuestRun]:
     """Boot the guest on ``script`` with each guest portal relayed to a local port on
