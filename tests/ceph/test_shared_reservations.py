@@ -215,6 +215,30 @@ def test_a_gateway_that_stops_answering_is_fenced(ceph: DevCluster) -> None:
     run(ceph, body)
 
 
+def test_stpg_making_one_group_optimized_demotes_the_owner(ceph: DevCluster) -> None:
+    """What Linux's scsi_dh_alua sends through a non-optimized path when dm-multipath
+    fails over to it: group 2 active/optimized, nothing said of group 1. Group 2 is then
+    the one owner on both gateways (group 1 active/non-optimized), so the host does not
+    spread its I/O over both gateways once group 1's path comes back."""
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2) as (a, b):
+            host_a, host_b = await logged_in(a, b, "node1")
+            stpg = bytes([0xA4, 0x0A]) + bytes(4) + (8).to_bytes(4, "big") + bytes(2)
+            params = bytes(4) + bytes([0x00, 0, 0, 2])  # group 2: active/optimized
+            assert (await b.run(host_b, stpg, params)).status == Status.GOOD
+            told = await a.run(host_a, RTPG)
+            assert decode_sense(told.sense) == (0x06, 0x2A, 0x06)
+            for gw, host in ((a, host_a), (b, host_b)):
+                data = bytes((await gw.run(host, RTPG)).data)
+                if not data:  # this nexus's unit attention first
+                    data = bytes((await gw.run(host, RTPG)).data)
+                assert data[6:8] == b"\0\x01" and data[4] & 0x0F == 0x01  # 1: AN
+                assert data[18:20] == b"\0\x02" and data[16] & 0x0F == 0x00  # 2: AO
+                assert data[21] == 0x01  # group 2 altered by SET TARGET PORT GROUPS
+
+    run(ceph, body)
+
+
 def test_a_dead_owner_nobody_asks_anything_is_found_by_the_heartbeat(
         ceph: DevCluster) -> None:
     """Hosts only read and write (no reservation to change): the survivor finds the dead

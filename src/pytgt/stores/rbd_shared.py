@@ -314,10 +314,17 @@ class RadosSharedState:
 
     def _set_gateways(self, gateways: list[Gateway], explicit: dict[str, int]) -> None:
         """One target port group per gateway; the lowest tag is active/optimized, the
-        others active/non-optimized, unless SET TARGET PORT GROUPS chose (``explicit``)."""
+        others active/non-optimized, unless SET TARGET PORT GROUPS chose (``explicit``).
+        A group made active/optimized that way is the owner: the groups it did not name
+        become active/non-optimized, so hosts keep to one gateway. (Linux's scsi_dh_alua
+        sends such an STPG through a non-optimized path when dm-multipath fails over to
+        it; without this, the old owner would also stay optimized, and once its path
+        came back the host would spread its I/O over both gateways.)"""
         self.gateways = gateways
         tags = sorted({g.tpgt for g in gateways} | {self.tpgt})
-        owner = tags[0]
+        chosen = sorted(int(t) for t, s in explicit.items()
+                        if s == AccessState.ACTIVE_OPTIMIZED and int(t) in tags)
+        owner = chosen[0] if chosen else tags[0]
         changed = False
         groups = self.alua.groups
         for tag in tags:
