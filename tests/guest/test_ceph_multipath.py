@@ -6,7 +6,8 @@ The guest logs in through both gateways (gateway A on 127.0.0.1 relayed to 10.0.
 gateway B on 127.0.0.2 relayed to 10.0.2.101), multipathd builds one map named by the
 image's WWID with two path groups, ALUA prio 50 (A: active/optimized) and prio 10 (B:
 active/non-optimized). While the guest writes, the host SIGKILLs A: the writes go on
-through B, B finds A dead (its heartbeat), fences it and becomes active/optimized, and
+through B, whose group the kernel's ALUA handler makes active/optimized (SET TARGET
+PORT GROUPS) as dm-multipath switches to it; B's heartbeat finds A dead and fences it;
 multipathd shows A's path failed and B's prio 50. A restarted on its port and tag takes
 the lead back (the lowest tag is the owner): iscsid logs in again, multipathd
 reinstates the path and fails back to A's group. The file system checks clean, every
@@ -118,6 +119,7 @@ failed_over() {{  # A's path failed, B's active with prio 50 (whatever A's prio 
 poll 120 failed_over
 mark FAILED-OVER $(cut -d' ' -f1 /proc/uptime) $(multipathd show paths raw format "%d:%t:%T:%p")
 ll 2
+sg_rtpg -d /dev/$B || true  # for the log: B's group, and who made it optimized
 w=$(written); poll 60 more_than $((w + 3))
 mark WRITES-GO-ON $w $(written)
 gate restart-a
@@ -190,6 +192,11 @@ def test_dm_multipath_with_multipathd_over_two_rbd_gateways(
                 gw.a.proc.send_signal(signal.SIGKILL)  # our own gateway A, by PID
                 gw.a.proc.wait(timeout=30)
             run.marker("FAILED-OVER", 150)
+            # dm-multipath's switch to B's group made scsi_dh_alua send SET TARGET PORT
+            # GROUPS through B (group 2 active/optimized), which demoted A's group: B's
+            # nexus is told. Then B's heartbeat fenced A and took it off the list.
+            ua_b = rf"sd {re.escape(hctl_b)}: Asymmetric access state changed"
+            run.wait_for(ua_b, 10)
             failed = topology(run, 2)
             # B's path has prio 50; A's failed path keeps its last prio (multipathd
             # does not ask a failed path), so both share one group until A returns.
@@ -208,7 +215,7 @@ def test_dm_multipath_with_multipathd_over_two_rbd_gateways(
             run.marker("FAILED-BACK", 150)
             # The old owner takes the lead back (the lowest tag is active/optimized):
             # B's nexus is told, and multipathd fails back to A's group.
-            run.wait_for(rf"sd {re.escape(hctl_b)}: Asymmetric access state changed", 60)
+            run.wait_for(ua_b, 60, nth=2)
             assert topology(run, 3) == before
             run.marker("FSCK", 180)
             assert int(run.marker("VERIFIED", 120)) > 9
