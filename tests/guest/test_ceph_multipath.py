@@ -224,3 +224,8 @@ def test_dm_multipath_with_multipathd_over_two_rbd_gateways(
         ceph.rbd("export", image, str(exported))
         with open(exported, "rb") as f:
             assert hashlib.file_digest(f, "sha256").hexdigest() == devsum
+
+
+def test_docs_give_the_multipath_conf_this_test_runs() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "ceph.md").read_text()
+    assert f"```\n{MULTIPATH_CONF}```\n" in docs
