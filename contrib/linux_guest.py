@@ -50,9 +50,11 @@ from typing import TextIO
 #: Debian packages whose programs go into the guest (their libraries follow by ELF).
 USERLAND = ("busybox-static", "open-iscsi", "e2fsprogs", "sg3-utils", "mt-st", "mtx", "eject",
             "multipath-tools", "udev")
-#: What goes into the guest from the packages (with the libraries these need).
+#: What goes into the guest from the packages (with the libraries these need); glibc
+#: dlopens libgcc_s for pthread_cancel, which multipathd calls (no DT_NEEDED names it).
 PROGRAMS = re.compile(r"usr/s?bin/|usr/lib/multipath/.*\.so$|usr/lib/systemd/systemd-udevd$"
-                      r"|usr/lib/udev/(?!hwdb)|etc/udev/udev.conf$")
+                      r"|usr/lib/udev/(?!hwdb)|etc/udev/udev.conf$"
+                      r"|usr/lib/x86_64-linux-gnu/libgcc_s\.so\.1$")
 #: Kernel modules loaded at boot, with their dependencies (from each module's modinfo).
 MODULES = ("virtio_net", "virtio_pci", "iscsi_tcp", "sd_mod", "sg", "st", "sr_mod",
            "dm_multipath", "dm_round_robin", "dm_service_time", "scsi_dh_alua", "ext4",

@@ -27,9 +27,10 @@ class Gateways:
 
 
 def start_gateway(tmp: Path, ceph: DevCluster, image: str, host: str, tpgt: int,
-                  *lu_args: str) -> RunningDaemon:
-    """A pytgtd on ``host`` with tag ``tpgt`` exporting ``image`` as LUN 1 of IQN."""
-    d = start_daemon(tmp, host=host, extra=("--iscsi", f"tpgt={tpgt}"))
+                  *lu_args: str, port: int = 0) -> RunningDaemon:
+    """A pytgtd on ``host`` (``port``; 0: an ephemeral one) with tag ``tpgt`` exporting
+    ``image`` as LUN 1 of IQN."""
+    d = start_daemon(tmp, host=host, extra=("--iscsi", f"tpgt={tpgt}"), port=port)
     try:
         d.adm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T", IQN)
         d.adm("--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "1",
@@ -52,9 +53,10 @@ def two_gateways(tmp: Path, ceph: DevCluster, image: str,
     except BaseException:
         a.stop()
         raise
+    gws = Gateways(a, b, image)
     try:
-        yield Gateways(a, b, image)
-    finally:
-        for d in (b, a):
+        yield gws
+    finally:  # a test may have restarted one: stop what gws holds at the end too
+        for d in {id(d): d for d in (b, a, gws.b, gws.a)}.values():
             if d.proc.poll() is None:
                 d.stop()

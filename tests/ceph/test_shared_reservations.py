@@ -85,7 +85,8 @@ async def logged_in(a: Gateway, b: Gateway, name_b: str) -> tuple[ItNexus, ItNex
     return host_a, host_b
 
 
-async def _open(ceph: DevCluster, image_id: str, tpgt: int) -> Gateway:
+async def _open(ceph: DevCluster, image_id: str, tpgt: int,
+                heartbeat: float = 5.0) -> Gateway:
     import rados
 
     def connect() -> Any:
@@ -97,19 +98,21 @@ async def _open(ceph: DevCluster, image_id: str, tpgt: int) -> Gateway:
     target = ScsiTarget("iqn.2026-12.org.pytgt:shared", tid=1, home_group=tpgt)
     lu = create_lu("disk", 1, MemoryStore(1 << 20), tid=1, path="mem", bstype="memory")
     target.add_lu(lu)
-    shared = RadosSharedState(cluster, "rbd", image_id, lu, tpgt, notify_timeout=2.0)
+    shared = RadosSharedState(cluster, "rbd", image_id, lu, tpgt, notify_timeout=2.0,
+                              heartbeat=heartbeat)
     lu.shared = shared
     await shared.start()
     return Gateway(tpgt, cluster, target, lu, shared)
 
 
 @asynccontextmanager
-async def gateways(ceph: DevCluster, *tags: int) -> AsyncIterator[list[Gateway]]:
+async def gateways(ceph: DevCluster, *tags: int,
+                   heartbeat: float = 5.0) -> AsyncIterator[list[Gateway]]:
     image_id = f"test{next(_ids)}"
     opened: list[Gateway] = []
     try:
         for tag in tags:
-            opened.append(await _open(ceph, image_id, tag))
+            opened.append(await _open(ceph, image_id, tag, heartbeat))
         yield opened
     finally:
         for gw in opened:
@@ -208,6 +211,78 @@ def test_a_gateway_that_stops_answering_is_fenced(ceph: DevCluster) -> None:
             assert [g.tpgt for g in a.shared.gateways] == [1]
             listed = ceph.ceph("osd", "blocklist", "ls")
             assert c_addr and c_addr in listed, listed
+
+    run(ceph, body)
+
+
+def test_stpg_making_one_group_optimized_demotes_the_owner(ceph: DevCluster) -> None:
+    """What Linux's scsi_dh_alua sends through a non-optimized path when dm-multipath
+    fails over to it: group 2 active/optimized, nothing said of group 1. Group 2 is then
+    the one owner on both gateways (group 1 active/non-optimized), so the host does not
+    spread its I/O over both gateways once group 1's path comes back."""
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2) as (a, b):
+            host_a, host_b = await logged_in(a, b, "node1")
+            stpg = bytes([0xA4, 0x0A]) + bytes(4) + (8).to_bytes(4, "big") + bytes(2)
+            params = bytes(4) + bytes([0x00, 0, 0, 2])  # group 2: active/optimized
+            assert (await b.run(host_b, stpg, params)).status == Status.GOOD
+            told = await a.run(host_a, RTPG)
+            assert decode_sense(told.sense) == (0x06, 0x2A, 0x06)
+            for gw, host in ((a, host_a), (b, host_b)):
+                data = bytes((await gw.run(host, RTPG)).data)
+                if not data:  # this nexus's unit attention first
+                    data = bytes((await gw.run(host, RTPG)).data)
+                assert data[6:8] == b"\0\x01" and data[4] & 0x0F == 0x01  # 1: AN
+                assert data[18:20] == b"\0\x02" and data[16] & 0x0F == 0x00  # 2: AO
+                assert data[21] == 0x01  # group 2 altered by SET TARGET PORT GROUPS
+
+    run(ceph, body)
+
+
+def test_a_dead_owner_nobody_asks_anything_is_found_by_the_heartbeat(
+        ceph: DevCluster) -> None:
+    """Hosts only read and write (no reservation to change): the survivor finds the dead
+    owner by itself, fences it, becomes active/optimized and tells its nexuses."""
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2, heartbeat=0.5) as (a, b):
+            host_b = b.nexus("node1")
+            await b.ready(host_b)
+            a_addr = a.shared._me.addr if a.shared._me else ""
+            await asyncio.to_thread(a.shared._close)  # the owner dies, still listed
+            deadline = asyncio.get_running_loop().time() + 30
+            while [g.tpgt for g in b.shared.gateways] != [2]:
+                assert asyncio.get_running_loop().time() < deadline, "A never dropped"
+                await asyncio.sleep(0.1)
+            assert a_addr and a_addr in ceph.ceph("osd", "blocklist", "ls")
+            told = await b.run(host_b, RTPG)
+            assert decode_sense(told.sense) == (0x06, 0x2A, 0x06)
+            data = bytes((await b.run(host_b, RTPG)).data)
+            assert data[4] == 0x80 and data[6:8] == b"\0\x02"  # B: active/optimized
+
+    run(ceph, body)
+
+
+def test_the_heartbeat_fences_nobody_while_the_owner_answers(ceph: DevCluster) -> None:
+    async def body(ceph: DevCluster) -> None:
+        async with gateways(ceph, 1, 2, heartbeat=0.2) as (a, b):
+            host_b = b.nexus("node1")
+            await b.ready(host_b)
+            pings = 0
+            receive = a.shared._receive
+
+            def counting(data: bytes) -> None:
+                nonlocal pings
+                pings += b'"ping"' in data
+                receive(data)
+
+            a.shared._receive = counting  # type: ignore[method-assign]
+            deadline = asyncio.get_running_loop().time() + 20
+            while pings < 3:  # B pings its owner A, which answers
+                assert asyncio.get_running_loop().time() < deadline, "no pings from B"
+                await asyncio.sleep(0.05)
+            assert [g.tpgt for g in b.shared.gateways] == [1, 2]
+            assert (await b.run(host_b, RTPG)).status == Status.GOOD  # no UA: no change
+            assert bytes((await b.run(host_b, RTPG)).data)[4] == 0x80  # A still optimized
 
     run(ceph, body)
 

@@ -8,7 +8,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -62,14 +62,17 @@ def make_target(d: RunningDaemon, tid: int, iqn: str, backing: Path, size: int =
 
 
 @contextlib.contextmanager
-def booted(guest: Guest, script: str, ports: dict[str, int], log: Path,
+def booted(guest: Guest, script: str, ports: Mapping[str, int | tuple[str, int]], log: Path,
            files: dict[str, bytes] | None = None, inbound: dict[int, int] | None = None,
            memory_mb: int = 512) -> Iterator[GuestRun]:
-    """Boot the guest on ``script`` with each guest portal relayed to a local port (and
-    ``files``, ``inbound`` as :meth:`Guest.boot`); on leaving, wait for the script's end
-    and assert it exited 0 (QEMU killed either way)."""
-    run = guest.boot(script, {addr: ("127.0.0.1", port) for addr, port in ports.items()},
-                     files=files, log=log, memory_mb=memory_mb, inbound=inbound)
+    """Boot the guest on ``script`` with each guest portal relayed to a local port on
+    127.0.0.1, or to a (loopback address, port) (and ``files``, ``inbound`` as
+    :meth:`Guest.boot`); on leaving, wait for the script's end and assert it exited 0
+    (QEMU killed either way)."""
+    forwards = {addr: port if isinstance(port, tuple) else ("127.0.0.1", port)
+                for addr, port in ports.items()}
+    run = guest.boot(script, forwards, files=files, log=log, memory_mb=memory_mb,
+                     inbound=inbound)
     try:
         yield run
         status = run.finish(BOOT_TIMEOUT)

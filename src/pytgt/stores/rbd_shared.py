@@ -20,7 +20,11 @@ answers GOOD.
 
 ALUA (SPC-4 5.16): each gateway is one target port group; the gateway with the lowest
 portal group tag among those listed is active/optimized, the others
-active/non-optimized (see ARCHITECTURE.md, "Several gateways").
+active/non-optimized (see ARCHITECTURE.md, "Several gateways"). A gateway that nobody
+asks anything of would never be found dead, so each gateway also pings those that
+outrank it (lower tags) every ``heartbeat`` seconds: one that does not answer is fenced
+and dropped like any other, and the next tag takes over as active/optimized while the
+hosts' I/O goes on through the survivors.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ _BLOCKLIST_SECONDS = 24 * 3600
 # How long the OSD keeps a watch whose client stopped pinging. Liveness is decided by
 # notify acknowledgements, not by this: it only spares a busy gateway its watch.
 _WATCH_SECONDS = 30
+# What a notify to another gateway came to (RadosSharedState._notify_outcome).
+_ACKED, _SILENT, _NOBODY, _FAILED = "acked", "silent", "nobody", "failed"
 
 
 def _empty_state() -> dict[str, Any]:
@@ -90,12 +96,13 @@ class RadosSharedState:
     """
 
     def __init__(self, cluster: Any, pool: str, image_id: str, lu: LogicalUnit, tpgt: int,
-                 notify_timeout: float = 10.0) -> None:
+                 notify_timeout: float = 10.0, heartbeat: float = 5.0) -> None:
         self.cluster = cluster
         self.pool = pool
         self.lu = lu
         self.tpgt = tpgt
         self.notify_timeout = notify_timeout
+        self.heartbeat = heartbeat  # seconds between pings of the outranking gateways
         self.object = f"pytgt.lu.{image_id}"
         self.loop = asyncio.get_running_loop()
         self.version = -1  # of the state last loaded
@@ -108,6 +115,8 @@ class RadosSharedState:
         self._lock = asyncio.Lock()  # this gateway's updates, one at a time
         self._background: set[asyncio.Task[Any]] = set()
         self._me: Gateway | None = None
+        self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     def gateway_object(self, tpgt: int) -> str:
         return f"{self.object}.gw{tpgt}"
@@ -144,6 +153,8 @@ class RadosSharedState:
 
         await self._update(join, change)
         self.lu.pr.saver = _kept_in_rados  # PTPL_C=1: the state outlives every gateway
+        if self.heartbeat > 0:
+            self._watchdog = asyncio.ensure_future(self._watch_outranking())
 
     def _open(self) -> None:
         self._ioctx = self.cluster.open_ioctx(self.pool)
@@ -156,6 +167,11 @@ class RadosSharedState:
 
     async def stop(self) -> None:
         """Leave the gateway list and stop watching (a clean shutdown: not fenced)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         for task in list(self._background):
             await asyncio.wait({task}, timeout=self.notify_timeout * 2)
 
@@ -170,6 +186,7 @@ class RadosSharedState:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        self._closed = True  # the watchdog fences nobody from now on
         if self._watch is not None:
             with contextlib.suppress(Exception):
                 self._watch.close()
@@ -297,10 +314,17 @@ class RadosSharedState:
 
     def _set_gateways(self, gateways: list[Gateway], explicit: dict[str, int]) -> None:
         """One target port group per gateway; the lowest tag is active/optimized, the
-        others active/non-optimized, unless SET TARGET PORT GROUPS chose (``explicit``)."""
+        others active/non-optimized, unless SET TARGET PORT GROUPS chose (``explicit``).
+        A group made active/optimized that way is the owner: the groups it did not name
+        become active/non-optimized, so hosts keep to one gateway. (Linux's scsi_dh_alua
+        sends such an STPG through a non-optimized path when dm-multipath fails over to
+        it; without this, the old owner would also stay optimized, and once its path
+        came back the host would spread its I/O over both gateways.)"""
         self.gateways = gateways
         tags = sorted({g.tpgt for g in gateways} | {self.tpgt})
-        owner = tags[0]
+        chosen = sorted(int(t) for t, s in explicit.items()
+                        if s == AccessState.ACTIVE_OPTIMIZED and int(t) in tags)
+        owner = chosen[0] if chosen else tags[0]
         changed = False
         groups = self.alua.groups
         for tag in tags:
@@ -355,33 +379,47 @@ class RadosSharedState:
         return await self._notify(gateway, json.dumps({"ping": True}))
 
     async def _notify(self, gateway: Gateway, message: str) -> bool:
-        """Notify one gateway; True once it acknowledged (it has applied the message).
+        """Notify one gateway; True once it acknowledged (it has applied the message)."""
+        return await self._notify_outcome(gateway, message) == _ACKED
+
+    async def _notify_outcome(self, gateway: Gateway, message: str) -> str:
+        """Notify one gateway: :data:`_ACKED`, :data:`_SILENT` (it did not answer in
+        time, or nobody watches its object) or :data:`_FAILED` (the notify itself
+        failed here: this gateway's trouble, which says nothing about the other).
 
         A gateway whose watch has lapsed (a loaded machine can miss the OSD's watch
         timeout) watches again within moments: nobody watching is retried for up to
         ``notify_timeout`` before the gateway counts as gone."""
         deadline = self.loop.time() + self.notify_timeout
         while True:
-            answer = await self._notify_once(gateway, message)
-            if answer is not None:
-                return answer
+            outcome = await self._notify_once(gateway, message)
+            if outcome != _NOBODY:
+                return outcome
             if self.loop.time() >= deadline:
-                return False
+                return _SILENT
             await asyncio.sleep(0.2)  # back off: the gateway may be watching again
 
-    async def _notify_once(self, gateway: Gateway, message: str) -> bool | None:
-        """True: acknowledged; False: not in time; None: nobody watches its object."""
-        done: asyncio.Future[bool | None] = self.loop.create_future()
+    async def _notify_once(self, gateway: Gateway, message: str) -> str:
+        """One notify: :data:`_ACKED`, :data:`_SILENT` (not acknowledged in time),
+        :data:`_NOBODY` (nobody watches its object) or :data:`_FAILED`."""
+        done: asyncio.Future[str] = self.loop.create_future()
 
         def complete(_completion: Any, ret: int, acks: Any, _timeouts: Any) -> None:
-            ok = None if ret == 0 and not acks else ret == 0
-            if not ok:
+            if ret == 0:
+                outcome = _ACKED if acks else _NOBODY
+            elif ret == -errno.ETIMEDOUT:
+                outcome = _SILENT
+            elif ret == -errno.ENOENT:
+                outcome = _NOBODY  # its object is gone
+            else:
+                outcome = _FAILED
+            if outcome != _ACKED:
                 log.debug("%s: notify to gateway %d: %s", self.object, gateway.tpgt,
-                          "nobody watching" if ok is None else os.strerror(-ret))
+                          "nobody watching" if outcome == _NOBODY else os.strerror(-ret))
 
             def settle() -> None:
                 if not done.done():
-                    done.set_result(ok)
+                    done.set_result(outcome)
 
             self.loop.call_soon_threadsafe(settle)
 
@@ -395,10 +433,37 @@ class RadosSharedState:
             await asyncio.to_thread(send)
             return await asyncio.wait_for(done, self.notify_timeout * 2)
         except (TimeoutError, OSError):
-            return False
+            return _FAILED
         except Exception as exc:  # rados.Error
             log.warning("%s: notify to gateway %d: %s", self.object, gateway.tpgt, exc)
-            return False
+            return _FAILED
+
+    async def _watch_outranking(self) -> None:
+        """Every ``heartbeat`` seconds, ping the listed gateways with lower tags (one of
+        them is active/optimized); fence and drop those that do not answer, so that the
+        next tag takes over (and the hosts are told) although nothing else would have
+        asked the dead one anything. A ping that fails here (this gateway cut off or
+        fenced itself) fences nobody."""
+        message = json.dumps({"ping": True})
+        while not self._closed:
+            await asyncio.sleep(self.heartbeat)  # a period, not a synchronisation
+            outranking = [g for g in self.gateways if g.tpgt < self.tpgt]
+            if not outranking or self._closed:
+                continue
+            outcomes = await asyncio.gather(*(self._notify_outcome(g, message)
+                                              for g in outranking))
+            dead = [g for g, o in zip(outranking, outcomes, strict=True) if o == _SILENT]
+            if not dead or self._closed:
+                continue
+            try:
+                async with self._lock:
+                    listed = set(self.gateways)
+                    dead = [g for g in dead if g in listed]  # not dropped meanwhile
+                    if dead and not self._closed:
+                        await self._fence(dead)
+                        await self._drop(dead)
+            except Exception as exc:  # the cluster is unreachable: try again later
+                log.warning("%s: %s", self.object, exc)
 
     async def _fence(self, dead: list[Gateway]) -> None:
         """Blocklist gateways that stopped answering: they cannot touch the image again."""
