@@ -218,7 +218,10 @@ class SgStore:
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, timeout=timeout, peripheral_type=ptype)
+        store = cls(path, fd, timeout=timeout, peripheral_type=ptype)
+        log.info("%s: peripheral device type %02Xh, command timeout %g s", path, ptype,
+                 store.timeout)
+        return store
 
     def _submit(self, fn: Callable[[], PassthroughResult | object]
                 ) -> asyncio.Future[PassthroughResult | object]:
