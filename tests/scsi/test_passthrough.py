@@ -89,7 +89,7 @@ def test_the_lu_is_a_passthrough_unit_with_the_device_s_type(h: Harness) -> None
 
 
 def test_a_pt_lu_needs_a_device() -> None:
-    with pytest.raises(ValueError, match="device-type pt needs bstype sg, not memory"):
+    with pytest.raises(ValueError, match="device-type pt needs bstype sg or bsg, not memory"):
         create_lu("pt", 1, MemoryStore(512), tid=1, bstype="memory")
     with pytest.raises(ValueError, match="needs a backing store"):
         create_lu("pt", 1, None, tid=1, bstype="sg")

@@ -29,8 +29,8 @@ from pytgt.stores.sg import (
     SG_SCSI_RESET,
     SG_SET_RESERVED_SIZE,
     SgStore,
-    _init_device,
     check_sg_device,
+    init_device,
     pack_header,
     sg_io,
     unpack_header,
@@ -220,9 +220,9 @@ def test_init_checks_the_driver_and_reads_the_peripheral_type() -> None:
             return fake(fd, request, buf)
         return call
 
-    assert _init_device("/dev/sg9", 0, ioctl(30536)) == 0x01
+    assert init_device("/dev/sg9", 0, ioctl(30536)) == 0x01
     with pytest.raises(StoreDeviceError, match="older than version 3"):
-        _init_device("/dev/sg9", 0, ioctl(20000))
+        init_device("/dev/sg9", 0, ioctl(20000))
     store = SgStore("/dev/sg9", os.open(os.devnull, os.O_RDWR), peripheral_type=0x01)
     assert store.timeout == LONG_TIMEOUT
     asyncio.run(store.close())

@@ -169,7 +169,7 @@ class PassthroughUnit(LogicalUnit):
     def __init__(self, lun: int, store: BackingStore, *, tid: int, path: str = "",
                  bstype: str = "sg", bsoflags: str = "") -> None:
         if not isinstance(store, SupportsPassthrough):
-            raise ValueError(f"device-type pt needs bstype sg, not {bstype}")
+            raise ValueError(f"device-type pt needs bstype sg or bsg, not {bstype}")
         super().__init__("pt", lun, store, tid=tid, path=path, bstype=bstype,
                          bsoflags=bsoflags)
         self.peripheral_type = int(getattr(store, "peripheral_type", 0x1F))
