@@ -58,6 +58,12 @@ for b in $D /dev/null; do
   mark REFUSED $(cat /tmp/err)
 done
 adm --op new --mode logicalunit --tid 1 --lun 1 --bstype sg --device-type pt -b $G
+B=/dev/bsg/$(ls /sys/block/${{D#/dev/}}/device/bsg)
+if adm --op new --mode logicalunit --tid 1 --lun 2 --bstype bsg --device-type pt -b $G \
+    2>/tmp/err; then mark ACCEPTED $G; exit 1; fi
+mark REFUSED $(cat /tmp/err)
+adm --op new --mode logicalunit --tid 1 --lun 2 --bstype bsg --device-type pt -b $B
+mark BSG $B
 adm --op bind --mode target --tid 1 -I ALL
 adm --op show --mode target | sed 's/^/@@PYTGT@@ SHOW /'
 
@@ -66,8 +72,10 @@ iscsiadm -m node -T $PT -p 127.0.0.1:3260 --login
 poll 30 disk_of $PT 1
 E=$(disk_of $PT 1)
 mark PT-DISK $E
+poll 30 disk_of $PT 2
+F=$(disk_of $PT 2)
 flat() {{ tr -s ' ' | tr '\\n' '|'; }}
-for d in $D $E; do
+for d in $D $E $F; do
   n=${{d#/dev/}}
   mark INQ $n $(sg_inq $d | grep -E "identification|revision level|PDT=" | flat)
   mark SN $n $(sg_vpd -p sn $d | flat)
@@ -81,17 +89,29 @@ for d in $D $E; do
   mark RESID $n $(sg_raw -r 1024 $d 12 00 00 00 ff 00 2>&1 | grep -i received | flat)
 done
 mark READ $(dd if=$E bs=64k count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+mark BSG-READ $(dd if=$F bs=64k count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 dd if=/dev/urandom of=/tmp/w bs=64k count=16 2>/dev/null
 dd if=/tmp/w of=$E bs=64k seek=32 count=16 oflag=direct 2>/dev/null
 mark WROTE $(sha256sum < /tmp/w | cut -d' ' -f1)
 gate written
 mark READBACK $(dd if=$D bs=64k skip=32 count=16 iflag=direct 2>/dev/null | sha256sum | \\
   cut -d' ' -f1)
+mark BSG-READBACK $(dd if=$F bs=64k skip=32 count=16 iflag=direct 2>/dev/null | \\
+  sha256sum | cut -d' ' -f1)
+# written through bsg: the host's disk has it
+dd if=/dev/urandom of=/tmp/w2 bs=64k count=4 2>/dev/null
+dd if=/tmp/w2 of=$F bs=64k seek=64 count=4 oflag=direct 2>/dev/null
+mark BSG-WROTE $(sha256sum < /tmp/w2 | cut -d' ' -f1)
+mark BSG-WRITEBACK $(dd if=$D bs=64k skip=64 count=4 iflag=direct 2>/dev/null | \\
+  sha256sum | cut -d' ' -f1)
+# a LOGICAL UNIT RESET of the bsg LU: SG_SCSI_RESET through the device's sg node
+sg_reset -d $F
 # a LOGICAL UNIT RESET of sdb reaches the device: SG_SCSI_RESET on sg1, the host's LU reset
 sg_reset -d $E
 mark RESET $(dd if=$E bs=64k count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 iscsiadm -m node -T $PT -p 127.0.0.1:3260 --logout
 adm --op delete --mode logicalunit --tid 1 --lun 1
+adm --op delete --mode logicalunit --tid 1 --lun 2
 kill $PTD
 wait $PTD && mark PYTGTD-EXIT 0
 iscsiadm -m node -T $T -p $P --logout
@@ -119,7 +139,7 @@ def test_passthrough_lu_is_the_device_behind_it(python_guest: Guest, tmp_path: P
                                r'[^}]*response="function_complete"[^}]*\} (\S+)',
                                urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics",
                                                       timeout=30).read().decode())
-        assert lu_resets and float(lu_resets[0]) >= 1  # the guest's device reset, on the host
+        assert lu_resets and float(lu_resets[0]) >= 2  # the guest's two device resets (sg, bsg)
     finally:
         daemon.stop()
 
@@ -137,19 +157,24 @@ def _check(python_guest: Guest, daemon: RunningDaemon, tmp_path: Path) -> None:
         sd, sg = run.marker("HOST-DISK", 120).split()
         assert re.fullmatch(r"/dev/sg\d+", sg), sg
         assert run.marker("GUEST-PYTGTD", 240) == "deps-ok"
-        refused = [run.marker("REFUSED", 60, n) for n in (1, 2)]
+        refused = [run.marker("REFUSED", 60, n) for n in (1, 2, 3)]
         assert refused[0] == (f"pytgtadm: {sd}: not a SCSI generic device (a block device; "
                               "bstype sg needs /dev/sgN, a character device of major 21)")
         assert refused[1].startswith("pytgtadm: /dev/null: not a SCSI generic device (a "
                                      "character device of major 1;")
+        assert re.fullmatch(rf"pytgtadm: {sg}: not a bsg device \(a character device "
+                            r"21:\d+; bstype bsg needs /dev/bsg/H:C:T:L\)", refused[2])
+        bsg = run.marker("BSG", 60)
+        assert re.fullmatch(r"/dev/bsg/\d+:0:0:1", bsg), bsg
         assert int(run.marker("DISCOVERED", 60)) >= 1
         pt = run.marker("PT-DISK", 120)
-        names = (sd.removeprefix("/dev/"), pt.removeprefix("/dev/"))
         for what in ("INQ", "SN", "DI", "CAP", "OOR", "RESID"):
-            seen = _by_disk([run.marker(what, 120, n) for n in (1, 2)])
-            assert seen[names[0]] == seen[names[1]], (what, seen)
-            assert seen[names[0]], what
+            seen = _by_disk([run.marker(what, 120, n) for n in (1, 2, 3)])
+            assert len(set(seen.values())) == 1 and sd.removeprefix("/dev/") in seen, \
+                (what, seen)  # the host's disk, its sg LU and its bsg LU alike
+            assert seen[pt.removeprefix("/dev/")], what
         assert run.marker("READ", 120) == hashlib.sha256(content[:MIB]).hexdigest()
+        assert run.marker("BSG-READ", 120) == hashlib.sha256(content[:MIB]).hexdigest()
         wrote = run.marker("WROTE", 120)
         with run.gate("written", 120):
             with open(backing, "rb") as f:
@@ -157,19 +182,25 @@ def _check(python_guest: Guest, daemon: RunningDaemon, tmp_path: Path) -> None:
                 assert hashlib.sha256(f.read(MIB)).hexdigest() == wrote
             _libiscsi_from_the_host(hostfwd)
         assert run.marker("READBACK", 120) == wrote
+        assert run.marker("BSG-READBACK", 120) == wrote
+        assert run.marker("BSG-WRITEBACK", 120) == run.marker("BSG-WROTE", 120)
         assert run.marker("RESET", 120) == hashlib.sha256(content[:65536]).hexdigest()
         run.marker("PYTGTD-EXIT", 120)
     console = run.console()
     shown = [line.split(" SHOW ", 1)[1] for line in console.splitlines() if " SHOW " in line]
     lun1 = shown[shown.index("        LUN: 1"):]
-    assert lun1[1:15] == [
+    assert lun1[1:16] == [
         "            Type: passthrough", "            SCSI ID: IET     00010001",
         "            SCSI SN: beaf11", "            Size: 0 MB, Block size: 1",
         "            Online: Yes", "            Removable media: No",
         "            Prevent removal: No", "            Readonly: No", "            SWP: No",
         "            Thin-provisioning: No", "            Backing store type: sg",
         f"            Backing store path: {sg}", "            Backing store flags: ",
-        "    Account information:"], lun1
+        "        LUN: 2", "            Type: passthrough"], lun1
+    lun2 = lun1[lun1.index("        LUN: 2"):]
+    assert lun2[11:15] == [
+        "            Backing store type: bsg", f"            Backing store path: {bsg}",
+        "            Backing store flags: ", "    Account information:"], lun2
     inq = next(line for line in console.splitlines() if " INQ " in line)
     assert "IET" in inq and "VIRTUAL-DISK" in inq  # the host pytgtd's LU, not a pt default
 
