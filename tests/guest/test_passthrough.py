@@ -110,6 +110,8 @@ sg_reset -d $F
 sg_reset -d $E
 mark RESET $(dd if=$E bs=64k count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 iscsiadm -m node -T $PT -p 127.0.0.1:3260 --logout
+# libiscsi's conformance suites from the host, the pt LU theirs alone
+gate conformance
 adm --op delete --mode logicalunit --tid 1 --lun 1
 adm --op delete --mode logicalunit --tid 1 --lun 2
 kill $PTD
@@ -185,6 +187,8 @@ def _check(python_guest: Guest, daemon: RunningDaemon, tmp_path: Path) -> None:
         assert run.marker("BSG-READBACK", 120) == wrote
         assert run.marker("BSG-WRITEBACK", 120) == run.marker("BSG-WROTE", 120)
         assert run.marker("RESET", 120) == hashlib.sha256(content[:65536]).hexdigest()
+        with run.gate("conformance", 120):
+            _conformance_from_the_host(hostfwd)
         run.marker("PYTGTD-EXIT", 120)
     console = run.console()
     shown = [line.split(" SHOW ", 1)[1] for line in console.splitlines() if " SHOW " in line]

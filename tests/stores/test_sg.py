@@ -136,11 +136,16 @@ def test_no_data_command_and_the_device_s_sense_unchanged() -> None:
     assert (res.status, res.sense, res.driver_status) == (0x02, sense, 0x08)
 
 
-def test_an_impossible_residual_is_clamped() -> None:
+def test_a_negative_residual_is_none_and_a_larger_one_an_overflow() -> None:
     res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(data_in=b"z" * 16, resid=-5))
-    assert (bytes(res.data), res.resid) == (b"z" * 16, 0)
-    res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(resid=99))
-    assert (bytes(res.data), res.resid) == (b"", 16)
+    assert (bytes(res.data), res.resid, res.overflow) == (b"z" * 16, 0, 0)
+    # the host's residual beyond the buffer: the buffer is full, the rest overflowed
+    res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(data_in=b"y" * 16, resid=99))
+    assert (bytes(res.data), res.resid, res.overflow) == (b"y" * 16, 0, 83)
+    res = sg_io(0, bytes(10), b"", 0, 1000, 0, FakeSg(resid=512))  # EDTL 0, READ(10)
+    assert (res.data, res.resid, res.overflow) == (b"", 0, 512)
+    res = sg_io(0, bytes(10), b"w" * 200, 0, 1000, 0, FakeSg(resid=312))
+    assert (res.resid, res.overflow) == (0, 112)
 
 
 def _store(fake: FakeSg, tmp_path: Path, **kw: object) -> SgStore:

@@ -102,16 +102,19 @@ def bsg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
     reply = unpack_v4(hdr)
     data: bytes | bytearray | memoryview = b""
     if data_in is not None:
-        resid = min(max(reply.din_resid, 0), data_in_length)
-        moved = data_in_length - resid
-        data = data_in if moved == data_in_length else memoryview(data_in)[:moved]
-    else:
-        resid = min(max(reply.dout_resid, 0), len(data_out)) if out is not None else 0
+        raw, length = reply.din_resid, data_in_length
+        resid = max(raw, 0) if raw <= length else 0  # more: an overflow
+        moved = length - resid
+        data = data_in if moved == length else memoryview(data_in)[:moved]
+    else:  # the kernel puts a no-data command's residual in dout_resid
+        raw, length = max(reply.dout_resid, reply.din_resid), len(data_out)
+        resid = max(raw, 0) if raw <= length else 0
     # driver_status is sg's (DRIVER_SENSE set with sense); transport_status the DID_*
     return PassthroughResult(
         status=reply.device_status, host_status=reply.transport_status,
         driver_status=reply.driver_status,
-        sense=bytes(sense.raw[:min(reply.response_len, MAX_SENSE)]), data=data, resid=resid)
+        sense=bytes(sense.raw[:min(reply.response_len, MAX_SENSE)]), data=data, resid=resid,
+        overflow=max(raw - length, 0))
 
 
 def check_bsg_device(path: str) -> os.stat_result:

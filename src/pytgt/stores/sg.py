@@ -134,7 +134,7 @@ def sg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
     ioctl(fd, SG_IO, hdr)
     del buf  # the data_in bytearray may be resized again
     reply = unpack_header(hdr)
-    resid = min(max(reply.resid, 0), length)
+    resid = max(reply.resid, 0) if reply.resid <= length else 0  # more: an overflow
     data: bytes | bytearray | memoryview = b""
     if data_in is not None:
         moved = length - resid
@@ -142,7 +142,8 @@ def sg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
     return PassthroughResult(
         status=reply.status, host_status=reply.host_status,
         driver_status=reply.driver_status,
-        sense=bytes(sense.raw[:min(reply.sb_len_wr, MAX_SENSE)]), data=data, resid=resid)
+        sense=bytes(sense.raw[:min(reply.sb_len_wr, MAX_SENSE)]), data=data, resid=resid,
+        overflow=max(reply.resid - length, 0))
 
 
 def _ioctl(fd: int, request: int, buf: bytearray) -> object:
