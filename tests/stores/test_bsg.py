@@ -103,6 +103,9 @@ def test_read_moves_data_in_and_trims_the_residual() -> None:
     res = bsg_io(0, bytes((0x12, 0, 0, 2, 0, 0)), b"", 512, 30000, SG_FLAG_Q_AT_TAIL, fake)
     assert fake.requests == [(bytes((0x12, 0, 0, 2, 0, 0)), b"", 512, SG_FLAG_Q_AT_TAIL)]
     assert (res.status, bytes(res.data), res.resid, res.sense) == (0, b"A" * 96, 416, b"")
+    # a residual larger than the buffer: the buffer is full, the residual overflowed
+    res = bsg_io(0, bytes(10), b"", 16, 1000, 0, FakeBsg(data_in=b"y" * 16, resid=99))
+    assert (bytes(res.data), res.resid, res.overflow) == (b"y" * 16, 0, 99)
 
 
 def test_write_sends_data_out_and_reports_its_residual() -> None:

@@ -114,7 +114,7 @@ def bsg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
         status=reply.device_status, host_status=reply.transport_status,
         driver_status=reply.driver_status,
         sense=bytes(sense.raw[:min(reply.response_len, MAX_SENSE)]), data=data, resid=resid,
-        overflow=max(raw - length, 0))
+        overflow=raw if raw > length else 0)
 
 
 def check_bsg_device(path: str) -> os.stat_result:

@@ -143,7 +143,7 @@ def sg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
         status=reply.status, host_status=reply.host_status,
         driver_status=reply.driver_status,
         sense=bytes(sense.raw[:min(reply.sb_len_wr, MAX_SENSE)]), data=data, resid=resid,
-        overflow=max(reply.resid - length, 0))
+        overflow=reply.resid if reply.resid > length else 0)
 
 
 def _ioctl(fd: int, request: int, buf: bytearray) -> object:
