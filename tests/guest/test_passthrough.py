@@ -25,13 +25,28 @@ import pytest
 
 from tests.guest.conftest import PORTAL, Guest, booted, make_target, pytgt_files
 from tests.helpers import RunningDaemon, start_daemon
+from tests.interop.test_conformance_full import iscsi_test_cu
 
 IQN = "iqn.2026-12.org.pytgt:guest-pt-backing"
 PT_IQN = "iqn.2026-12.org.pytgt:guest-pt"
 SIZE = 16 << 20
 MIB = 1 << 20
-SUITES = ("SCSI.TestUnitReady", "SCSI.Inquiry", "SCSI.ReadCapacity10", "SCSI.ReadCapacity16",
-          "SCSI.Read10", "SCSI.Read16", "SCSI.ReportSupportedOpcodes")
+#: libiscsi's iscsi-test-cu suites run through the pt LU in the test (about 40 s under TCG):
+#: the quick ones of the full run that docs/passthrough.md reports (200 of 230 passed,
+#: 33 minutes), task management, residuals, reservations of one initiator, EXTENDED COPY.
+SUITES = ("ALL.TestUnitReady", "ALL.Inquiry", "ALL.ReadCapacity10", "ALL.ReadCapacity16",
+          "ALL.Read10", "ALL.ReportSupportedOpcodes", "ALL.Mandatory", "ALL.ModeSense6",
+          "ALL.Prefetch10", "ALL.StartStopUnit", "ALL.PreventAllow", "ALL.Reserve6.Simple",
+          "ALL.ProutRegister", "ALL.PrinReadKeys", "ALL.ExtendedCopy", "ALL.iSCSITMF",
+          "ALL.iSCSIcmdsn", "ALL.iSCSIdatasn", "ALL.iSCSIResiduals")
+#: sg (and bsg) report one residual count, not its direction: a residual larger than the
+#: buffer is an overflow, one as large as the buffer is taken for an underflow. Each of
+#: these tests has one case of an overflow exactly the buffer's size (2 blocks asked for,
+#: 1 block of EDTL), so each fails that one case through pass-through.
+RESIDUAL_AMBIGUITY = [f"iSCSIResiduals.{name}" for name in (
+    "Read10Invalid", "Read10Residuals", "Read12Residuals", "Read16Residuals",
+    "Write10Residuals", "Write12Residuals", "Write16Residuals", "WriteVerify10Residuals",
+    "WriteVerify12Residuals", "WriteVerify16Residuals")]
 
 SCRIPT = f"""
 T={IQN}; P={PORTAL}; PT={PT_IQN}
@@ -221,10 +236,17 @@ def _libiscsi_from_the_host(port: int) -> None:
                          timeout=120)
     assert cap.returncode == 0, cap.stderr
     assert f"Total size:{SIZE}" in cap.stdout, cap.stdout
-    for suite in SUITES:  # read-only selections of libiscsi's conformance suite
-        res = subprocess.run(["iscsi-test-cu", "-t", suite, url], capture_output=True,
-                             text=True, timeout=300)
-        out = res.stdout + res.stderr
-        m = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", out)
-        assert m, out[-3000:]
-        assert int(m.group(2)) > 0 and m.group(4) == "0", f"{suite}:\n{out[-4000:]}"
+
+
+def _conformance_from_the_host(port: int) -> None:
+    """libiscsi's conformance suites (writes allowed) on the guest's pt LU (hostfwd)."""
+    if shutil.which("iscsi-test-cu") is None:
+        return
+    url = f"iscsi://127.0.0.1:{port}/{PT_IQN}/1"
+    failed: list[str] = []
+    for suite in SUITES:
+        result = iscsi_test_cu(suite, url, timeout=300)
+        assert result.run > 0 and result.not_implemented == [], result.report()
+        assert result.passed + len(result.failed) == result.run, result.report()
+        failed += result.failed
+    assert failed == RESIDUAL_AMBIGUITY
