@@ -106,7 +106,7 @@ def bsg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
         resid = max(raw, 0) if raw <= length else 0  # more: an overflow
         moved = length - resid
         data = data_in if moved == length else memoryview(data_in)[:moved]
-    else:  # the kernel puts a no-data command's residual in dout_resid
+    else:  # a no-data command's residual is in din_resid (the kernel's REQ_OP_DRV_IN)
         raw, length = max(reply.dout_resid, reply.din_resid), len(data_out)
         resid = max(raw, 0) if raw <= length else 0
     # driver_status is sg's (DRIVER_SENSE set with sense); transport_status the DID_*
