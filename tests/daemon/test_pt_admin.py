@@ -45,9 +45,11 @@ def _new(admin: Admin, **kw: Any) -> tuple[int, str]:
 
 def test_pt_and_sg_go_together(pt_admin: Admin, lun_file: str) -> None:
     assert _new(pt_admin, device_type="pt", backing_store=lun_file) == \
-        (22, "device-type pt needs bstype sg")
+        (22, "device-type pt needs bstype sg or bsg")
     assert _new(pt_admin, bstype="sg", backing_store="/dev/sg3") == \
         (22, "bstype sg needs device-type pt, not disk")
+    assert _new(pt_admin, bstype="bsg", backing_store="/dev/bsg/2:0:0:1") == \
+        (22, "bstype bsg needs device-type pt, not disk")
 
 
 def test_a_backing_store_that_is_no_sg_device_gets_one_line(pt_admin: Admin,
@@ -61,6 +63,9 @@ def test_a_backing_store_that_is_no_sg_device_gets_one_line(pt_admin: Admin,
                    backing_store=str(tmp_path / "nope"))
     assert (rc, out) == (22, f"{tmp_path / 'nope'}: No such file or directory")
     assert 1 not in pt_admin.mgmt.registry.targets[1].scsi.luns
+    rc, out = _new(pt_admin, device_type="pt", bstype="bsg", backing_store="/dev/null")
+    assert rc == 22 and out == ("/dev/null: not a bsg device (a character device 1:3; "
+                                "bstype bsg needs /dev/bsg/H:C:T:L)")
 
 
 def test_a_pt_lu_is_shown_and_saved_as_tgt_has_it(pt_admin: Admin) -> None:

@@ -253,6 +253,30 @@ def test_scsi_read_command(peer: Peer) -> None:
     assert data_in.exp_cmd_sn == 6
 
 
+@pytest.mark.parametrize(("read", "write", "data", "write_length"), [
+    (False, False, b"\xab" * 512, None),  # READ(10) without the R bit (Linux: EDTL 0)
+    (False, False, b"", 512),  # WRITE(10) without the W bit
+    (False, True, b"\xab" * 512, 0),  # READ(10) flagged as a write
+])
+def test_no_data_in_without_the_r_bit(peer: Peer, read: bool, write: bool, data: bytes,
+                                      write_length: int | None) -> None:
+    """RFC 7143 11.4.5.1: Data-In goes only to a command with the R bit; what a command
+    without R or W would have moved is a residual overflow (the Linux initiator fails
+    the connection on a Data-In it did not ask for)."""
+    cdb = bytes([0x28 if data else 0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    events = peer.send(ScsiCommand(0x52, cdb, expected_data_transfer_length=512 if write
+                                   else 0, cmd_sn=5, exp_stat_sn=102, read=read, write=write,
+                                   data=b"\1" * 512 if write else b""))
+    (ready,) = events
+    peer.conn.complete_command(ready.task, 0, data, write_length=write_length)
+    (rsp,) = peer.recv()
+    assert isinstance(rsp, ScsiResponse), rsp
+    if write:
+        assert (rsp.underflow, rsp.residual_count) == (True, 512)
+    else:
+        assert (rsp.overflow, rsp.residual_count) == (True, 512)
+
+
 def test_scsi_write_with_immediate_data_and_r2t(peer: Peer) -> None:
     cdb = bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 2, 0])  # WRITE(10), two blocks
     events = peer.send(ScsiCommand(0x51, cdb, expected_data_transfer_length=1024, cmd_sn=5,

@@ -89,7 +89,7 @@ def test_the_lu_is_a_passthrough_unit_with_the_device_s_type(h: Harness) -> None
 
 
 def test_a_pt_lu_needs_a_device() -> None:
-    with pytest.raises(ValueError, match="device-type pt needs bstype sg, not memory"):
+    with pytest.raises(ValueError, match="device-type pt needs bstype sg or bsg, not memory"):
         create_lu("pt", 1, MemoryStore(512), tid=1, bstype="memory")
     with pytest.raises(ValueError, match="needs a backing store"):
         create_lu("pt", 1, None, tid=1, bstype="sg")
@@ -130,6 +130,24 @@ def test_write_data_out_and_its_residual(h: Harness, dev: FakeDevice) -> None:
     r = _run(h, task)
     assert r.status == Status.GOOD and task.transfer_out == 512
     assert dev.calls[-1][:3] == (bytes((0x2A,)) + bytes(9), b"w" * 1024, 0)
+
+
+def test_an_overflow_the_host_reports_reaches_the_transport(h: Harness,
+                                                            dev: FakeDevice) -> None:
+    """RFC 7143 11.4.5.1: a READ of one block with room for 200 bytes, a WRITE of one
+    block with 200 bytes, a READ with no room at all (the sg store saw the host's
+    residual larger than the buffer: sg's only sign of an overflow)."""
+    _consume_ua(h)
+    dev.reply = lambda cdb, out, n: PassthroughResult(0, data=b"r" * n, overflow=312)
+    r = _run(h, _task(h, bytes((0x28,)) + bytes(9), expected_in=200))
+    assert bytes(r.data) == b"r" * 200 + bytes(312)  # 512 wanted: 312 beyond the buffer
+    dev.reply = lambda cdb, out, n: PassthroughResult(0, overflow=312)
+    task = _task(h, bytes((0x2A,)) + bytes(9), data=b"w" * 200)
+    assert _run(h, task).status == Status.GOOD and task.transfer_out == 512
+    dev.reply = lambda cdb, out, n: PassthroughResult(0, overflow=512)
+    task = _task(h, bytes((0x28,)) + bytes(9))
+    r = _run(h, task)
+    assert (bytes(r.data), task.transfer_out) == (bytes(512), 512)
 
 
 def test_the_device_s_status_and_sense_pass_unchanged_with_data_read(

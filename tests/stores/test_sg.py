@@ -29,8 +29,8 @@ from pytgt.stores.sg import (
     SG_SCSI_RESET,
     SG_SET_RESERVED_SIZE,
     SgStore,
-    _init_device,
     check_sg_device,
+    init_device,
     pack_header,
     sg_io,
     unpack_header,
@@ -136,11 +136,17 @@ def test_no_data_command_and_the_device_s_sense_unchanged() -> None:
     assert (res.status, res.sense, res.driver_status) == (0x02, sense, 0x08)
 
 
-def test_an_impossible_residual_is_clamped() -> None:
+def test_a_negative_residual_is_none_and_a_larger_one_an_overflow() -> None:
     res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(data_in=b"z" * 16, resid=-5))
-    assert (bytes(res.data), res.resid) == (b"z" * 16, 0)
-    res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(resid=99))
-    assert (bytes(res.data), res.resid) == (b"", 16)
+    assert (bytes(res.data), res.resid, res.overflow) == (b"z" * 16, 0, 0)
+    # a residual larger than the buffer: the buffer is full, the residual overflowed
+    # (the Linux iSCSI initiator reports an overflow's count, RFC 7143 11.4.5.1)
+    res = sg_io(0, bytes(6), b"", 16, 1000, 0, FakeSg(data_in=b"y" * 16, resid=99))
+    assert (bytes(res.data), res.resid, res.overflow) == (b"y" * 16, 0, 99)
+    res = sg_io(0, bytes(10), b"", 0, 1000, 0, FakeSg(resid=512))  # EDTL 0, READ(10)
+    assert (res.data, res.resid, res.overflow) == (b"", 0, 512)
+    res = sg_io(0, bytes(10), b"w" * 200, 0, 1000, 0, FakeSg(resid=312))
+    assert (res.resid, res.overflow) == (0, 312)
 
 
 def _store(fake: FakeSg, tmp_path: Path, **kw: object) -> SgStore:
@@ -220,9 +226,9 @@ def test_init_checks_the_driver_and_reads_the_peripheral_type() -> None:
             return fake(fd, request, buf)
         return call
 
-    assert _init_device("/dev/sg9", 0, ioctl(30536)) == 0x01
+    assert init_device("/dev/sg9", 0, ioctl(30536)) == 0x01
     with pytest.raises(StoreDeviceError, match="older than version 3"):
-        _init_device("/dev/sg9", 0, ioctl(20000))
+        init_device("/dev/sg9", 0, ioctl(20000))
     store = SgStore("/dev/sg9", os.open(os.devnull, os.O_RDWR), peripheral_type=0x01)
     assert store.timeout == LONG_TIMEOUT
     asyncio.run(store.close())

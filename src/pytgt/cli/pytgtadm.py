@@ -97,8 +97,9 @@ _HELP = {
     "tid": "target id (not 0)", "sid": "session id (the TSIH)", "cid": "connection id",
     "lun": "logical unit number", "name": "the parameter to update",
     "value": "its new value", "backing-store": "the backing store: a file, a block device, "
-    "POOL/IMAGE for rbd, a size for memory, /dev/sgN for sg", "bstype": "the backing-store "
-    "type: rdwr, null, memory, rbd, sg (with device type pt), faulty or a plugin's",
+    "POOL/IMAGE for rbd, a size for memory, /dev/sgN for sg, /dev/bsg/H:C:T:L for bsg",
+    "bstype": "the backing-store type: rdwr, null, memory, rbd, sg or bsg (with device "
+    "type pt), faulty or a plugin's",
     "bsopts": "backing-store options (key=value;...)", "bsoflags": "open flags: direct, sync",
     "blocksize": "logical block size in bytes", "device-type": "the SCSI device type (disk)",
     "targetname": "the target's iSCSI name", "initiator-address": "an initiator address, "

@@ -391,9 +391,9 @@ async def lu_new(m: Management, req: dict[str, Any]) -> str:
     empty_drive = device_type == "cd" and not path  # tgt: a CD drive with no disc in
     if lun < 0 or (not path and bstype == "rdwr" and not empty_drive):
         raise _invalid()
-    if (device_type == "pt") != (bstype == "sg"):  # tgt's rule: sg is pt's only store
-        raise _invalid("device-type pt needs bstype sg" if device_type == "pt"
-                       else f"bstype sg needs device-type pt, not {device_type}")
+    if (device_type == "pt") != (bstype in ("sg", "bsg")):  # tgt: pt's only stores
+        raise _invalid("device-type pt needs bstype sg or bsg" if device_type == "pt"
+                       else f"bstype {bstype} needs device-type pt, not {device_type}")
     try:  # in a thread: opening may wait on a network (rbd: the Ceph monitors)
         store = None if empty_drive else await asyncio.to_thread(
             m.open_store, bstype, _open_path(m, path), bsopts=_opt_str(req, "bsopts"),

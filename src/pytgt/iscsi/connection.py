@@ -599,6 +599,10 @@ class TargetConnection:
                 residual, over = need - edtl, True
             elif need < edtl:
                 residual, under = edtl - need, True
+            n = n if task.read else 0  # no Data-In to a command without the R bit
+        else:  # neither R nor W (EDTL 0): all the command would move overflows
+            residual = n or write_length or 0
+            over, n = residual > 0, 0
         fold = n > 0 and not sense
         if n:
             self._send_data_in(task, memoryview(data)[:n] if n != len(data) else data,

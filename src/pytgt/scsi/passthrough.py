@@ -34,6 +34,8 @@ from pytgt.stores.base import (
 LOGICAL_UNIT_COMMUNICATION_FAILURE = (0x08, 0x00)
 LOGICAL_UNIT_COMMUNICATION_TIME_OUT = (0x08, 0x01)
 SCSI_PARITY_ERROR = (0x47, 0x00)
+#: The most overflow a pt command reports (the zeros that stand for it are allocated).
+MAX_OVERFLOW = 16 << 20
 
 # host_status values (linux/include/scsi/scsi_status.h, enum scsi_host_status).
 DID_OK, DID_NO_CONNECT, DID_BUS_BUSY, DID_TIME_OUT, DID_BAD_TARGET = 0x00, 0x01, 0x02, 0x03, 0x04
@@ -143,9 +145,22 @@ async def forward(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     else:
         task.transfer_out = len(data_out) - result.resid if data_out else 0
         out = answer(result, bool(data_out))
+        if result.overflow and isinstance(out, ScsiResult):
+            out = _overflowed(task, out, result.overflow, reading=not data_out)
     if isinstance(out, CheckCondition):
         raise out
     return out
+
+
+def _overflowed(task: ScsiTask, out: ScsiResult, overflow: int, reading: bool) -> ScsiResult:
+    """The device wanted ``overflow`` bytes more than the initiator's buffer held
+    (RFC 7143 11.4.5.1, residual overflow): the transport counts it from the Data-In's
+    length (zeros past the buffer, never sent) or the Data-Out length asked for."""
+    overflow = min(overflow, MAX_OVERFLOW)
+    task.transfer_out = len(task.data_out) + overflow
+    if not reading:
+        return out
+    return ScsiResult(out.status, bytes(out.data) + bytes(overflow), out.sense, out.extra)
 
 
 def _row(opcode: int) -> Command:
@@ -169,7 +184,7 @@ class PassthroughUnit(LogicalUnit):
     def __init__(self, lun: int, store: BackingStore, *, tid: int, path: str = "",
                  bstype: str = "sg", bsoflags: str = "") -> None:
         if not isinstance(store, SupportsPassthrough):
-            raise ValueError(f"device-type pt needs bstype sg, not {bstype}")
+            raise ValueError(f"device-type pt needs bstype sg or bsg, not {bstype}")
         super().__init__("pt", lun, store, tid=tid, path=path, bstype=bstype,
                          bsoflags=bsoflags)
         self.peripheral_type = int(getattr(store, "peripheral_type", 0x1F))

@@ -38,6 +38,7 @@ _BUILTIN: dict[str, str] = {
     "memory": "pytgt.stores.memory:MemoryStore",
     "rbd": "pytgt.stores.rbd:RbdStore",
     "sg": "pytgt.stores.sg:SgStore",
+    "bsg": "pytgt.stores.bsg:BsgStore",
 }
 
 

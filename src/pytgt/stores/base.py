@@ -175,7 +175,9 @@ class PassthroughResult:
     (Linux sg(4), ``struct sg_io_hdr``): the device's ``status`` byte (SAM-5) and sense
     as it sent them, ``host_status`` (``DID_*``) and ``driver_status`` (``DRIVER_*``)
     from the host, the Data-In received and ``resid`` (bytes asked for and not moved,
-    either direction)."""
+    either direction); ``overflow``: bytes the device would have moved beyond the
+    buffer, when the host's residual is larger than the buffer (an iSCSI or SAS
+    overflow; sg has no other way to tell it from an underflow)."""
 
     status: int
     host_status: int = 0
@@ -183,6 +185,7 @@ class PassthroughResult:
     sense: bytes = b""
     data: bytes | bytearray | memoryview = b""
     resid: int = 0
+    overflow: int = 0
 
 
 @runtime_checkable

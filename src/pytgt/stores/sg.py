@@ -134,7 +134,7 @@ def sg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
     ioctl(fd, SG_IO, hdr)
     del buf  # the data_in bytearray may be resized again
     reply = unpack_header(hdr)
-    resid = min(max(reply.resid, 0), length)
+    resid = max(reply.resid, 0) if reply.resid <= length else 0  # more: an overflow
     data: bytes | bytearray | memoryview = b""
     if data_in is not None:
         moved = length - resid
@@ -142,7 +142,8 @@ def sg_io(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
     return PassthroughResult(
         status=reply.status, host_status=reply.host_status,
         driver_status=reply.driver_status,
-        sense=bytes(sense.raw[:min(reply.sb_len_wr, MAX_SENSE)]), data=data, resid=resid)
+        sense=bytes(sense.raw[:min(reply.sb_len_wr, MAX_SENSE)]), data=data, resid=resid,
+        overflow=reply.resid if reply.resid > length else 0)
 
 
 def _ioctl(fd: int, request: int, buf: bytearray) -> object:
@@ -194,6 +195,18 @@ class SgStore:
         self._running: set[concurrent.futures.Future[object]] = set()
         self._closed = False
 
+    @staticmethod
+    def command(fd: int, cdb: bytes, data_out: bytes | bytearray | memoryview,
+                data_in_length: int, timeout_ms: int, flags: int,
+                ioctl: Ioctl) -> PassthroughResult:
+        """One command on the open node (blocking): :func:`sg_io` here."""
+        return sg_io(fd, cdb, data_out, data_in_length, timeout_ms, flags, ioctl)
+
+    @staticmethod
+    def check_device(path: str) -> os.stat_result:
+        """``path``'s stat if the store drives that node; raises StoreDeviceError."""
+        return check_sg_device(path)
+
     @classmethod
     def open(cls, path: str, *, bsopts: str = "", bsoflags: str = "",
              size: int | None = None) -> SgStore:
@@ -202,11 +215,11 @@ class SgStore:
         opts = parse_options(bsopts)
         timeout = _timeout(opts.pop("timeout", ""))
         if opts:
-            raise StoreError(f"unknown sg store option: {', '.join(sorted(opts))}")
+            raise StoreError(f"unknown {cls.name} store option: {', '.join(sorted(opts))}")
         parse_oflags(bsoflags, frozenset())
         if not path:
             raise StoreDeviceError("'backing-store' option is necessary")  # tgtadm's words
-        st = check_sg_device(path)
+        st = cls.check_device(path)
         try:  # O_NONBLOCK: do not wait for another opener's O_EXCL (SG_IO still blocks)
             fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as exc:
@@ -214,11 +227,14 @@ class SgStore:
         try:
             if os.fstat(fd).st_rdev != st.st_rdev:
                 raise StoreDeviceError(f"{path}: replaced while being opened")
-            ptype = _init_device(path, fd, _ioctl)
+            ptype = init_device(path, fd, _ioctl, cls.command)
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, timeout=timeout, peripheral_type=ptype)
+        store = cls(path, fd, timeout=timeout, peripheral_type=ptype)
+        log.info("%s: peripheral device type %02Xh, command timeout %g s", path, ptype,
+                 store.timeout)
+        return store
 
     def _submit(self, fn: Callable[[], PassthroughResult | object]
                 ) -> asyncio.Future[PassthroughResult | object]:
@@ -237,8 +253,8 @@ class SgStore:
         timeout_ms = min(int(self.timeout * 1000), 0xFFFFFFFE)
 
         def call() -> PassthroughResult:
-            return sg_io(self._fd, cdb, data_out, data_in_length, timeout_ms, flags,
-                         self._ioctl)
+            return self.command(self._fd, cdb, data_out, data_in_length, timeout_ms,
+                                flags, self._ioctl)
         try:
             result = await self._submit(call)
         except OSError as exc:
@@ -297,9 +313,11 @@ def _timeout(text: str) -> float | None:
     return value
 
 
-def _init_device(path: str, fd: int, ioctl: Ioctl) -> int:
-    """Check the sg driver's version (3.x interface), size its reserved buffer, and
-    return the device's peripheral device type (standard INQUIRY byte 0)."""
+def init_device(path: str, fd: int, ioctl: Ioctl,
+                command: Callable[..., PassthroughResult] = sg_io) -> int:
+    """Check the sg driver's version (3.x interface; bsg answers sg's), size its
+    reserved buffer, and return the device's peripheral device type (standard INQUIRY
+    byte 0), asked with ``command``."""
     version = bytearray(4)
     try:
         ioctl(fd, SG_GET_VERSION_NUM, version)
@@ -310,8 +328,8 @@ def _init_device(path: str, fd: int, ioctl: Ioctl) -> int:
     with contextlib.suppress(OSError):
         ioctl(fd, SG_SET_RESERVED_SIZE, bytearray(struct.pack("@i", RESERVED_SIZE)))
     try:
-        res = sg_io(fd, bytes((0x12, 0, 0, 0, 36, 0)), b"", 36, 30000, SG_FLAG_Q_AT_TAIL,
-                    ioctl)
+        res = command(fd, bytes((0x12, 0, 0, 0, 36, 0)), b"", 36, 30000, SG_FLAG_Q_AT_TAIL,
+                      ioctl)
     except OSError as exc:
         raise StoreDeviceError(f"{path}: INQUIRY failed: {exc.strerror}") from None
     if res.status or res.host_status or len(res.data) < 1:
