@@ -428,16 +428,7 @@ def _mmc_pages(lu: LogicalUnit, page: int, subpage: int, pc: int) -> bytes:
     return pages[page]
 
 
-async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    cdb = task.cdb
-    body = bytes(3) + _mmc_pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
-    return spc.data_in(bytes((min(len(body), 255),)) + body, cdb[4])
-
-
-async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    cdb = task.cdb
-    body = bytes(6) + _mmc_pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
-    return spc.data_in(_U16.pack(len(body)) + body, _U16.unpack_from(cdb, 7)[0])
+mode_sense_6, mode_sense_10 = spc.mode_sense_without_descriptors(_mmc_pages)
 
 
 async def write(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:

@@ -465,14 +465,6 @@ async def start_stop_unit(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return ScsiResult(Status.GOOD)
 
 
-async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    prevent = task.cdb[4] & 0x03
-    if prevent > 1:
-        raise invalid_field(4, 1)
-    lu.set_prevent(task.nexus.key, bool(prevent))
-    return ScsiResult(Status.GOOD)
-
-
 def _rows() -> list[Command]:
     O, W, R, A = OperationCode, True, PR_READ, PR_ALLOWED  # noqa: N806, E741
     return [
@@ -516,7 +508,7 @@ def _rows() -> list[Command]:
                 service_action=ServiceAction.GET_LBA_STATUS, pr_access=R),
         Command(O.START_STOP_UNIT, "START STOP UNIT", start_stop_unit, medium=False),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
-                prevent_allow_medium_removal, medium=False, pr_access=R),
+                spc.prevent_allow_medium_removal, medium=False, pr_access=R),
         *xcopy.COMMANDS,
         *sanitize.sanitize_rows(),
         *atomic.COMMANDS,

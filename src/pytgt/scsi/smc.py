@@ -552,14 +552,6 @@ async def initialize_element_status_with_range(lu: LogicalUnit, task: ScsiTask) 
     return spc.good()
 
 
-async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    prevent = task.cdb[4] & 0x03
-    if prevent > 1:
-        raise invalid_field(4, 1)
-    lu.set_prevent(task.nexus.key, bool(prevent))
-    return spc.good()
-
-
 # MODE SENSE (SPC-4 6.11-6.12) with the SMC-3 7.3 pages; no block descriptors.
 def _element_address_assignment(ch: MediumChanger) -> bytes:
     body = b""
@@ -595,16 +587,7 @@ def _changer_pages(lu: LogicalUnit, page: int, subpage: int, pc: int) -> bytes:
     return pages[page]
 
 
-async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    cdb = task.cdb
-    body = bytes(3) + _changer_pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
-    return spc.data_in(bytes((min(len(body), 255),)) + body, cdb[4])
-
-
-async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    cdb = task.cdb
-    body = bytes(6) + _changer_pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
-    return spc.data_in(_U16.pack(len(body)) + body, _U16.unpack_from(cdb, 7)[0])
+mode_sense_6, mode_sense_10 = spc.mode_sense_without_descriptors(_changer_pages)
 
 
 def _rows() -> list[Command]:
@@ -619,7 +602,7 @@ def _rows() -> list[Command]:
         Command(O.MODE_SENSE_6, "MODE SENSE(6)", mode_sense_6, medium=False, pr_access=R),
         Command(O.MODE_SENSE_10, "MODE SENSE(10)", mode_sense_10, medium=False, pr_access=R),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
-                prevent_allow_medium_removal, medium=False, pr_access=R),
+                spc.prevent_allow_medium_removal, medium=False, pr_access=R),
         Command(INITIALIZE_ELEMENT_STATUS, "INITIALIZE ELEMENT STATUS",
                 initialize_element_status, pr_access=R),
         Command(INITIALIZE_ELEMENT_STATUS_WITH_RANGE, "INITIALIZE ELEMENT STATUS WITH RANGE",

@@ -7,6 +7,7 @@ Handlers are ``async def handler(lu, task) -> ScsiResult``; they decode the CDB,
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from pytgt.scsi import alua, vpd
@@ -41,6 +42,38 @@ def data_in(data: bytes | bytearray | memoryview, alloc: int) -> ScsiResult:
 
 def good() -> ScsiResult:
     return ScsiResult(Status.GOOD)
+
+
+async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+    """PREVENT ALLOW MEDIUM REMOVAL (SPC-4 6.13): PREVENT 00b/01b for this I_T nexus; the
+    other values (MMC's persistent prevent) are refused here."""
+    prevent = task.cdb[4] & 0x03
+    if prevent > 1:
+        raise invalid_field(4, 1)
+    lu.set_prevent(task.nexus.key, bool(prevent))
+    return good()
+
+
+#: A device type's MODE SENSE pages: (lu, page code, subpage, page control) -> the pages.
+PageBuilder = Callable[["LogicalUnit", int, int, int], bytes]
+Handler = Callable[["LogicalUnit", ScsiTask], Awaitable[ScsiResult]]
+
+
+def mode_sense_without_descriptors(pages: PageBuilder) -> tuple[Handler, Handler]:
+    """MODE SENSE(6) and (10) (SPC-4 6.11, 6.12) for a device type with no block
+    descriptor: a zero header (no medium type, no device-specific bits) and ``pages``."""
+
+    async def mode_sense_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+        cdb = task.cdb
+        body = bytes(3) + pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
+        return data_in(bytes((min(len(body), 255),)) + body, cdb[4])
+
+    async def mode_sense_10(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
+        cdb = task.cdb
+        body = bytes(6) + pages(lu, cdb[2] & 0x3F, cdb[3], cdb[2] >> 6)
+        return data_in(_U16.pack(len(body)) + body, _U16.unpack_from(cdb, 7)[0])
+
+    return mode_sense_6, mode_sense_10
 
 
 def param_list(task: ScsiTask, length: int) -> memoryview:

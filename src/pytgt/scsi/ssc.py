@@ -255,14 +255,6 @@ async def load_unload(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     return spc.good()
 
 
-async def prevent_allow_medium_removal(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
-    prevent = task.cdb[4] & 0x03
-    if prevent > 1:
-        raise invalid_field(4, 1)
-    lu.set_prevent(task.nexus.key, bool(prevent))
-    return spc.good()
-
-
 # READ(6) (SSC-3 6.4, 4.2.x).
 async def read_6(lu: LogicalUnit, task: ScsiTask) -> ScsiResult:
     cdb = task.cdb
@@ -667,7 +659,7 @@ def _rows() -> list[Command]:
         Command(WRITE_ATTRIBUTE, "WRITE ATTRIBUTE", ssc_mam.write_attribute,
                 ssc_mam.write_attribute_data_out, writes=W),
         Command(O.PREVENT_ALLOW_MEDIUM_REMOVAL, "PREVENT ALLOW MEDIUM REMOVAL",
-                prevent_allow_medium_removal, medium=False, pr_access=R),
+                spc.prevent_allow_medium_removal, medium=False, pr_access=R),
     ]
 
 
