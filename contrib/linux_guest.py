@@ -137,6 +137,18 @@ disk_of() {
   done
   return 1
 }
+# dev_of IQN LUN CLASS: the /dev node of a LUN of a logged-in target in a sysfs class
+# (scsi_generic, scsi_tape), skipping st's mode variants (nst0l, nst0m, nst0a)
+dev_of() {
+  for s in /sys/class/iscsi_session/session*; do
+    [ "$(cat "$s/targetname")" = "$1" ] || continue
+    for d in "$s"/device/target*/*:"$2"/"$3"/*; do
+      n=${d##*/}
+      case $n in sg*|nst[0-9]|nst[0-9][0-9]) [ -e "/dev/$n" ] && echo "/dev/$n" && return 0;; esac
+    done
+  done
+  return 1
+}
 """
 GATE_ADDR = "10.0.2.99:9"
 

@@ -25,21 +25,9 @@ T={IQN}; P={PORTAL}
 iscsid_start
 iscsiadm -m node -o new -T $T -p $P >/dev/null
 iscsiadm -m node -T $T -p $P --login
-# dev_of LUN CLASS: the /dev node of a LUN of $T in a sysfs class directory (scsi_generic,
-# scsi_tape), skipping st's mode variants (nst0l, nst0m, nst0a)
-dev_of() {{
-  for s in /sys/class/iscsi_session/session*; do
-    [ "$(cat "$s/targetname")" = "$T" ] || continue
-    for d in "$s"/device/target*/*:"$1"/"$2"/*; do
-      n=${{d##*/}}
-      case $n in sg*|nst[0-9]|nst[0-9][0-9]) [ -e "/dev/$n" ] && echo "/dev/$n" && return 0;; esac
-    done
-  done
-  return 1
-}}
-poll 30 dev_of 2 scsi_generic
-poll 30 dev_of 1 scsi_tape
-G=$(dev_of 2 scsi_generic); S=$(dev_of 1 scsi_tape)
+poll 30 dev_of $T 2 scsi_generic
+poll 30 dev_of $T 1 scsi_tape
+G=$(dev_of $T 2 scsi_generic); S=$(dev_of $T 1 scsi_tape)
 MT=$(command -v mt-st || echo mt)  # mt-st's, not busybox's (no status)
 mark MTPROG $MT
 mark TYPES $(cat /sys/class/scsi_generic/${{G#/dev/}}/device/type) \\

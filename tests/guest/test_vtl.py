@@ -38,26 +38,15 @@ MT=mt-st
 iscsid_start
 iscsiadm -m node -o new -T $T -p $P >/dev/null
 iscsiadm -m node -T $T -p $P --login
-# dev_of LUN CLASS: the /dev node of a LUN of $T in a sysfs class (scsi_generic, scsi_tape)
-dev_of() {{
-  for s in /sys/class/iscsi_session/session*; do
-    [ "$(cat "$s/targetname")" = "$T" ] || continue
-    for d in "$s"/device/target*/*:"$1"/"$2"/*; do
-      n=${{d##*/}}
-      case $n in sg*|nst[0-9]|nst[0-9][0-9]) [ -e "/dev/$n" ] && echo "/dev/$n" && return 0;; esac
-    done
-  done
-  return 1
-}}
-for l in 1 2 3; do poll 30 dev_of $l scsi_tape; done
-poll 30 dev_of 4 scsi_generic
-G=$(dev_of 4 scsi_generic); S=$(dev_of 3 scsi_tape); SG=$(dev_of 3 scsi_generic)
+for l in 1 2 3; do poll 30 dev_of $T $l scsi_tape; done
+poll 30 dev_of $T 4 scsi_generic
+G=$(dev_of $T 4 scsi_generic); S=$(dev_of $T 3 scsi_tape); SG=$(dev_of $T 3 scsi_generic)
 one() {{ tr '\\n' '|'; }}
 mark STATUS0 "$(mtx -f $G status 2>&1 | one)"
 # tgt's notape, a cleaning cartridge; the first tapeinfo's LOG SENSE meets the power-on
 # unit attention, as on a real drive
-tapeinfo -f $(dev_of 1 scsi_generic) >/dev/null 2>&1
-mark NOTAPE "$(tapeinfo -f $(dev_of 1 scsi_generic) 2>&1 | one)"
+tapeinfo -f $(dev_of $T 1 scsi_generic) >/dev/null 2>&1
+mark NOTAPE "$(tapeinfo -f $(dev_of $T 1 scsi_generic) 2>&1 | one)"
 mtx -f $G load 1 0
 mark LOADED "$(mtx -f $G status 2>&1 | one)"
 poll 30 $MT -f $S status
